@@ -1,0 +1,30 @@
+# The two commands of the README:
+#   make demo   set up (once), then run the MaskDiff pipeline on the embedded dataset
+#   make test   set up (once), then run the test suite (what CI runs)
+# `make setup` alone builds .venv; a second run takes seconds.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-fast demo clean-setup
+
+setup: $(STAMP)
+
+$(STAMP): tools/setup_env.sh pyproject.toml setup.cfg setup.py
+	PYTHON="$(PYTHON)" VENV="$(VENV)" bash tools/setup_env.sh
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(PY) tools/run_demo.py $(DEMO_ARGS)
+
+clean-setup:
+	rm -f $(STAMP)

@@ -1,0 +1,22 @@
+"""Silence known, harmless warning floods of the pinned stack.
+
+Only exact, documented messages are filtered; anything else still shows.
+
+* setuptools 80/81 warn on every ``import pkg_resources`` (mmengine 0.10.7 and
+  openmim import it) that the module "is deprecated"; the stack needs it and
+  pins ``setuptools<81`` (pypa/setuptools#4950).
+* mmengine 0.10.7's ``Config`` / ``Registry`` use ``torch.cuda.amp`` and friends
+  that torch >= 2.4 marks deprecated (open-mmlab/mmengine#1592).
+"""
+import warnings
+
+_IGNORED = (
+    (UserWarning, r'pkg_resources is deprecated as an API'),
+    (FutureWarning, r'`torch\.cuda\.amp\.\w+\(args\.\.\.\)` is deprecated'),
+)
+
+
+def apply() -> None:
+    """Register the filters (idempotent: ``warnings`` de-duplicates them)."""
+    for category, message in _IGNORED:
+        warnings.filterwarnings('ignore', message=message, category=category)
