@@ -1,0 +1,470 @@
+"""MaskDiff's denoiser: a conditional UNet over binary masks (Le et al.,
+AAAI 2024, arXiv 2303.05105, Fig. 1 + supplement).
+
+Layout: residual blocks at every resolution, ``num_res_blocks`` per level on
+the way down and ``num_res_blocks + 1`` on the way up; attention in the middle
+block (ResBlock-Attn-ResBlock) and after every residual block of a level whose
+width is in ``attention_channels`` (the 384-channel level by default), in both
+branches. With base 128 and multipliers (1, 2, 3, 4) this is the layout of the
+improved-diffusion UNet (Nichol & Dhariwal 2021) that the paper describes.
+
+Conditioning:
+
+* y_t, the object region x and the K-shot information k are concatenated
+  along channels (paper). The first convolution is split as
+  conv([y; c]) = conv_y(y) + conv_c(c), so the condition's share is computed
+  once per sampling run (:meth:`MaskDenoisingUNet.encode_condition`).
+* Time: sinusoidal embedding (Vaswani et al. 2017, as in DDPM) + MLP.
+* Class, for classifier-free guidance: an embedding of the block's width is
+  added to the features inside every residual block (paper supplement);
+  label ``num_classes`` is the learned null class.
+* Optional pooled support prototype: projected and added to the time
+  embedding (our choice; not in the paper).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    'MaskDenoisingUNet', 'ConditionEncoding', 'ResidualBlock',
+    'AttentionBlock', 'timestep_embedding'
+]
+
+
+def timestep_embedding(t: Tensor,
+                       dim: int,
+                       max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal timestep embedding (Vaswani et al. 2017, as in DDPM).
+
+    Args:
+        t: (N,) timesteps (int or float).
+        dim: embedding width.
+        max_period: longest wavelength.
+
+    Returns:
+        Tensor: (N, dim) float32, [cos | sin] halves (zero-padded when
+        ``dim`` is odd).
+    """
+    half = dim // 2
+    exponents = torch.arange(half, dtype=torch.float32, device=t.device)
+    freqs = torch.exp(-math.log(max_period) * exponents / half)
+    angles = t.float()[:, None] * freqs[None]
+    embedding = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+    return F.pad(embedding, (0, dim % 2))
+
+
+def _group_norm(channels: int, norm_groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(norm_groups, channels), channels)
+
+
+def _zero_init(module: nn.Module) -> nn.Module:
+    for parameter in module.parameters():
+        nn.init.zeros_(parameter)
+    return module
+
+
+class ResidualBlock(nn.Module):
+    """GroupNorm-SiLU-Conv ×2 residual block with time and class inputs.
+
+    h = conv1(act(norm1(x))) + W·act(emb) + E[label],
+    out = skip(x) + conv2(dropout(act(norm2(h)))).
+
+    E has ``num_classes + 1`` rows (the last one is the null class) and is
+    zero-initialised (our choice: the network starts class-agnostic); conv2
+    is zero-initialised as in improved-diffusion.
+
+    Args:
+        in_channels: input width.
+        out_channels: output width C.
+        emb_channels: time-embedding width.
+        num_classes: number of real classes.
+        dropout: dropout probability before conv2.
+        norm_groups: GroupNorm groups (its gcd with the width is used).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, emb_channels: int,
+                 num_classes: int, dropout: float, norm_groups: int) -> None:
+        super().__init__()
+        self.norm1 = _group_norm(in_channels, norm_groups)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.time_proj = nn.Linear(emb_channels, out_channels)
+        self.class_embedding = nn.Embedding(num_classes + 1, out_channels)
+        nn.init.zeros_(self.class_embedding.weight)
+        self.norm2 = _group_norm(out_channels, norm_groups)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = _zero_init(
+            nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        if in_channels == out_channels:
+            self.skip = nn.Identity()
+        else:
+            self.skip = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: Tensor, emb: Tensor, labels: Tensor) -> Tensor:
+        """
+        Args:
+            x: (N, C_in, H, W) features.
+            emb: (N, E) time (+ prototype) embedding.
+            labels: (N,) long classes in [0, num_classes].
+
+        Returns:
+            Tensor: (N, C, H, W).
+        """
+        h = self.conv1(F.silu(self.norm1(x)))
+        bias = self.time_proj(F.silu(emb)) + self.class_embedding(labels)
+        h = h + bias[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class AttentionBlock(nn.Module):
+    """Multi-head self-attention over the H×W positions, with a residual and
+    a zero-initialised output projection.
+
+    Args:
+        channels: width C, divisible by ``num_head_channels``.
+        num_head_channels: width of one head.
+        norm_groups: GroupNorm groups (its gcd with C is used).
+    """
+
+    def __init__(self, channels: int, num_head_channels: int,
+                 norm_groups: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.num_heads = channels // num_head_channels
+        self.norm = _group_norm(channels, norm_groups)
+        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.proj_out = _zero_init(nn.Conv1d(channels, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """
+        Args:
+            x: (N, C, H, W) features.
+
+        Returns:
+            Tensor: (N, C, H, W).
+        """
+        n, c, height, width = x.shape
+        length = height * width
+        qkv = self.qkv(self.norm(x).reshape(n, c, length))
+        # (N, 3C, L) -> q, k, v, each (N, heads, L, C / heads)
+        qkv = qkv.reshape(n, 3, self.num_heads, c // self.num_heads, length)
+        q, k, v = qkv.permute(1, 0, 2, 4, 3)
+        attended = F.scaled_dot_product_attention(q, k, v)
+        attended = attended.permute(0, 1, 3, 2).reshape(n, c, length)
+        return x + self.proj_out(attended).reshape(n, c, height, width)
+
+
+class Downsample(nn.Module):
+    """Stride-2 3×3 convolution: (N, C, H, W) -> (N, C, H/2, W/2)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Nearest ×2, then a 3×3 convolution: (N, C, H, W) -> (N, C, 2H, 2W)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode='nearest'))
+
+
+class ConditionedSequential(nn.Sequential):
+    """Hands (emb, labels) to residual blocks and only x to other layers."""
+
+    def forward(  # type: ignore[override]
+            self, x: Tensor, emb: Tensor, labels: Tensor) -> Tensor:
+        for layer in self:
+            if isinstance(layer, ResidualBlock):
+                x = layer(x, emb, labels)
+            else:
+                x = layer(x)
+        return x
+
+
+@dataclass(frozen=True)
+class ConditionEncoding:
+    """The condition's precomputed share of the network input, reusable at
+    every sampling step.
+
+    Attributes:
+        cond_feat: (N, base_channels, m, m) ``in_conv_cond(cond)``.
+        vector_emb: (N, 4·base_channels) projected ``cond_vector``, or None.
+    """
+    cond_feat: Tensor
+    vector_emb: Optional[Tensor] = None
+
+    def cat_with_self(self) -> 'ConditionEncoding':
+        """The encoding of the doubled batch [c; c] (batched CFG).
+
+        Returns:
+            ConditionEncoding: tensors with batch 2N.
+        """
+        vector_emb = self.vector_emb
+        if vector_emb is not None:
+            vector_emb = torch.cat([vector_emb, vector_emb])
+        return ConditionEncoding(
+            torch.cat([self.cond_feat, self.cond_feat]), vector_emb)
+
+
+def _check_int(name: str, value: int, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or value < minimum:
+        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
+
+
+class MaskDenoisingUNet(nn.Module):
+    """Conditional denoiser ε_θ(y_t, t, x, k, c) of MaskDiff.
+
+    Args:
+        mask_channels: channels of y_t and of the output.
+        cond_channels: channels of the spatial condition (object region x and
+            K-shot information k, concatenated), e.g. 4 = crop + mask.
+        num_classes: number of real classes; label ``num_classes`` is the
+            learned null class.
+        base_channels: width of the first level; the time embedding is 4×.
+        channel_mults: width multiplier of each level; len − 1 downsamplings.
+        num_res_blocks: residual blocks per level down (one more up).
+        attention_channels: level widths that get attention after each
+            residual block; each must be a width of this UNet. The middle
+            block always has attention.
+        num_head_channels: width of one attention head; must divide every
+            attended width.
+        dropout: dropout probability in the residual blocks.
+        cond_vector_dim: width of an optional pooled support prototype
+            (0: none).
+        mask_size: m, the side of y_t; divisible by
+            2 ** (len(channel_mults) − 1).
+        norm_groups: GroupNorm groups (its gcd with each width is used).
+    """
+
+    def __init__(self,
+                 *,
+                 mask_channels: int = 1,
+                 cond_channels: int = 4,
+                 num_classes: int = 80,
+                 base_channels: int = 128,
+                 channel_mults: Sequence[int] = (1, 2, 3, 4),
+                 num_res_blocks: int = 2,
+                 attention_channels: Sequence[int] = (384, ),
+                 num_head_channels: int = 64,
+                 dropout: float = 0.0,
+                 cond_vector_dim: int = 0,
+                 mask_size: int = 64,
+                 norm_groups: int = 32) -> None:
+        super().__init__()
+        channel_mults = tuple(channel_mults)
+        attention_channels = tuple(attention_channels)
+        widths = self._validate(locals())  # the arguments, by name
+        self.mask_channels = mask_channels
+        self.cond_channels = cond_channels
+        self.num_classes = num_classes
+        self.base_channels = base_channels
+        self.cond_vector_dim = cond_vector_dim
+        self.mask_size = mask_size
+        self.widths = widths
+        emb_channels = 4 * base_channels
+
+        self.time_mlp = nn.Sequential(
+            nn.Linear(base_channels, emb_channels), nn.SiLU(),
+            nn.Linear(emb_channels, emb_channels))
+        self.cond_vector_proj = (
+            nn.Linear(cond_vector_dim, emb_channels)
+            if cond_vector_dim else None)
+        self.in_conv_mask = nn.Conv2d(
+            mask_channels, base_channels, 3, padding=1)
+        self.in_conv_cond = nn.Conv2d(
+            cond_channels, base_channels, 3, padding=1, bias=False)
+
+        def res_block(in_channels: int, out_channels: int) -> ResidualBlock:
+            return ResidualBlock(in_channels, out_channels, emb_channels,
+                                 num_classes, dropout, norm_groups)
+
+        def attention(channels: int) -> AttentionBlock:
+            return AttentionBlock(channels, num_head_channels, norm_groups)
+
+        self.down_blocks = nn.ModuleList()
+        skip_widths = [base_channels]
+        channels = base_channels
+        for level, width in enumerate(widths):
+            for _ in range(num_res_blocks):
+                layers = [res_block(channels, width)]
+                if width in attention_channels:
+                    layers.append(attention(width))
+                self.down_blocks.append(ConditionedSequential(*layers))
+                channels = width
+                skip_widths.append(channels)
+            if level != len(widths) - 1:
+                self.down_blocks.append(
+                    ConditionedSequential(Downsample(channels)))
+                skip_widths.append(channels)
+
+        self.middle_block = ConditionedSequential(
+            res_block(channels, channels), attention(channels),
+            res_block(channels, channels))
+
+        self.up_blocks = nn.ModuleList()
+        for level, width in reversed(list(enumerate(widths))):
+            for i in range(num_res_blocks + 1):
+                layers = [res_block(channels + skip_widths.pop(), width)]
+                channels = width
+                if width in attention_channels:
+                    layers.append(attention(width))
+                if level > 0 and i == num_res_blocks:
+                    layers.append(Upsample(channels))
+                self.up_blocks.append(ConditionedSequential(*layers))
+
+        self.out = nn.Sequential(
+            _group_norm(channels, norm_groups), nn.SiLU(),
+            _zero_init(nn.Conv2d(channels, mask_channels, 3, padding=1)))
+
+    @staticmethod
+    def _validate(args: dict) -> tuple[int, ...]:
+        """Check the constructor arguments; return the level widths."""
+        positive = ('mask_channels', 'cond_channels', 'num_classes',
+                    'base_channels', 'num_res_blocks', 'num_head_channels',
+                    'mask_size', 'norm_groups')
+        for name in positive:
+            _check_int(name, args[name], minimum=1)
+        _check_int('cond_vector_dim', args['cond_vector_dim'], minimum=0)
+        mults = args['channel_mults']
+        if not mults or any(
+                isinstance(m, bool) or not isinstance(m, int) or m < 1
+                for m in mults):
+            raise ValueError('channel_mults must be a non-empty sequence of '
+                             f'positive ints, got {mults!r}')
+        factor = 2**(len(mults) - 1)
+        if args['mask_size'] % factor:
+            raise ValueError(
+                f"mask_size={args['mask_size']} must be divisible by "
+                f'2 ** (len(channel_mults) - 1) = {factor}')
+        if not 0.0 <= args['dropout'] < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got "
+                             f"{args['dropout']}")
+        widths = tuple(args['base_channels'] * m for m in mults)
+        unknown = sorted(set(args['attention_channels']) - set(widths))
+        if unknown:
+            raise ValueError(f'attention_channels {unknown} are not level '
+                             f'widths of this UNet {widths}')
+        head = args['num_head_channels']
+        for width in set(args['attention_channels']) | {widths[-1]}:
+            if width % head:
+                raise ValueError(f'num_head_channels={head} must divide '
+                                 f'every attended width, not {width}')
+        return widths
+
+    # ---------------------------------------------------------------- checks
+    def _check_spatial(self, name: str, tensor: Tensor, channels: int,
+                       batch: Optional[int]) -> None:
+        m = self.mask_size
+        n = tensor.shape[0] if batch is None else batch
+        if tensor.dim() != 4 or tuple(tensor.shape) != (n, channels, m, m):
+            expected = f'(N, {channels}, {m}, {m})'
+            if batch is not None:
+                expected += f' with N={batch}'
+            raise ValueError(f'{name} must have shape {expected}, got '
+                             f'{tuple(tensor.shape)}')
+
+    def _check_vector(self, cond_vector: Optional[Tensor], batch: int) -> None:
+        dim = self.cond_vector_dim
+        if dim == 0:
+            if cond_vector is not None:
+                raise ValueError('cond_vector was given but the UNet was '
+                                 'built with cond_vector_dim=0')
+            return
+        if cond_vector is None:
+            raise ValueError(f'cond_vector of shape (N, {dim}) is required '
+                             f'(cond_vector_dim={dim})')
+        if tuple(cond_vector.shape) != (batch, dim):
+            raise ValueError(f'cond_vector must have shape ({batch}, {dim}), '
+                             f'got {tuple(cond_vector.shape)}')
+
+    # --------------------------------------------------------------- forward
+    def encode_condition(
+            self,
+            cond: Tensor,
+            cond_vector: Optional[Tensor] = None) -> ConditionEncoding:
+        """Precompute the condition's share of the input, once per sampling
+        run.
+
+        Args:
+            cond: (N, cond_channels, m, m) object region x and K-shot
+                information k.
+            cond_vector: (N, cond_vector_dim) pooled support prototype;
+                required iff ``cond_vector_dim > 0``.
+
+        Returns:
+            ConditionEncoding: ``cond_feat`` (N, base_channels, m, m) and
+            ``vector_emb`` (N, 4·base_channels) or None.
+        """
+        self._check_spatial('cond', cond, self.cond_channels, None)
+        self._check_vector(cond_vector, cond.shape[0])
+        vector_emb = None
+        if self.cond_vector_proj is not None:
+            vector_emb = self.cond_vector_proj(cond_vector)
+        return ConditionEncoding(self.in_conv_cond(cond), vector_emb)
+
+    def forward(self,
+                y_t: Tensor,
+                t: Tensor,
+                cond: Union[Tensor, ConditionEncoding],
+                labels: Tensor,
+                cond_vector: Optional[Tensor] = None) -> Tensor:
+        """Predict the diffusion target for noisy masks (ε, x_0 or v: the
+        network is agnostic).
+
+        Args:
+            y_t: (N, mask_channels, m, m) noisy masks.
+            t: (N,) timesteps (original training steps).
+            cond: (N, cond_channels, m, m) raw condition, or the
+                :class:`ConditionEncoding` of :meth:`encode_condition` (then
+                ``cond_vector`` must be None).
+            labels: (N,) long classes in [0, num_classes]; ``num_classes`` is
+                the null class.
+            cond_vector: (N, cond_vector_dim) prototype, with a raw ``cond``.
+
+        Returns:
+            Tensor: (N, mask_channels, m, m).
+        """
+        self._check_spatial('y_t', y_t, self.mask_channels, None)
+        batch = y_t.shape[0]
+        if isinstance(cond, ConditionEncoding):
+            if cond_vector is not None:
+                raise ValueError('pass cond_vector to encode_condition, not '
+                                 'together with a ConditionEncoding')
+            encoding = cond
+            self._check_spatial('cond.cond_feat', encoding.cond_feat,
+                                self.base_channels, batch)
+        else:
+            self._check_spatial('cond', cond, self.cond_channels, batch)
+            encoding = self.encode_condition(cond, cond_vector)
+        if t.shape != (batch, ) or labels.shape != (batch, ):
+            raise ValueError(f't and labels must have shape ({batch},), got '
+                             f'{tuple(t.shape)} and {tuple(labels.shape)}')
+
+        emb = timestep_embedding(t, self.base_channels).to(y_t.dtype)
+        emb = self.time_mlp(emb)
+        if encoding.vector_emb is not None:
+            emb = emb + encoding.vector_emb
+        h = self.in_conv_mask(y_t) + encoding.cond_feat
+        skips = [h]
+        for block in self.down_blocks:
+            h = block(h, emb, labels)
+            skips.append(h)
+        h = self.middle_block(h, emb, labels)
+        for block in self.up_blocks:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb, labels)
+        return self.out(h)

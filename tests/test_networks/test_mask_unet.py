@@ -1,0 +1,223 @@
+import pytest
+import torch
+from torch import nn
+
+from mmdet_maskdiff.diffusion import GaussianDiffusion, get_beta_schedule
+from mmdet_maskdiff.networks import ConditionEncoding, MaskDenoisingUNet
+from mmdet_maskdiff.networks.mask_unet import AttentionBlock, ResidualBlock
+
+SMALL = dict(
+    base_channels=32,
+    channel_mults=(1, 2, 2),
+    attention_channels=(64, ),
+    mask_size=28,
+    num_classes=5)
+
+
+def randomize(model, seed=0):
+    """Re-initialise every parameter (zero-initialised layers hide bugs)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(
+                torch.randn(parameter.shape, generator=generator) * 0.05)
+    return model.eval()
+
+
+def inputs(model, batch=2, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    m = model.mask_size
+    y_t = torch.randn(batch, model.mask_channels, m, m, generator=g)
+    cond = torch.randn(batch, model.cond_channels, m, m, generator=g)
+    t = torch.randint(0, 1000, (batch, ), generator=g)
+    labels = torch.randint(0, model.num_classes, (batch, ), generator=g)
+    return y_t, t, cond, labels
+
+
+def attention_widths(blocks):
+    return [
+        layer.channels for block in blocks for layer in block
+        if isinstance(layer, AttentionBlock)
+    ]
+
+
+def test_small_config_output_shape():
+    model = randomize(MaskDenoisingUNet(**SMALL))
+    y_t, t, cond, labels = inputs(model)
+    out = model(y_t, t, cond, labels)
+    assert out.shape == (2, 1, 28, 28) and torch.isfinite(out).all()
+
+
+def test_output_is_zero_initialised():
+    model = MaskDenoisingUNet(**SMALL)
+    out = model(*inputs(model))
+    assert torch.count_nonzero(out) == 0
+
+
+def test_paper_default_layout():
+    model = MaskDenoisingUNet()
+    assert model.widths == (128, 256, 384, 512) and model.mask_size == 64
+    # 2 residual blocks per level down + 3 downsamplings, 3 per level up.
+    assert sum(isinstance(b[0], ResidualBlock) for b in model.down_blocks) == 8
+    assert len(model.up_blocks) == 12
+    assert attention_widths(model.down_blocks) == [384, 384]
+    assert attention_widths(model.up_blocks) == [384, 384, 384]
+    assert attention_widths([model.middle_block]) == [512]
+    assert [type(layer) for layer in model.middle_block
+            ] == [ResidualBlock, AttentionBlock, ResidualBlock]
+    assert model.in_conv_cond.in_channels == 4
+    assert model.in_conv_cond.bias is None
+    assert model.down_blocks[0][0].class_embedding.num_embeddings == 81
+
+
+def test_paper_shape_layout_forward_at_64():
+    # Paper multipliers and mask size, narrower for speed.
+    model = randomize(
+        MaskDenoisingUNet(
+            base_channels=32, attention_channels=(96, ), num_head_channels=32))
+    y_t, t, cond, labels = inputs(model)
+    assert model(y_t, t, cond, torch.tensor([0, 80])).shape == (2, 1, 64, 64)
+
+
+def test_split_input_conv_equals_conv_over_concatenation():
+    model = MaskDenoisingUNet(**SMALL)
+    y_t, _, cond, _ = inputs(model)
+    joint = nn.Conv2d(5, 32, 3, padding=1)
+    with torch.no_grad():
+        joint.weight.copy_(
+            torch.cat([model.in_conv_mask.weight, model.in_conv_cond.weight],
+                      dim=1))
+        joint.bias.copy_(model.in_conv_mask.bias)
+    split = model.in_conv_mask(y_t) + model.encode_condition(cond).cond_feat
+    torch.testing.assert_close(
+        split, joint(torch.cat([y_t, cond], dim=1)), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('cond_vector_dim', [0, 16])
+def test_encode_condition_path_equals_raw_path(cond_vector_dim):
+    model = randomize(
+        MaskDenoisingUNet(**SMALL, cond_vector_dim=cond_vector_dim))
+    y_t, t, cond, labels = inputs(model)
+    vector = torch.randn(2, cond_vector_dim) if cond_vector_dim else None
+    raw = model(y_t, t, cond, labels, cond_vector=vector)
+    encoding = model.encode_condition(cond, vector)
+    assert isinstance(
+        encoding,
+        ConditionEncoding) and encoding.cond_feat.shape == (2, 32, 28, 28)
+    torch.testing.assert_close(
+        model(y_t, t, encoding, labels), raw, atol=1e-6, rtol=1e-6)
+    doubled = encoding.cat_with_self()
+    out2 = model(
+        torch.cat([y_t, y_t]), torch.cat([t, t]), doubled,
+        torch.cat([labels, labels]))
+    torch.testing.assert_close(out2[2:], raw, atol=1e-5, rtol=1e-5)
+    if cond_vector_dim:
+        other = model(y_t, t, cond, labels, cond_vector=vector + 1)
+        assert not torch.allclose(other, raw)
+        with pytest.raises(ValueError, match='cond_vector'):
+            model(y_t, t, encoding, labels, cond_vector=vector)
+        with pytest.raises(ValueError, match='cond_vector'):
+            model(y_t, t, cond, labels)
+
+
+def test_null_class_and_class_conditioning():
+    model = randomize(MaskDenoisingUNet(**SMALL))
+    y_t, t, cond, _ = inputs(model)
+    null = model(y_t, t, cond, torch.full((2, ), model.num_classes))
+    real = model(y_t, t, cond, torch.zeros(2, dtype=torch.long))
+    assert torch.isfinite(null).all() and not torch.allclose(null, real)
+    with pytest.raises(IndexError):
+        model(y_t, t, cond, torch.full((2, ), model.num_classes + 1))
+
+
+def test_attention_block_matches_reference():
+    block = randomize(AttentionBlock(64, num_head_channels=16, norm_groups=8))
+    x = torch.randn(2, 64, 5, 7, generator=torch.Generator().manual_seed(3))
+    qkv = block.qkv(block.norm(x).flatten(2))
+    heads = [part.reshape(2, 4, 16, 35)
+             for part in qkv.chunk(3, dim=1)]  # (N, heads, d, L)
+    q, k, v = heads
+    weights = torch.softmax(
+        torch.einsum('nhdl,nhdm->nhlm', q, k) / 16**0.5, dim=-1)
+    attended = torch.einsum('nhlm,nhdm->nhdl', weights, v).reshape(2, 64, 35)
+    reference = x + block.proj_out(attended).reshape(x.shape)
+    torch.testing.assert_close(block(x), reference, atol=1e-5, rtol=1e-5)
+
+
+def test_timestep_changes_output():
+    model = randomize(MaskDenoisingUNet(**SMALL))
+    y_t, t, cond, labels = inputs(model)
+    assert not torch.allclose(
+        model(y_t, t, cond, labels), model(y_t, t + 100, cond, labels))
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(mask_size=30), 'mask_size'),
+    (dict(attention_channels=(48, )), 'attention_channels'),
+    (dict(num_head_channels=48), 'num_head_channels'),
+    (dict(channel_mults=()), 'channel_mults'),
+    (dict(cond_channels=0), 'cond_channels'),
+    (dict(num_res_blocks=0), 'num_res_blocks'),
+    (dict(dropout=1.0), 'dropout'),
+])
+def test_invalid_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MaskDenoisingUNet(**{**SMALL, **kwargs})
+
+
+def test_invalid_inputs():
+    model = MaskDenoisingUNet(**SMALL)
+    y_t, t, cond, labels = inputs(model)
+    with pytest.raises(ValueError, match='cond'):
+        model(y_t, t, cond[:, :3], labels)
+    with pytest.raises(ValueError, match='y_t'):
+        model(y_t[:, :, :14, :14], t, cond, labels)
+    with pytest.raises(ValueError, match='cond'):
+        model(y_t, t, cond[:1], labels)
+    with pytest.raises(ValueError, match='labels'):
+        model(y_t, t, cond, labels[:1])
+
+
+def test_overfits_one_mask():
+    torch.manual_seed(0)
+    model = MaskDenoisingUNet(
+        mask_channels=1,
+        cond_channels=2,
+        num_classes=3,
+        base_channels=16,
+        channel_mults=(1, 2),
+        num_res_blocks=1,
+        attention_channels=(),
+        num_head_channels=32,
+        mask_size=16,
+        norm_groups=8)
+    diffusion = GaussianDiffusion(get_beta_schedule('linear', 100))
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 4:12, 3:10] = 1.0
+    x0 = (mask * 2 - 1).expand(16, -1, -1, -1)
+    cond = torch.cat([mask, torch.ones_like(mask)],
+                     dim=1).expand(16, -1, -1, -1)
+    labels = torch.ones(16, dtype=torch.long)
+    kwargs = dict(cond=cond, labels=labels)
+
+    g = torch.Generator().manual_seed(1)
+    eval_t = torch.randint(0, 100, (16, ), generator=g)
+    eval_noise = torch.randn(x0.shape, generator=g)
+
+    def eval_loss():
+        with torch.no_grad():
+            return diffusion.training_losses(
+                model, x0, eval_t, eval_noise,
+                model_kwargs=kwargs)['loss'].mean()
+
+    initial = eval_loss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(150):
+        t = torch.randint(0, 100, (16, ), generator=g)
+        loss = diffusion.training_losses(
+            model, x0, t, model_kwargs=kwargs)['loss'].mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    final = eval_loss()
+    assert final < initial / 5, (initial.item(), final.item())
