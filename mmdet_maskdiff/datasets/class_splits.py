@@ -1,0 +1,151 @@
+"""Base / novel class splits of the few-shot benchmarks.
+
+COCO few-shot protocol (TFA, Wang et al. 2020; MTFA / iMTFA for instance
+segmentation): the 20 categories shared with PASCAL VOC are *novel*, the other
+60 are *base*. Names are the category names of the COCO annotation files,
+spaces included (``'potted plant'``, ``'dining table'``), which are also the
+names used in TFA's ``cocosplit`` file names.
+
+A label space is always an ordered tuple of class names: the label of an
+instance is the index of its class in that tuple. :func:`resolve_classes`
+turns a split keyword (``'ALL'``, ``'BASE'``, ``'NOVEL'``) or an explicit
+sequence into such a tuple, for COCO or for any dataset whose base / novel
+classes are given as ``class_splits=dict(base=[...], novel=[...])``.
+"""
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+
+# mmdet ``CocoDataset.METAINFO['classes']`` order (= COCO category id order).
+COCO_ALL_CLASSES: Tuple[str, ...] = (
+    'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train',
+    'truck', 'boat', 'traffic light', 'fire hydrant', 'stop sign',
+    'parking meter', 'bench', 'bird', 'cat', 'dog', 'horse', 'sheep', 'cow',
+    'elephant', 'bear', 'zebra', 'giraffe', 'backpack', 'umbrella', 'handbag',
+    'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball', 'kite',
+    'baseball bat', 'baseball glove', 'skateboard', 'surfboard',
+    'tennis racket', 'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon',
+    'bowl', 'banana', 'apple', 'sandwich', 'orange', 'broccoli', 'carrot',
+    'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant',
+    'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote',
+    'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
+    'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear',
+    'hair drier', 'toothbrush')
+
+# The 20 PASCAL VOC categories, in the TFA / mmfewshot order.
+COCO_NOVEL_CLASSES: Tuple[str,
+                          ...] = ('person', 'bicycle', 'car', 'motorcycle',
+                                  'airplane', 'bus', 'train', 'boat', 'bird',
+                                  'cat', 'dog', 'horse', 'sheep', 'cow',
+                                  'bottle', 'chair', 'couch', 'potted plant',
+                                  'dining table', 'tv')
+
+# The other 60, in ``COCO_ALL_CLASSES`` order.
+COCO_BASE_CLASSES: Tuple[str, ...] = tuple(name for name in COCO_ALL_CLASSES
+                                           if name not in COCO_NOVEL_CLASSES)
+
+COCO_SPLIT: Dict[str, Tuple[str, ...]] = dict(
+    ALL=COCO_ALL_CLASSES, BASE=COCO_BASE_CLASSES, NOVEL=COCO_NOVEL_CLASSES)
+
+SPLIT_NAMES: Tuple[str, ...] = ('ALL', 'BASE', 'NOVEL')
+
+ClassSpec = Union[str, Sequence[str]]
+ClassSplits = Mapping[str, Sequence[str]]
+
+
+def _check_names(names: Sequence[str], what: str) -> Tuple[str, ...]:
+    """Return ``names`` as a tuple after checking types and duplicates."""
+    if isinstance(names, str):
+        raise ValueError(f'{what} must be a sequence of class names, got the '
+                         f'string {names!r}; write ({names!r},) for a single '
+                         'class')
+    names = tuple(names)
+    if not names:
+        raise ValueError(f'{what} is empty')
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f'{what} must contain class names (str), got '
+                             f'{name!r} of type {type(name).__name__}')
+    seen = set()
+    duplicates = []
+    for name in names:
+        if name in seen and name not in duplicates:
+            duplicates.append(name)
+        seen.add(name)
+    if duplicates:
+        raise ValueError(f'{what} lists these classes more than once: '
+                         f'{duplicates}')
+    return names
+
+
+def get_class_splits(
+        class_splits: Optional[ClassSplits] = None
+) -> Dict[str, Tuple[str, ...]]:
+    """Return the ``ALL`` / ``BASE`` / ``NOVEL`` class tuples of a dataset.
+
+    Args:
+        class_splits (Mapping[str, Sequence[str]], optional): the base / novel
+            definition of a non-COCO dataset, ``dict(base=[...],
+            novel=[...])`` (keys case-insensitive). ``ALL`` is then
+            ``base + novel`` in that order. ``None`` means COCO
+            (:data:`COCO_SPLIT`).
+
+    Returns:
+        dict[str, tuple[str, ...]]: keys ``'ALL'``, ``'BASE'``, ``'NOVEL'``.
+
+    Raises:
+        ValueError: unknown or missing keys, duplicated names, or a class that
+            is both base and novel.
+    """
+    if class_splits is None:
+        return dict(COCO_SPLIT)
+    if not isinstance(class_splits, Mapping):
+        raise ValueError('class_splits must be a dict(base=[...], '
+                         f'novel=[...]), got {type(class_splits).__name__}')
+    keys = {str(key).lower(): key for key in class_splits}
+    if len(keys) != len(class_splits) or set(keys) != {'base', 'novel'}:
+        raise ValueError('class_splits must have exactly the keys '
+                         f"'base' and 'novel', got {list(class_splits)}")
+    base = _check_names(class_splits[keys['base']], "class_splits['base']")
+    novel = _check_names(class_splits[keys['novel']], "class_splits['novel']")
+    overlap = [name for name in base if name in novel]
+    if overlap:
+        raise ValueError('classes cannot be both base and novel: '
+                         f'{overlap}')
+    return dict(ALL=base + novel, BASE=base, NOVEL=novel)
+
+
+def resolve_classes(
+        spec: ClassSpec,
+        class_splits: Optional[ClassSplits] = None) -> Tuple[str, ...]:
+    """Turn a split keyword or a sequence of names into a label space.
+
+    Args:
+        spec (str | Sequence[str]): ``'ALL'``, ``'BASE'`` or ``'NOVEL'``
+            (case-insensitive), or an explicit sequence of class names whose
+            order is kept.
+        class_splits (Mapping[str, Sequence[str]], optional): base / novel
+            definition for a non-COCO dataset, see :func:`get_class_splits`.
+            ``None`` resolves keywords against COCO.
+
+    Returns:
+        tuple[str, ...]: the class names; label ``i`` is ``classes[i]``.
+
+    Raises:
+        ValueError: an unknown split keyword, an empty sequence, duplicated
+            names, or an invalid ``class_splits``.
+
+    Examples:
+        >>> resolve_classes('novel')[:3]
+        ('person', 'bicycle', 'car')
+        >>> resolve_classes('ALL', dict(base=['a', 'b'], novel=['c']))
+        ('a', 'b', 'c')
+    """
+    splits = get_class_splits(class_splits)
+    if isinstance(spec, str):
+        key = spec.upper()
+        if key not in SPLIT_NAMES:
+            raise ValueError(
+                f'unknown class split {spec!r}: expected one of '
+                f"{', '.join(SPLIT_NAMES)} (case-insensitive) or a sequence "
+                f'of class names, e.g. ({spec!r},)')
+        return splits[key]
+    return _check_names(spec, 'classes')

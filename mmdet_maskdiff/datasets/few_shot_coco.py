@@ -1,0 +1,541 @@
+"""COCO-format dataset for few-shot instance segmentation.
+
+:class:`FewShotCocoDataset` is a :class:`mmdet.datasets.CocoDataset` with a
+fixed label space (one tuple of class names shared by base training,
+fine-tuning and testing), an optional subset of classes whose annotations are
+kept, and a few-shot mode that builds the data list from TFA-layout K-shot
+files (see :mod:`.few_shot_splits`).
+"""
+import logging
+import math
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from mmengine.fileio import exists, get_local_path, join_path
+from mmengine.logging import print_log
+from mmengine.utils import is_abs
+from mmdet.datasets import CocoDataset
+from mmdet.registry import DATASETS
+from pycocotools import mask as mask_util
+
+from .class_splits import (COCO_ALL_CLASSES, ClassSpec, ClassSplits,
+                           get_class_splits, resolve_classes)
+from .few_shot_splits import few_shot_split_path, read_coco_json
+
+# A bbox or polygon may overhang the image by this many pixels (rounding in
+# real annotation files) before it counts as outside the image.
+OUTSIDE_TOLERANCE = 1.0
+INVALID_POLICIES = ('raise', 'skip')
+
+
+def _palette(classes: Sequence[str]) -> List[Tuple[int, int, int]]:
+    """COCO's colour for COCO names, a fixed pseudo-random one otherwise."""
+    coco_palette = CocoDataset.METAINFO['palette']
+    palette = []
+    for i, name in enumerate(classes):
+        if name in COCO_ALL_CLASSES:
+            palette.append(tuple(coco_palette[COCO_ALL_CLASSES.index(name)]))
+        else:
+            palette.append(((97 * i + 61) % 256, (151 * i + 23) % 256,
+                            (211 * i + 127) % 256))
+    return palette
+
+
+def _mask_problem(segmentation: Union[list, dict], width: int,
+                  height: int) -> Optional[str]:
+    """Why a polygon / RLE segmentation is unusable, or ``None``."""
+    if isinstance(segmentation, list):
+        for polygon in segmentation:
+            if (not isinstance(polygon, list) or len(polygon) < 6
+                    or len(polygon) % 2):
+                return ('has a polygon that is not a flat list of at least '
+                        '3 (x, y) points')
+            xs, ys = polygon[0::2], polygon[1::2]
+            if (min(xs) < -OUTSIDE_TOLERANCE or min(ys) < -OUTSIDE_TOLERANCE
+                    or max(xs) > width + OUTSIDE_TOLERANCE
+                    or max(ys) > height + OUTSIDE_TOLERANCE):
+                return (f'has a polygon outside the {width}x{height} image')
+        rle = mask_util.merge(
+            mask_util.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation, dict):
+        if 'counts' not in segmentation or 'size' not in segmentation:
+            return "has an RLE segmentation without 'counts' and 'size'"
+        if list(segmentation['size']) != [height, width]:
+            return (f"has an RLE of size {segmentation['size']}, not the "
+                    f'image size [{height}, {width}]')
+        if isinstance(segmentation['counts'], list):
+            rle = mask_util.frPyObjects(segmentation, height, width)
+        else:
+            rle = segmentation
+    else:
+        return (f'has a segmentation of unknown type '
+                f'{type(segmentation).__name__}')
+    if float(mask_util.area(rle)) <= 0:
+        return 'has a zero-area mask'
+    return None
+
+
+def annotation_problem(ann: dict,
+                       width: int,
+                       height: int,
+                       check_mask: bool = True) -> Optional[str]:
+    """Why an annotation is unusable, or ``None`` when it is fine.
+
+    Args:
+        ann (dict): a COCO annotation.
+        width (int): image width.
+        height (int): image height.
+        check_mask (bool): also check ``segmentation`` (polygons inside the
+            image, RLE of the image size, positive decoded area).
+
+    Returns:
+        str | None: a phrase such as ``'has a zero-area mask'``.
+    """
+    bbox = ann.get('bbox')
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        return f'has no valid bbox [x, y, w, h] (got {bbox!r})'
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return f'has a non-finite bbox {bbox}'
+    try:
+        area = float(ann.get('area', 0))
+    except (TypeError, ValueError):
+        area = 0.0
+    if not area > 0:
+        return f"has zero area (area={ann.get('area')})"
+    if w < 1 or h < 1:
+        return f'has a degenerate bbox {bbox} (width or height < 1 px)'
+    if (x < -OUTSIDE_TOLERANCE or y < -OUTSIDE_TOLERANCE
+            or x + w > width + OUTSIDE_TOLERANCE
+            or y + h > height + OUTSIDE_TOLERANCE):
+        return f'has a bbox {bbox} outside the {width}x{height} image'
+    if check_mask and ann.get('segmentation'):
+        return _mask_problem(ann['segmentation'], width, height)
+    return None
+
+
+def _is_skipped_by_mmdet(ann: dict, width: int, height: int) -> bool:
+    """mmdet ``CocoDataset.parse_data_info``'s rule for dropping a box."""
+    x1, y1, w, h = ann['bbox']
+    inter_w = max(0, min(x1 + w, width) - max(x1, 0))
+    inter_h = max(0, min(y1 + h, height) - max(y1, 0))
+    return inter_w * inter_h == 0 or ann['area'] <= 0 or w < 1 or h < 1
+
+
+@DATASETS.register_module()
+class FewShotCocoDataset(CocoDataset):
+    """COCO-format dataset with a few-shot label space and K-shot mode.
+
+    **Label space.** ``classes`` fixes ``metainfo['classes']``; the label of an
+    instance is the index of its class name in that tuple, in the given
+    order (mmdet's ``CocoDataset`` orders labels by category id instead).
+    Category ids are looked up by name, so base training, fine-tuning and
+    testing agree on labels whenever they use the same ``classes``, whatever
+    the category ids or order of their files. ``metainfo`` also gets
+    ``base_classes`` and ``novel_classes`` (the members of each group that are
+    in the label space), read by :class:`FewShotCocoMetric`.
+
+    **Full mode** (``few_shot_root=None``): every image of ``ann_file``.
+    Annotations whose class is outside the label space are ignored (as in
+    mmdet); those of a class outside ``ann_classes`` are dropped (counted in
+    the log). Invalid annotations of this file are *skipped* with a logged
+    count — mmdet's rule: no overlap with the image, ``area <= 0``, width or
+    height < 1 px — because large files such as ``instances_train2017.json``
+    contain a few.
+
+    **Few-shot mode** (``few_shot_root`` set): the data list is built from the
+    K-shot file of every class in the label space (and in ``ann_classes``):
+    base classes with ``num_base_shots``, novel ones with ``num_novel_shots``
+    (0 or ``None`` skips that group), seed ``seed``. An image found in several
+    class files becomes *one* data item holding the instances of all of them
+    (duplicates by annotation id removed). Invalid annotations of these files
+    *raise* by default (``on_invalid_few_shot='raise'``; ``'skip'`` drops them
+    with a logged count): a K-shot set is small, so a broken instance is a
+    real problem. ``ann_file`` may be ``''``; when given, it is read for its
+    categories (every category id must agree with the split files) and its
+    image records (file name, size), so TFA's ``cocosplit`` files (2014 file
+    names) resolve to the COCO 2017 images of ``instances_train2017.json``.
+
+    ``filter_cfg=dict(filter_empty_gt=True)`` keeps the images with at least
+    one instance left after class filtering (crowd included); ``min_size``
+    works as in mmdet.
+
+    Args:
+        classes (str | Sequence[str]): the label space: ``'ALL'``,
+            ``'BASE'``, ``'NOVEL'`` or a sequence of names. Defaults to
+            ``'ALL'``.
+        class_splits (dict, optional): base / novel definition for a non-COCO
+            dataset, ``dict(base=[...], novel=[...])``; ``None`` = COCO.
+        ann_classes (str | Sequence[str], optional): the classes whose
+            annotations are kept (e.g. ``'BASE'`` for base training in the
+            ALL label space); must be a subset of ``classes``. ``None`` keeps
+            all.
+        few_shot_root (str, optional): directory of the K-shot files (TFA
+            layout); relative paths are joined to ``data_root``.
+        num_novel_shots (int, optional): K of the novel classes.
+        num_base_shots (int, optional): K of the base classes.
+        seed (int): the split seed (0 = files directly in ``few_shot_root``).
+            Defaults to 0.
+        on_invalid_few_shot (str): ``'raise'`` (default) or ``'skip'`` for an
+            invalid annotation of a K-shot file.
+        metainfo (dict, optional): may not set other ``classes`` than
+            ``classes``; other keys are kept.
+        **kwargs: the arguments of :class:`mmdet.datasets.CocoDataset`
+            (``ann_file``, ``data_root``, ``data_prefix``, ``filter_cfg``,
+            ``pipeline``, ``test_mode``, ``backend_args``, ...).
+
+    Raises:
+        FileNotFoundError: a missing annotation or K-shot file.
+        ValueError: a malformed file (not json, no ``images`` /
+            ``annotations`` / ``categories``), a class absent from a file,
+            a file with fewer than K instances, different category ids for
+            one class name in two files, an invalid K-shot annotation (zero
+            area, bbox or mask outside the image), or inconsistent arguments.
+            Every message names the file and the class or field.
+    """
+
+    def __init__(self,
+                 *args,
+                 classes: ClassSpec = 'ALL',
+                 class_splits: Optional[ClassSplits] = None,
+                 ann_classes: Optional[ClassSpec] = None,
+                 few_shot_root: Optional[str] = None,
+                 num_novel_shots: Optional[int] = None,
+                 num_base_shots: Optional[int] = None,
+                 seed: int = 0,
+                 on_invalid_few_shot: str = 'raise',
+                 metainfo: Optional[dict] = None,
+                 **kwargs) -> None:
+        splits = get_class_splits(class_splits)
+        label_classes = resolve_classes(classes, class_splits)
+        if ann_classes is None:
+            self.ann_classes = label_classes
+        else:
+            self.ann_classes = resolve_classes(ann_classes, class_splits)
+            outside = [c for c in self.ann_classes if c not in label_classes]
+            if outside:
+                raise ValueError(f'ann_classes {outside} are not in the label '
+                                 f'space classes={classes!r}')
+        if on_invalid_few_shot not in INVALID_POLICIES:
+            raise ValueError("on_invalid_few_shot must be 'raise' or 'skip', "
+                             f'got {on_invalid_few_shot!r}')
+        for name, value in (('num_novel_shots', num_novel_shots),
+                            ('num_base_shots', num_base_shots)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f'{name} must be None or an int >= 0, got '
+                                 f'{value!r}')
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f'seed must be an int >= 0, got {seed!r}')
+
+        metainfo = dict(metainfo or {})
+        if 'classes' in metainfo and tuple(
+                metainfo['classes']) != label_classes:
+            raise ValueError(
+                'metainfo.classes differs from the classes argument of '
+                'FewShotCocoDataset; set the label space with classes=... '
+                'only')
+        metainfo['classes'] = label_classes
+        metainfo.setdefault('palette', _palette(label_classes))
+        metainfo['base_classes'] = tuple(c for c in label_classes
+                                         if c in splits['BASE'])
+        metainfo['novel_classes'] = tuple(c for c in label_classes
+                                          if c in splits['NOVEL'])
+
+        self.class_splits = splits
+        self.few_shot_root = few_shot_root
+        self.num_novel_shots = num_novel_shots
+        self.num_base_shots = num_base_shots
+        self.seed = seed
+        self.on_invalid_few_shot = on_invalid_few_shot
+        super().__init__(*args, metainfo=metainfo, **kwargs)
+
+    # ------------------------------------------------------------------ #
+    # loading
+    # ------------------------------------------------------------------ #
+    def _join_prefix(self) -> None:
+        """Also join ``few_shot_root`` to ``data_root`` when relative."""
+        super()._join_prefix()
+        if (self.few_shot_root and self.data_root
+                and not is_abs(self.few_shot_root)):
+            self.few_shot_root = join_path(self.data_root, self.few_shot_root)
+
+    def _read_json(self, path: str) -> dict:
+        """Read and check a COCO json through the file backend."""
+        if not exists(path, backend_args=self.backend_args):
+            raise FileNotFoundError(f'annotation file not found: {path}')
+        with get_local_path(path, backend_args=self.backend_args) as local:
+            return read_coco_json(local, display_path=path)
+
+    @staticmethod
+    def _name_to_cat_id(data: dict, path: str) -> Dict[str, int]:
+        """Category name -> id of one file (names must be unique)."""
+        name2id: Dict[str, int] = {}
+        for cat in data['categories']:
+            if cat['name'] in name2id:
+                raise ValueError(f"category name '{cat['name']}' appears "
+                                 f'twice in {path}')
+            name2id[cat['name']] = cat['id']
+        return name2id
+
+    def _set_label_space(self, name2id: Dict[str, int], path: str) -> None:
+        """Set ``cat_ids`` / ``cat2label`` in the order of the classes."""
+        classes = self.metainfo['classes']
+        for name in classes:
+            if name not in name2id:
+                raise ValueError(f"class '{name}' is not a category of "
+                                 f'{path}')
+        self.cat_ids = [name2id[name] for name in classes]
+        self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
+        self._kept_labels = {
+            self.cat2label[name2id[name]]
+            for name in self.ann_classes
+        }
+
+    def load_data_list(self) -> List[dict]:
+        """Load the data list of the full file or of the K-shot files.
+
+        Returns:
+            list[dict]: one dict per image with ``img_path``, ``img_id``,
+            ``seg_map_path``, ``height``, ``width`` and ``instances`` (each
+            with ``bbox`` (xyxy), ``bbox_label``, ``ignore_flag`` and, when
+            annotated, ``mask``).
+        """
+        self._num_invalid = 0
+        self._num_dropped = 0
+        main = None
+        if self.ann_file:
+            main = self._read_json(self.ann_file)
+            self._set_label_space(
+                self._name_to_cat_id(main, self.ann_file), self.ann_file)
+        if self.few_shot_root:
+            data_list = self._load_few_shot(main)
+        elif main is None:
+            raise ValueError('FewShotCocoDataset needs ann_file (or '
+                             'few_shot_root for the K-shot mode)')
+        else:
+            data_list = self._load_full(main)
+        self.cat_img_map = {cat_id: [] for cat_id in self.cat_ids}
+        for data_info in data_list:
+            for label in sorted(
+                {i['bbox_label']
+                 for i in data_info['instances']}):
+                self.cat_img_map[self.cat_ids[label]].append(
+                    data_info['img_id'])
+        name = type(self).__name__
+        if self._num_invalid:
+            print_log(
+                f'{name}: skipped {self._num_invalid} invalid annotations '
+                '(zero area or bbox outside the image) of '
+                f'{self.few_shot_root or self.ann_file}',
+                logger='current',
+                level=logging.WARNING)
+        if self._num_dropped:
+            print_log(
+                f'{name}: dropped {self._num_dropped} annotations of classes '
+                'outside ann_classes',
+                logger='current')
+        return data_list
+
+    def _load_full(self, data: dict) -> List[dict]:
+        """The data list of all images of one COCO json."""
+        anns_per_img: Dict[int, List[dict]] = {
+            img['id']: []
+            for img in data['images']
+        }
+        ann_ids = set()
+        for ann in data['annotations']:
+            if self.ANN_ID_UNIQUE and ann['id'] in ann_ids:
+                raise ValueError(f"annotation id {ann['id']} appears twice in "
+                                 f'{self.ann_file}')
+            ann_ids.add(ann['id'])
+            if ann['image_id'] not in anns_per_img:
+                raise ValueError(f"annotation {ann['id']} of {self.ann_file} "
+                                 f"refers to image {ann['image_id']}, which "
+                                 "is not in 'images'")
+            anns_per_img[ann['image_id']].append(ann)
+        data_list = []
+        for img in data['images']:
+            raw_img_info = dict(img, img_id=img['id'])
+            data_list.append(
+                self.parse_data_info(
+                    dict(
+                        raw_img_info=raw_img_info,
+                        raw_ann_info=anns_per_img[img['id']])))
+        return data_list
+
+    def _shots_of(self, name: str) -> int:
+        """K of one class (0: not loaded)."""
+        if name in self.class_splits['NOVEL']:
+            return self.num_novel_shots or 0
+        if name in self.class_splits['BASE']:
+            return self.num_base_shots or 0
+        raise ValueError(f"class '{name}' is neither base nor novel, so it "
+                         'has no number of shots; set class_splits')
+
+    def _load_few_shot(self, main: Optional[dict]) -> List[dict]:
+        """The data list of the K-shot files (see the class docstring)."""
+        classes = self.metainfo['classes']
+        to_load = [(name, self._shots_of(name)) for name in classes
+                   if name in self.ann_classes]
+        to_load = [(name, k) for name, k in to_load if k > 0]
+        if not to_load:
+            raise ValueError(
+                'few_shot_root is set but no class has shots: set '
+                'num_novel_shots and/or num_base_shots (and check '
+                'ann_classes)')
+        ref_ids = (None if main is None else self._name_to_cat_id(
+            main, self.ann_file))
+        ref_path = self.ann_file
+        main_images = (None if main is None else {
+            img['id']: img
+            for img in main['images']
+        })
+        items: Dict[int, dict] = {}
+        for name, shots in to_load:
+            path = few_shot_split_path(self.few_shot_root, name, shots,
+                                       self.seed)
+            if not exists(path, backend_args=self.backend_args):
+                raise FileNotFoundError(
+                    f"few-shot split file not found: {path} (class '{name}',"
+                    f' K={shots}, seed={self.seed})')
+            data = self._read_json(path)
+            name2id = self._name_to_cat_id(data, path)
+            if name not in name2id:
+                raise ValueError(f"class '{name}' is not a category of "
+                                 f'few-shot file {path}')
+            if ref_ids is None:
+                ref_ids, ref_path = name2id, path
+                self._set_label_space(ref_ids, path)
+            for other in classes:
+                if (other in name2id and other in ref_ids
+                        and name2id[other] != ref_ids[other]):
+                    raise ValueError(
+                        f"category id of class '{other}' is "
+                        f'{name2id[other]} in {path} but {ref_ids[other]} in '
+                        f'{ref_path}')
+            cat_id = name2id[name]
+            anns = [
+                a for a in data['annotations'] if a['category_id'] == cat_id
+            ]
+            num_instances = sum(not a.get('iscrowd', 0) for a in anns)
+            if num_instances < shots:
+                raise ValueError(
+                    f'few-shot file {path} has {num_instances} instances of '
+                    f"class '{name}', fewer than K={shots}")
+            if num_instances > shots:
+                print_log(
+                    f'few-shot file {path} has {num_instances} instances of '
+                    f"class '{name}' (K={shots}); all are used",
+                    logger='current',
+                    level=logging.WARNING)
+            file_images = {img['id']: img for img in data['images']}
+            for ann in anns:
+                img_id = ann['image_id']
+                if main_images is not None:
+                    if img_id not in main_images:
+                        raise ValueError(
+                            f'image {img_id} of few-shot file {path} is not '
+                            f'in the annotation file {self.ann_file}')
+                    img = main_images[img_id]
+                elif img_id in file_images:
+                    img = file_images[img_id]
+                else:
+                    raise ValueError(f"annotation {ann['id']} of few-shot "
+                                     f'file {path} refers to image {img_id}, '
+                                     "which is not in 'images'")
+                problem = annotation_problem(ann, img['width'], img['height'])
+                if problem is not None:
+                    if self.on_invalid_few_shot == 'raise':
+                        raise ValueError(
+                            f"annotation {ann['id']} (class '{name}', image "
+                            f'{img_id}) of few-shot file {path} {problem}')
+                    self._num_invalid += 1
+                    continue
+                item = items.setdefault(img_id, dict(img=img, anns={}))
+                item['anns'].setdefault(ann['id'], ann)
+        data_list = []
+        for img_id, item in items.items():
+            raw_img_info = dict(item['img'], img_id=img_id)
+            data_list.append(
+                self.parse_data_info(
+                    dict(
+                        raw_img_info=raw_img_info,
+                        raw_ann_info=list(item['anns'].values()))))
+        return data_list
+
+    def parse_data_info(self, raw_data_info: dict) -> dict:
+        """Parse one image and its annotations into the label space.
+
+        Args:
+            raw_data_info (dict): ``raw_img_info`` (a COCO image record plus
+                ``img_id``) and ``raw_ann_info`` (its annotations).
+
+        Returns:
+            dict: the data info of the image (see :meth:`load_data_list`).
+        """
+        img_info = raw_data_info['raw_img_info']
+        ann_info = raw_data_info['raw_ann_info']
+        img_prefix = self.data_prefix.get('img', '')
+        data_info = dict(
+            img_path=osp.join(img_prefix, img_info['file_name']),
+            img_id=img_info['img_id'],
+            seg_map_path=None,
+            height=img_info['height'],
+            width=img_info['width'])
+        if self.data_prefix.get('seg', None):
+            data_info['seg_map_path'] = osp.join(
+                self.data_prefix['seg'],
+                img_info['file_name'].rsplit('.', 1)[0] + self.seg_map_suffix)
+        if self.return_classes:
+            data_info['text'] = self.metainfo['classes']
+            data_info['caption_prompt'] = self.caption_prompt
+            data_info['custom_entities'] = True
+
+        instances = []
+        for ann in ann_info:
+            if ann.get('ignore', False):
+                continue
+            label = self.cat2label.get(ann['category_id'])
+            if label is None:
+                continue
+            if label not in self._kept_labels:
+                self._num_dropped += 1
+                continue
+            if _is_skipped_by_mmdet(ann, img_info['width'],
+                                    img_info['height']):
+                self._num_invalid += 1
+                continue
+            x1, y1, w, h = ann['bbox']
+            instance = dict(
+                ignore_flag=1 if ann.get('iscrowd', False) else 0,
+                bbox=[x1, y1, x1 + w, y1 + h],
+                bbox_label=label)
+            if ann.get('segmentation', None):
+                instance['mask'] = ann['segmentation']
+            instances.append(instance)
+        data_info['instances'] = instances
+        return data_info
+
+    def _serialize_data(self) -> Tuple[np.ndarray, np.ndarray]:
+        """mmengine's serialisation, which fails on an empty data list."""
+        if not self.data_list:
+            return np.zeros(0, np.uint8), np.zeros(0, np.int64)
+        return super()._serialize_data()
+
+    def filter_data(self) -> List[dict]:
+        """Filter images without instances and small images (train only).
+
+        Returns:
+            list[dict]: the kept data infos.
+        """
+        if self.test_mode or self.filter_cfg is None:
+            return self.data_list
+        filter_empty_gt = self.filter_cfg.get('filter_empty_gt', False)
+        min_size = self.filter_cfg.get('min_size', 0)
+        return [
+            data_info for data_info in self.data_list
+            if not (filter_empty_gt and not data_info['instances'])
+            and min(data_info['width'], data_info['height']) >= min_size
+        ]

@@ -1,0 +1,419 @@
+"""An embedded few-shot instance segmentation dataset, drawn on the fly.
+
+Eight shape classes, each with its own colour and texture, are painted with
+random size, position and rotation on a noisy, blotchy background:
+
+=========  =====  ============  ==========================
+class      split  colour (BGR)  texture
+=========  =====  ============  ==========================
+circle     base   red           solid
+square     base   blue          horizontal stripes
+triangle   base   green         checkerboard
+ring       base   yellow        dots (the hole shows the background)
+cross      base   magenta       vertical stripes
+star       base   cyan          diagonal stripes
+crescent   novel  orange        grid lines
+heart      novel  pink          speckle
+=========  =====  ============  ==========================
+
+An image holds 1-4 instances; later ones may overlap earlier ones a little
+(an earlier instance keeps at least 60 % of its pixels). Masks are the
+*visible* pixels of each instance, exactly the pixels painted with its
+texture, stored as COCO RLE (``counts`` string), which pycocotools and
+mmdet's ``LoadAnnotations(with_mask=True)`` decode without loss. Boxes are
+the tight boxes of those masks. Classes are drawn from a stream of shuffled
+permutations, so every class gets about the same number of instances.
+
+Layout written under ``out_dir``::
+
+    images/train/000001.png ...        images/test/000001.png ...
+    annotations/instances_train.json   annotations/instances_test.json
+    few_shot/full_box_{K}shot_{class}_trainval.json, few_shot/seed{N}/...
+    synthetic_fsis.json                the generation parameters
+
+Everything is a function of the arguments (numpy ``default_rng`` streams,
+canonical json), so a re-run writes byte-identical files.
+"""
+import json
+import math
+import os
+import os.path as osp
+import shutil
+from typing import Dict, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_util
+
+from .few_shot_splits import generate_few_shot_splits
+
+SYNTHETIC_CLASS_SPLITS = dict(
+    base=('circle', 'square', 'triangle', 'ring', 'cross', 'star'),
+    novel=('crescent', 'heart'))
+SYNTHETIC_CLASSES: Tuple[str, ...] = (
+    SYNTHETIC_CLASS_SPLITS['base'] + SYNTHETIC_CLASS_SPLITS['novel'])
+
+# BGR colour and texture of each class.
+_STYLE = dict(
+    circle=((40, 40, 220), 'solid'),
+    square=((220, 90, 30), 'hstripes'),
+    triangle=((40, 200, 40), 'checker'),
+    ring=((30, 220, 230), 'dots'),
+    cross=((210, 40, 210), 'vstripes'),
+    star=((230, 220, 40), 'diagonal'),
+    crescent=((20, 140, 255), 'grid'),
+    heart=((180, 150, 255), 'speckle'))
+
+_FORMAT_VERSION = 1
+_MANIFEST = 'synthetic_fsis.json'
+_MIN_VISIBLE = 0.6  # fraction of an instance that must stay visible
+_BASE_SIZE = 128  # object sizes below are for this image size
+
+
+def _rotate(points: np.ndarray, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return points @ np.array([[c, s], [-s, c]])
+
+
+def _polygon(mask: np.ndarray, centre: np.ndarray, points: np.ndarray,
+             angle: float) -> None:
+    pts = np.round(_rotate(points, angle) + centre).astype(np.int32)
+    cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8)
+
+
+def _disc(mask: np.ndarray, centre: np.ndarray, radius: float,
+          value: int) -> None:
+    cv2.circle(
+        mask, (int(round(centre[0])), int(round(centre[1]))),
+        max(1, int(round(radius))),
+        value,
+        -1,
+        lineType=cv2.LINE_8)
+
+
+def draw_shape(name: str, height: int, width: int, centre: np.ndarray,
+               radius: float, angle: float) -> np.ndarray:
+    """Rasterise one shape (no anti-aliasing).
+
+    Args:
+        name (str): one of :data:`SYNTHETIC_CLASSES`.
+        height (int): image height.
+        width (int): image width.
+        centre (np.ndarray): (2,) x, y of the centre.
+        radius (float): half the size; the shape fits in this circle.
+        angle (float): rotation in radians.
+
+    Returns:
+        np.ndarray: uint8 (height, width) mask in {0, 1}.
+    """
+    mask = np.zeros((height, width), np.uint8)
+    r = radius
+    if name == 'circle':
+        _disc(mask, centre, r, 1)
+    elif name == 'ring':
+        _disc(mask, centre, r, 1)
+        _disc(mask, centre, 0.5 * r, 0)
+    elif name == 'crescent':
+        _disc(mask, centre, r, 1)
+        shift = _rotate(np.array([[0.5 * r, 0.]]), angle)[0]
+        _disc(mask, centre + shift, 0.8 * r, 0)
+    elif name == 'square':
+        a = 0.7 * r
+        _polygon(mask, centre, np.array([[-a, -a], [a, -a], [a, a], [-a, a]]),
+                 angle)
+    elif name == 'triangle':
+        t = np.arange(3) * 2 * math.pi / 3 - math.pi / 2
+        _polygon(mask, centre, r * np.stack([np.cos(t), np.sin(t)], 1), angle)
+    elif name == 'star':
+        t = np.arange(10) * math.pi / 5 - math.pi / 2
+        rad = np.where(np.arange(10) % 2 == 0, r, 0.45 * r)
+        _polygon(mask, centre, np.stack([rad * np.cos(t), rad * np.sin(t)], 1),
+                 angle)
+    elif name == 'cross':
+        t, a = r / 3, r * 0.95
+        pts = np.array([[-t, -a], [t, -a], [t, -t], [a, -t], [a, t], [t, t],
+                        [t, a], [-t, a], [-t, t], [-a, t], [-a, -t], [-t, -t]])
+        _polygon(mask, centre, pts, angle)
+    elif name == 'heart':
+        t = np.linspace(0, 2 * math.pi, 48, endpoint=False)
+        x = 16 * np.sin(t)**3
+        y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) -
+              np.cos(4 * t))
+        pts = np.stack([x, y - 2.5], 1) * (r / 17.5)
+        _polygon(mask, centre, pts, 0.3 * math.sin(angle))
+    else:
+        raise ValueError(f'unknown synthetic class {name!r}')
+    return mask
+
+
+def _texture(name: str, height: int, width: int,
+             rng: np.random.Generator) -> np.ndarray:
+    """The full-image texture of a class, uint8 (H, W, 3) BGR."""
+    colour, kind = _STYLE[name]
+    colour = np.clip(
+        np.array(colour, np.float32) * rng.uniform(0.85, 1.1), 0, 255)
+    yy, xx = np.mgrid[:height, :width]
+    phase = rng.integers(0, 8)
+    if kind == 'solid':
+        pattern = np.ones((height, width), np.float32)
+    elif kind == 'hstripes':
+        pattern = ((yy + phase) // 3 % 2).astype(np.float32)
+    elif kind == 'vstripes':
+        pattern = ((xx + phase) // 3 % 2).astype(np.float32)
+    elif kind == 'checker':
+        pattern = (((xx + phase) // 4 + (yy + phase) // 4) % 2).astype(
+            np.float32)
+    elif kind == 'dots':
+        pattern = 1. - (((xx + phase) % 5 < 2) &
+                        ((yy + phase) % 5 < 2)).astype(np.float32)
+    elif kind == 'diagonal':
+        pattern = ((xx + yy + phase) // 3 % 2).astype(np.float32)
+    elif kind == 'grid':
+        pattern = 1. - (((xx + phase) % 6 == 0) |
+                        ((yy + phase) % 6 == 0)).astype(np.float32)
+    else:  # speckle
+        pattern = (rng.random((height, width)) > 0.3).astype(np.float32)
+    shade = 0.45 + 0.55 * pattern
+    img = colour[None, None, :] * shade[..., None]
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _background(height: int, width: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """Greyish low-frequency blotches plus pixel noise, uint8 (H, W, 3)."""
+    coarse = rng.uniform(70, 150, (6, 6, 3)).astype(np.float32)
+    coarse = coarse.mean(axis=2, keepdims=True) * 0.7 + coarse * 0.3
+    img = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    img = img + rng.normal(0, 10, (height, width, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+class _ClassStream:
+    """Class ids from consecutive shuffled permutations (balanced counts)."""
+
+    def __init__(self, num_classes: int, rng: np.random.Generator) -> None:
+        self.num_classes = num_classes
+        self.rng = rng
+        self.queue: List[int] = []
+
+    def next(self) -> int:
+        if not self.queue:
+            self.queue = self.rng.permutation(self.num_classes).tolist()
+        return self.queue.pop()
+
+
+def _make_image(image_size: int, rng: np.random.Generator,
+                stream: _ClassStream) -> Tuple[np.ndarray, List[dict]]:
+    """One image and its instances (``label``, visible ``mask``)."""
+    h = w = image_size
+    scale = image_size / _BASE_SIZE
+    img = _background(h, w, rng)
+    placed: List[dict] = []
+    for _ in range(int(rng.integers(1, 5))):
+        label = stream.next()
+        name = SYNTHETIC_CLASSES[label]
+        for _attempt in range(30):
+            radius = rng.uniform(10, 30) * scale
+            margin = radius + 1
+            if 2 * margin >= min(h, w) - 1:
+                radius = (min(h, w) - 4) / 2
+                margin = radius + 1
+            centre = rng.uniform(margin, [w - margin - 1, h - margin - 1])
+            full = draw_shape(name, h, w, centre, radius,
+                              rng.uniform(0, 2 * math.pi))
+            full_area = int(full.sum())
+            if full_area < 16:
+                continue
+            occluded_ok = all(
+                int((p['mask'] & (1 - full)).sum()) >= _MIN_VISIBLE *
+                p['full_area'] for p in placed)
+            if occluded_ok:
+                break
+        else:
+            continue  # no place found; the image gets fewer instances
+        for p in placed:
+            p['mask'] = p['mask'] & (1 - full)
+        texture = _texture(name, h, w, rng)
+        img[full > 0] = texture[full > 0]
+        placed.append(dict(label=label, mask=full, full_area=full_area))
+    return img, placed
+
+
+def _annotation(ann_id: int, img_id: int, label: int,
+                mask: np.ndarray) -> dict:
+    ys, xs = np.nonzero(mask)
+    x0, y0 = int(xs.min()), int(ys.min())
+    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return dict(
+        id=ann_id,
+        image_id=img_id,
+        category_id=label + 1,
+        bbox=[x0, y0, int(xs.max()) + 1 - x0,
+              int(ys.max()) + 1 - y0],
+        area=int(mask.sum()),
+        iscrowd=0,
+        segmentation=dict(
+            size=[int(mask.shape[0]), int(mask.shape[1])],
+            counts=rle['counts'].decode('ascii')))
+
+
+def _write_split(out_dir: str, split: str, num_images: int, image_size: int,
+                 rng: np.random.Generator) -> str:
+    img_dir = osp.join(out_dir, 'images', split)
+    os.makedirs(img_dir, exist_ok=True)
+    stream = _ClassStream(len(SYNTHETIC_CLASSES), rng)
+    images, annotations = [], []
+    for img_id in range(1, num_images + 1):
+        img, instances = _make_image(image_size, rng, stream)
+        file_name = f'{img_id:06d}.png'
+        if not cv2.imwrite(osp.join(img_dir, file_name), img):
+            raise OSError(f'cannot write {osp.join(img_dir, file_name)}')
+        images.append(
+            dict(
+                id=img_id,
+                file_name=file_name,
+                width=image_size,
+                height=image_size))
+        for inst in instances:
+            annotations.append(
+                _annotation(
+                    len(annotations) + 1, img_id, inst['label'], inst['mask']))
+    data = dict(
+        info=dict(
+            description=f'mmdet_maskdiff synthetic FSIS ({split})',
+            version=str(_FORMAT_VERSION)),
+        licenses=[],
+        images=images,
+        annotations=annotations,
+        categories=[
+            dict(id=i + 1, name=name, supercategory='shape')
+            for i, name in enumerate(SYNTHETIC_CLASSES)
+        ])
+    path = osp.join(out_dir, 'annotations', f'instances_{split}.json')
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(data, f, sort_keys=True, separators=(',', ':'))
+        f.write('\n')
+    return path
+
+
+def synthetic_paths(out_dir: str) -> Dict[str, str]:
+    """The paths :func:`make_synthetic_fsis` writes under ``out_dir``."""
+    return dict(
+        root=out_dir,
+        train_ann=osp.join(out_dir, 'annotations', 'instances_train.json'),
+        test_ann=osp.join(out_dir, 'annotations', 'instances_test.json'),
+        train_img_dir=osp.join(out_dir, 'images', 'train'),
+        test_img_dir=osp.join(out_dir, 'images', 'test'),
+        few_shot_root=osp.join(out_dir, 'few_shot'),
+        manifest=osp.join(out_dir, _MANIFEST))
+
+
+def make_synthetic_fsis(out_dir: str,
+                        num_train_images: int = 300,
+                        num_test_images: int = 80,
+                        image_size: int = 128,
+                        seed: int = 0,
+                        shots: Sequence[int] = (1, 2, 3, 5, 10),
+                        seeds: Sequence[int] = (0, 1, 2),
+                        overwrite: bool = False) -> Dict[str, str]:
+    """Write the synthetic FSIS dataset (COCO format + TFA-layout splits).
+
+    If ``out_dir`` already holds a dataset made with the same arguments
+    (its ``synthetic_fsis.json`` matches), nothing is written and the paths
+    are returned, so callers may invoke this unconditionally.
+
+    Args:
+        out_dir (str): the dataset root.
+        num_train_images (int): training images. Defaults to 300.
+        num_test_images (int): test images. Defaults to 80.
+        image_size (int): side of the square images; object sizes (20-60 px
+            at 128) scale with it. Defaults to 128.
+        seed (int): the generation seed. Defaults to 0.
+        shots (Sequence[int]): K of the few-shot files.
+            Defaults to (1, 2, 3, 5, 10).
+        seeds (Sequence[int]): seeds of the few-shot files.
+            Defaults to (0, 1, 2).
+        overwrite (bool): replace a dataset made with other arguments
+            (``images/``, ``annotations/`` and ``few_shot/`` under
+            ``out_dir`` are deleted first). Defaults to False.
+
+    Returns:
+        dict[str, str]: ``root``, ``train_ann``, ``test_ann``,
+        ``train_img_dir``, ``test_img_dir``, ``few_shot_root``, ``manifest``.
+
+    Raises:
+        FileExistsError: ``out_dir`` holds another dataset (or files in
+            these sub-folders) and ``overwrite`` is False.
+        ValueError: invalid sizes, or too few training instances of a class
+            for the largest K (use more training images).
+    """
+    if num_train_images < 1 or num_test_images < 1:
+        raise ValueError('num_train_images and num_test_images must be >= 1')
+    if image_size < 32:
+        raise ValueError(f'image_size must be >= 32, got {image_size}')
+    paths = synthetic_paths(out_dir)
+    params = dict(
+        format_version=_FORMAT_VERSION,
+        num_train_images=int(num_train_images),
+        num_test_images=int(num_test_images),
+        image_size=int(image_size),
+        seed=int(seed),
+        shots=sorted(set(int(k) for k in shots)),
+        seeds=sorted(set(int(s) for s in seeds)),
+        classes=list(SYNTHETIC_CLASSES))
+    if osp.isfile(paths['manifest']):
+        with open(paths['manifest'], encoding='utf-8') as f:
+            try:
+                existing = json.load(f)
+            except json.JSONDecodeError:
+                existing = None
+        if existing == params:
+            return paths
+    parts = [
+        osp.join(out_dir, d) for d in ('images', 'annotations', 'few_shot')
+    ]
+    if any(osp.exists(p) for p in parts + [paths['manifest']]):
+        if not overwrite:
+            raise FileExistsError(
+                f'{out_dir} already holds a dataset made with other '
+                'arguments (or other files); pass overwrite=True '
+                '(--overwrite) to replace it')
+        for p in parts:
+            if osp.isdir(p):
+                shutil.rmtree(p)
+        if osp.exists(paths['manifest']):
+            os.remove(paths['manifest'])
+
+    train_rng = np.random.default_rng([seed, 0])
+    test_rng = np.random.default_rng([seed, 1])
+    _write_split(out_dir, 'train', num_train_images, image_size, train_rng)
+    _write_split(out_dir, 'test', num_test_images, image_size, test_rng)
+    generate_few_shot_splits(
+        paths['train_ann'],
+        paths['few_shot_root'],
+        shots=params['shots'],
+        seeds=params['seeds'])
+    # the manifest last: its presence means the dataset is complete
+    with open(paths['manifest'], 'w', encoding='utf-8') as f:
+        json.dump(params, f, sort_keys=True, indent=1)
+        f.write('\n')
+    return paths
+
+
+def count_instances(ann_file: str) -> Dict[str, int]:
+    """Instances per class name of a COCO json (for reports and tests)."""
+    with open(ann_file, encoding='utf-8') as f:
+        data = json.load(f)
+    names = {c['id']: c['name'] for c in data['categories']}
+    counts = {name: 0 for name in names.values()}
+    for ann in data['annotations']:
+        counts[names[ann['category_id']]] += 1
+    return counts
+
+
+__all__ = [
+    'SYNTHETIC_CLASS_SPLITS', 'SYNTHETIC_CLASSES', 'make_synthetic_fsis',
+    'synthetic_paths', 'draw_shape', 'count_instances'
+]

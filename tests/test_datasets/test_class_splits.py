@@ -1,0 +1,62 @@
+import pytest
+
+from mmdet_maskdiff.datasets.class_splits import (COCO_ALL_CLASSES,
+                                                  COCO_BASE_CLASSES,
+                                                  COCO_NOVEL_CLASSES,
+                                                  COCO_SPLIT, get_class_splits,
+                                                  resolve_classes)
+
+VOC = {
+    'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train',
+    'boat', 'bird', 'cat', 'dog', 'horse', 'sheep', 'cow', 'bottle', 'chair',
+    'couch', 'potted plant', 'dining table', 'tv'
+}
+
+
+def test_coco_split_sizes_and_order():
+    from mmdet.datasets import CocoDataset
+    assert COCO_ALL_CLASSES == tuple(CocoDataset.METAINFO['classes'])
+    assert len(COCO_ALL_CLASSES) == 80
+    assert set(COCO_NOVEL_CLASSES) == VOC and len(COCO_NOVEL_CLASSES) == 20
+    assert len(COCO_BASE_CLASSES) == 60
+    assert not set(COCO_BASE_CLASSES) & set(COCO_NOVEL_CLASSES)
+    assert set(COCO_BASE_CLASSES) | VOC == set(COCO_ALL_CLASSES)
+    # base classes keep the ALL order
+    positions = [COCO_ALL_CLASSES.index(c) for c in COCO_BASE_CLASSES]
+    assert positions == sorted(positions)
+    assert COCO_SPLIT['BASE'] is COCO_BASE_CLASSES
+
+
+def test_resolve_keywords_and_sequences():
+    assert resolve_classes('novel') == COCO_NOVEL_CLASSES
+    assert resolve_classes('Base') == COCO_BASE_CLASSES
+    assert resolve_classes('ALL') == COCO_ALL_CLASSES
+    assert resolve_classes(['dog', 'cat']) == ('dog', 'cat')
+    splits = dict(base=['b1', 'b2'], novel=('n1', ))
+    assert resolve_classes('all', splits) == ('b1', 'b2', 'n1')
+    assert resolve_classes('NOVEL', splits) == ('n1', )
+    assert get_class_splits(dict(BASE=['x'], Novel=['y']))['ALL'] == ('x', 'y')
+
+
+@pytest.mark.parametrize('spec, match', [
+    ('nove', "unknown class split 'nove'"),
+    ('person', r"unknown class split 'person'.*\('person',\)"),
+    (['cat', 'dog', 'cat'], r"more than once: \['cat'\]"),
+    ([], 'classes is empty'),
+    (['cat', 3], 'class names'),
+])
+def test_resolve_errors(spec, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_classes(spec)
+
+
+@pytest.mark.parametrize('splits, match', [
+    (dict(base=['a', 'b'], novel=['b']), r"both base and novel: \['b'\]"),
+    (dict(base=['a'], rare=['b']), "exactly the keys 'base' and 'novel'"),
+    (dict(base=['a', 'a'], novel=['b']), 'more than once'),
+    (dict(base='a', novel=['b']), 'sequence of class names'),
+    (['a', 'b'], 'must be a dict'),
+])
+def test_class_splits_errors(splits, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_classes('ALL', splits)
