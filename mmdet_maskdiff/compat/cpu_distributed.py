@@ -24,7 +24,8 @@ _original_init_dist_pytorch = dist_utils._init_dist_pytorch
 _original_ddp_init = MMDistributedDataParallel.__init__
 
 
-def _init_dist_pytorch_cpu(backend: str, init_backend: str = 'torch',
+def _init_dist_pytorch_cpu(backend: str,
+                           init_backend: str = 'torch',
                            **kwargs) -> None:
     """``_init_dist_pytorch`` without CUDA calls; ``nccl`` becomes ``gloo``."""
     if torch.cuda.is_available() or init_backend != 'torch':

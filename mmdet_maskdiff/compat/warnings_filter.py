@@ -5,14 +5,17 @@ Only exact, documented messages are filtered; anything else still shows.
 * setuptools 80/81 warn on every ``import pkg_resources`` (mmengine 0.10.7 and
   openmim import it) that the module "is deprecated"; the stack needs it and
   pins ``setuptools<81`` (pypa/setuptools#4950).
-* mmengine 0.10.7's ``Config`` / ``Registry`` use ``torch.cuda.amp`` and friends
-  that torch >= 2.4 marks deprecated (open-mmlab/mmengine#1592).
+* mmengine 0.10.7's ``Config`` / ``Registry`` use ``torch.cuda.amp`` and
+  friends that torch >= 2.4 marks deprecated (open-mmlab/mmengine#1592).
+* pycocotools' mask decoding calls ``__array__`` without the ``copy`` keyword,
+  which numpy 2 flags with a DeprecationWarning on every decoded mask.
 """
 import warnings
 
 _IGNORED = (
     (UserWarning, r'pkg_resources is deprecated as an API'),
     (FutureWarning, r'`torch\.cuda\.amp\.\w+\(args\.\.\.\)` is deprecated'),
+    (DeprecationWarning, r'__array__ implementation doesn\'t accept a copy'),
 )
 
 

@@ -107,7 +107,7 @@ def _registry_miss(exc: KeyError) -> str:
 
 
 def run_cli(main: Callable[[], None]) -> None:
-    """Run a tool's ``main``; report input errors on one line, exit status 2."""
+    """Run a tool's ``main``; input errors become one line and status 2."""
     try:
         main()
     except InputError as exc:
@@ -117,6 +117,8 @@ def run_cli(main: Callable[[], None]) -> None:
         message = _registry_miss(exc)
         if not message:
             raise
-        print(f'error: {message} (misspelt type, or a config without '
-              f'{IMPORT_HINT})', file=sys.stderr)
+        print(
+            f'error: {message} (misspelt type, or a config without '
+            f'{IMPORT_HINT})',
+            file=sys.stderr)
         sys.exit(2)

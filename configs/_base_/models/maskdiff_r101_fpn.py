@@ -1,0 +1,68 @@
+# MaskDiff detector: TFA-style R-101 FPN two-stage detector (one 80-class
+# label space for all stages) + the diffusion mask head with the paper's
+# denoiser (UNet 128 channels x (1, 2, 3, 4), two res blocks down / three up,
+# attention at the bottleneck and the 384-channel level, 64x64 masks).
+# Defaults the paper leaves open are documented in docs/defaults.md.
+_base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
+
+custom_imports = dict(imports=['mmdet_maskdiff'], allow_failed_imports=False)
+
+mask_size = 64
+# `_delete_` replaces whatever head the base config has (FCNMaskHead, None)
+diffusion_mask_head = dict(
+    _delete_=True,
+    type='DiffusionMaskHead',
+    num_classes=80,
+    mask_size=mask_size,
+    denoiser=dict(
+        type='MaskDenoisingUNet',
+        base_channels=128,
+        channel_mults=(1, 2, 3, 4),
+        num_res_blocks=2,
+        attention_channels=(384, ),
+        num_head_channels=64,
+        dropout=0.1),
+    region_source='image',
+    num_shots=1,
+    shot_fusion='concat',
+    use_prototypes=True,
+    prototype_dim=256,
+    num_timesteps=1000,
+    beta_schedule='linear',
+    prediction_type='epsilon',
+    class_dropout_prob=0.1,
+    test_sampler=dict(
+        type='ddim', steps=4, eta=0.0, guidance_weight=1.0, num_samples=1,
+        seed=0, chunk_size=None))
+model = dict(
+    type='MaskDiffRCNN',
+    frozen_modules=(),
+    backbone=dict(
+        depth=101,
+        init_cfg=dict(type='Pretrained',
+                      checkpoint='torchvision://resnet101')),
+    roi_head=dict(
+        type='FewShotRoIHead',
+        bbox_head=dict(num_classes=80),
+        # the diffusion head reads the image; support prototypes share the
+        # box RoI extractor
+        mask_roi_extractor=None,
+        mask_head=diffusion_mask_head),
+    train_cfg=dict(rcnn=dict(mask_size=mask_size)))
+
+# The point-estimate baseline on identical detections: mmdet's FCNMaskHead
+# (Mask R-CNN's head) in place of the diffusion head, see coco_*shot_fcn.py.
+fcn_mask_roi_extractor = dict(
+    _delete_=True,
+    type='SingleRoIExtractor',
+    roi_layer=dict(type='RoIAlign', output_size=14, sampling_ratio=0),
+    out_channels=256,
+    featmap_strides=[4, 8, 16, 32])
+fcn_mask_head = dict(
+    _delete_=True,
+    type='FCNMaskHead',
+    num_convs=4,
+    in_channels=256,
+    conv_out_channels=256,
+    num_classes=80,
+    loss_mask=dict(type='CrossEntropyLoss', use_mask=True, loss_weight=1.0))

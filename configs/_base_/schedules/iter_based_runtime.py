@@ -1,0 +1,14 @@
+# Iteration-based runtime shared by every MaskDiff stage.
+_base_ = 'mmdet::_base_/default_runtime.py'
+
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=110000,
+                 val_interval=10000)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=50),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=10000,
+                    max_keep_ckpts=2))
+log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
+# 8 GPUs x 2 images; `--auto-scale-lr` rescales the lr for other sizes.
+auto_scale_lr = dict(enable=False, base_batch_size=16)

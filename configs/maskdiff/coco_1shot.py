@@ -1,0 +1,67 @@
+# MaskDiff stage 2 — the mask distribution model, K = 1 (entry point).
+# The detector of stage 1b is loaded and frozen (parameters fixed, norm
+# layers in eval mode); only the DiffusionMaskHead trains, on the base
+# training set plus the K-shot novel instances. Evaluation reports bbox and
+# segm AP / AP50 / AP75 for base, novel and all classes.
+#   tools/dist_train.sh configs/maskdiff/coco_1shot.py 8
+#   tools/dist_test.sh configs/maskdiff/coco_1shot.py work_dirs/coco_1shot/iter_40000.pth 8
+#   mim test mmdet_maskdiff coco_1shot.py --checkpoint work_dirs/coco_1shot/iter_40000.pth
+# Seed of the K-shot sample (TFA seeds 0-9), in both places:
+#   --cfg-options train_dataloader.dataset.datasets.1.seed=N custom_hooks.0.dataset.seed=N
+# Sampler at test time: --cfg-options custom_hooks.1.sampler.steps=8
+# Loads: stage 1b (below); a missing file is an error.
+_base_ = ['./maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py']
+
+load_from = 'work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det/iter_16000.pth'
+
+model = dict(
+    frozen_modules=('backbone', 'neck', 'rpn_head', 'roi_head.bbox_head'),
+    roi_head=dict(mask_head={{_base_.diffusion_mask_head}}))
+
+# the K-shot set of this seed: novel shots for training, all shots as k
+few_shot_set = dict(
+    type='FewShotCocoDataset',
+    data_root={{_base_.data_root}},
+    ann_file='annotations/instances_train2017.json',
+    data_prefix=dict(img='train2017/'),
+    classes='ALL',
+    class_splits={{_base_.class_splits}},
+    few_shot_root={{_base_.few_shot_root}},
+    num_base_shots=1,
+    num_novel_shots=1,
+    seed=0,
+    pipeline={{_base_.train_pipeline}})
+train_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='ConcatDataset',
+        datasets=[
+            {{_base_.base_train_dataset}},
+            dict(few_shot_set, num_base_shots=0),
+        ]))
+
+sampler_hook = dict(
+    type='DiffusionSamplerHook',
+    sampler=dict(type='ddim', steps=4, eta=0.0, guidance_weight=1.0,
+                 num_samples=1, seed=0),
+    save_trajectory=True)
+custom_hooks = [
+    dict(type='SupportSetHook', dataset=few_shot_set, crop_size=64,
+         context=0.1, max_train_per_class=200),
+    sampler_hook,
+]
+
+# our choice (the paper gives no schedule): AdamW, constant lr after warm-up
+train_cfg = dict(max_iters=40000, val_interval=40000)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
+         end=500)
+]
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.0),
+    clip_grad=dict(max_norm=1.0))
+default_hooks = dict(checkpoint=dict(interval=10000))
+val_evaluator = dict(metric=['bbox', 'segm'])
+test_evaluator = val_evaluator

@@ -1,0 +1,13 @@
+# MaskDiff stage 1b — TFA fine-tuning with K = 10 (see the 1-shot config).
+# Produces: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-10shot-det/iter_160000.pth
+_base_ = ['./maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py']
+
+train_dataloader = dict(dataset=dict(num_base_shots=10, num_novel_shots=10))
+train_cfg = dict(max_iters=160000, val_interval=20000)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
+         end=10),
+    dict(type='MultiStepLR', begin=0, end=160000, by_epoch=False,
+         milestones=[144000], gamma=0.1)
+]
+default_hooks = dict(checkpoint=dict(interval=20000))

@@ -1,0 +1,45 @@
+# MaskDiff stage 1b — TFA fine-tuning on the balanced K-shot set (K = 1).
+# Only the last box layers train (cosine-similarity classifier, box
+# regressor); backbone, neck, RPN and the shared box FCs are frozen.
+#   tools/dist_train.sh configs/maskdiff/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py 8
+# Choose the K-shot sample with --cfg-options train_dataloader.dataset.seed=N
+# (TFA seeds 0-9; N >= 1 reads data/coco/few_shot/seedN/).
+# Loads: stage 1a's final checkpoint (below); a missing file is an error.
+# Produces: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det/iter_16000.pth
+_base_ = ['./maskdiff_r101_fpn_8xb2-110k_coco-base-det.py']
+
+load_from = ('work_dirs/maskdiff_r101_fpn_8xb2-110k_coco-base-det/'
+             'iter_110000.pth')
+
+model = dict(
+    frozen_modules=('backbone', 'neck', 'rpn_head',
+                    'roi_head.bbox_head.shared_fcs'),
+    roi_head=dict(
+        bbox_head=dict(
+            cls_predictor_cfg=dict(type='CosineSimLinear', scale=20.0))))
+
+train_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='FewShotCocoDataset',
+        data_root={{_base_.data_root}},
+        ann_file='annotations/instances_train2017.json',
+        data_prefix=dict(img='train2017/'),
+        classes='ALL',
+        class_splits={{_base_.class_splits}},
+        few_shot_root={{_base_.few_shot_root}},
+        num_base_shots=1,
+        num_novel_shots=1,
+        seed=0,
+        pipeline={{_base_.train_pipeline}}))
+
+# TFA's COCO schedule: lr 0.001, iterations growing with K (16k at K = 1)
+train_cfg = dict(max_iters=16000, val_interval=4000)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
+         end=10),
+    dict(type='MultiStepLR', begin=0, end=16000, by_epoch=False,
+         milestones=[14400], gamma=0.1)
+]
+optim_wrapper = dict(optimizer=dict(lr=0.001))
+default_hooks = dict(checkpoint=dict(interval=4000))

@@ -1,0 +1,207 @@
+"""Run the COCO configs at CPU scale on the embedded synthetic dataset.
+
+The demo and the end-to-end tests use the *same* config files as the COCO
+benchmark; :func:`cpu_scale_options` returns the overrides (dotted keys, the
+format of ``--cfg-options``) that change only sizes and data:
+
+* every ``FewShotCocoDataset`` in the config (wherever it sits: a data loader,
+  a ``ConcatDataset``, a hook) is pointed at the synthetic dataset, with its
+  class split and a 128-px resize;
+* every ``FewShotCocoMetric`` gets the synthetic annotation file and split;
+* the model keeps its structure (MaskDiffRCNN, FewShotRoIHead, the same heads)
+  with a ResNet-18 of 16 base channels, 64-channel FPN, 8 classes, a small UNet
+  on 28x28 masks, no ImageNet weights (nothing is downloaded);
+* the schedule gets ``max_iters`` and a matching lr schedule.
+"""
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from mmengine.config import Config
+
+from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
+                                                    SYNTHETIC_CLASSES,
+                                                    synthetic_paths)
+
+IMAGE_SCALE = (128, 128)
+NUM_CLASSES = len(SYNTHETIC_CLASSES)
+CLASS_SPLITS = {k: list(v) for k, v in SYNTHETIC_CLASS_SPLITS.items()}
+
+#: model sizes for CPU; keys are relative to ``model.``
+MODEL_SIZES = {
+    'backbone.depth': 18,
+    'backbone.base_channels': 16,
+    'backbone.frozen_stages': -1,
+    'backbone.norm_eval': False,
+    'backbone.init_cfg': None,
+    'neck.in_channels': [16, 32, 64, 128],
+    'neck.out_channels': 64,
+    'rpn_head.in_channels': 64,
+    'rpn_head.feat_channels': 64,
+    'rpn_head.anchor_generator.scales': [4],
+    'roi_head.bbox_roi_extractor.out_channels': 64,
+    'roi_head.bbox_roi_extractor.roi_layer.sampling_ratio': 2,
+    'roi_head.bbox_head.in_channels': 64,
+    'roi_head.bbox_head.fc_out_channels': 256,
+    'roi_head.bbox_head.num_classes': NUM_CLASSES,
+    'train_cfg.rpn_proposal.nms_pre': 1000,
+    'train_cfg.rpn_proposal.max_per_img': 300,
+    'train_cfg.rcnn.sampler.num': 128,
+    'test_cfg.rpn.nms_pre': 500,
+    'test_cfg.rpn.max_per_img': 100,
+    'test_cfg.rcnn.max_per_img': 20,
+}
+DIFFUSION_HEAD_SIZES = {
+    'num_classes': NUM_CLASSES,
+    'mask_size': 28,
+    'prototype_dim': 64,
+    'max_train_rois': 64,
+    'denoiser.base_channels': 16,
+    'denoiser.channel_mults': (1, 2, 2),
+    'denoiser.attention_channels': (32, ),
+    'denoiser.num_head_channels': 16,
+    'denoiser.dropout': 0.0,
+}
+FCN_HEAD_SIZES = {
+    'num_classes': NUM_CLASSES,
+    'in_channels': 64,
+    'conv_out_channels': 64,
+}
+
+
+def _replacing(value: dict) -> dict:
+    """A dict that replaces, rather than merges into, the config's value
+    (which may be None)."""
+    return dict(value, _delete_=True)
+
+
+def _walk(node: Any, path: str = '') -> Iterator[Tuple[str, dict]]:
+    """Yield (dotted path, dict) for every dict in a config tree."""
+    if isinstance(node, dict):
+        yield path, node
+        for key, child in node.items():
+            yield from _walk(child, f'{path}.{key}' if path else str(key))
+    elif isinstance(node, (list, tuple)):
+        for i, child in enumerate(node):
+            yield from _walk(child, f'{path}.{i}' if path else str(i))
+
+
+def _dataset_options(path: str, dataset: dict, paths: Dict[str, str],
+                     split: str) -> Dict[str, Any]:
+    ann = paths['train_ann'] if split == 'train' else paths['test_ann']
+    img = paths['train_img_dir'] if split == 'train' else paths['test_img_dir']
+    options = {
+        f'{path}.data_root': '',
+        f'{path}.ann_file': ann,
+        f'{path}.data_prefix': dict(img=img),
+        f'{path}.class_splits': _replacing(CLASS_SPLITS),
+    }
+    if dataset.get('few_shot_root'):
+        options[f'{path}.few_shot_root'] = paths['few_shot_root']
+    if 'filter_cfg' in dataset:
+        options[f'{path}.filter_cfg'] = dict(filter_empty_gt=True, min_size=4)
+    for i, transform in enumerate(dataset.get('pipeline', [])):
+        if transform.get('type') == 'RandomChoiceResize':
+            options[f'{path}.pipeline.{i}.scales'] = [IMAGE_SCALE]
+        elif transform.get('type') == 'Resize':
+            options[f'{path}.pipeline.{i}.scale'] = IMAGE_SCALE
+    return options
+
+
+def _model_options(model: dict) -> Dict[str, Any]:
+    options = {f'model.{k}': v for k, v in MODEL_SIZES.items()}
+    roi_head = model.get('roi_head', {})
+    mask_head = roi_head.get('mask_head') or {}
+    if mask_head.get('type') == 'DiffusionMaskHead':
+        options.update({
+            f'model.roi_head.mask_head.{k}': v
+            for k, v in DIFFUSION_HEAD_SIZES.items()
+        })
+        options['model.train_cfg.rcnn.mask_size'] = 28
+    elif mask_head.get('type') == 'FCNMaskHead':
+        options.update({
+            f'model.roi_head.mask_head.{k}': v
+            for k, v in FCN_HEAD_SIZES.items()
+        })
+        options['model.roi_head.mask_roi_extractor.out_channels'] = 64
+    return options
+
+
+def cpu_scale_options(cfg: Config,
+                      data_root: str,
+                      max_iters: Optional[int] = None,
+                      lr: Optional[float] = None,
+                      batch_size: int = 8,
+                      load_from: Optional[str] = '') -> Dict[str, Any]:
+    """Overrides that run ``cfg`` at CPU scale on the synthetic dataset.
+
+    Args:
+        cfg (Config): A MaskDiff config (any stage).
+        data_root (str): Root written by ``make_synthetic_fsis``.
+        max_iters (int, optional): Training iterations; the lr schedule,
+            validation and checkpoint intervals follow. None keeps them.
+        lr (float, optional): Base learning rate. None keeps the config's.
+        batch_size (int): Training batch size. Defaults to 8.
+        load_from (str, optional): Checkpoint of the previous stage; ''
+            keeps the config's value, None loads nothing.
+
+    Returns:
+        dict: Dotted keys for ``Config.merge_from_dict`` /
+        ``--cfg-options``.
+    """
+    paths = synthetic_paths(data_root)
+    options: Dict[str, Any] = {}
+    for path, node in _walk(cfg.to_dict()):
+        kind = node.get('type')
+        if kind == 'FewShotCocoDataset':
+            split = 'test' if node.get('test_mode') else 'train'
+            options.update(_dataset_options(path, node, paths, split))
+        elif kind == 'FewShotCocoMetric':
+            options[f'{path}.ann_file'] = paths['test_ann']
+            options[f'{path}.class_splits'] = _replacing(CLASS_SPLITS)
+    options.update(_model_options(cfg.model))
+    options.update({
+        'train_dataloader.batch_size': batch_size,
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
+        'val_dataloader.batch_size': 8,
+        'val_dataloader.num_workers': 0,
+        'val_dataloader.persistent_workers': False,
+        'test_dataloader.batch_size': 8,
+        'test_dataloader.num_workers': 0,
+        'test_dataloader.persistent_workers': False,
+        'default_hooks.logger.interval': 10,
+        'log_processor.window_size': 10,
+        'default_hooks.visualization.draw': False,
+    })
+    for path, node in _walk(cfg.get('custom_hooks', []), 'custom_hooks'):
+        if node.get('type') == 'SupportSetHook':
+            options[f'{path}.max_train_per_class'] = 60
+    if max_iters is not None:
+        options.update(_schedule_options(cfg, max_iters))
+    if lr is not None:
+        options['optim_wrapper.optimizer.lr'] = lr
+    if load_from != '':
+        options['load_from'] = load_from
+    return options
+
+
+def _schedule_options(cfg: Config, max_iters: int) -> Dict[str, Any]:
+    """Scale the iteration schedule of ``cfg`` to ``max_iters``."""
+    options: Dict[str, Any] = {
+        'train_cfg.max_iters': max_iters,
+        'train_cfg.val_interval': max_iters,
+        'default_hooks.checkpoint.interval': max_iters,
+    }
+    old = cfg.train_cfg.max_iters
+    schedulers: List[dict] = []
+    for scheduler in cfg.get('param_scheduler', []):
+        scheduler = dict(scheduler)
+        if scheduler['type'] == 'LinearLR':
+            scheduler['end'] = min(scheduler['end'], max(1, max_iters // 10))
+        elif scheduler['type'] == 'MultiStepLR':
+            scheduler['end'] = max_iters
+            scheduler['milestones'] = [
+                int(m * max_iters / old) for m in scheduler['milestones']
+            ]
+        schedulers.append(scheduler)
+    options['param_scheduler'] = schedulers
+    return options

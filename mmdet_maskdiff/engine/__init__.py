@@ -1,0 +1,3 @@
+from .hooks import DiffusionSamplerHook, SupportSetHook
+
+__all__ = ['DiffusionSamplerHook', 'SupportSetHook']

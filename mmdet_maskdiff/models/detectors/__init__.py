@@ -1,0 +1,3 @@
+from .maskdiff_rcnn import MaskDiffRCNN
+
+__all__ = ['MaskDiffRCNN']

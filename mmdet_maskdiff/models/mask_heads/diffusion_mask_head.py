@@ -1,0 +1,431 @@
+"""The MaskDiff mask head: a conditional diffusion model over binary masks."""
+import copy
+import warnings
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.config import ConfigDict
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from mmdet.models.roi_heads.mask_heads import FCNMaskHead
+from mmdet.models.task_modules.samplers import SamplingResult
+from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, InstanceList, OptMultiConfig
+from mmdet_maskdiff.diffusion import (GaussianDiffusion,
+                                      classifier_free_guidance, ddim_sample,
+                                      ddpm_sample, drop_labels,
+                                      get_beta_schedule)
+from .mask_condition import MaskCondition
+
+SAMPLER_KEYS = ('type', 'steps', 'eta', 'guidance_weight', 'num_samples',
+                'seed', 'chunk_size', 'trajectory_every')
+DEFAULT_SAMPLER = dict(
+    type='ddim',
+    steps=4,
+    eta=0.0,
+    guidance_weight=1.0,
+    num_samples=1,
+    seed=0,
+    chunk_size=None,
+    trajectory_every=None)
+
+
+@MODELS.register_module()
+class DiffusionMaskHead(BaseModule):
+    """Mask head that samples each instance mask from p(y | x, k, c).
+
+    MaskDiff (Le et al., AAAI 2024, arXiv:2303.05105) replaces the point
+    estimate of an FCN mask head with a conditional DDPM over the binary mask
+    y of an object, conditioned on the object region x, the K-shot
+    information k and — through classifier-free guidance — the class c:
+
+    * training: ``y0 = 2 * mask - 1`` at ``mask_size``; ``y_t = q_sample(y0,
+      t)``; the denoiser predicts ε (or x0 / v) from the channel
+      concatenation ``[y_t, x, k]`` and the class embedding, which is replaced
+      by the null class with probability ``class_dropout_prob``; the loss is
+      the simple objective E‖ε − ε_θ‖² (paper, Sec. "Training");
+    * testing: y_T ~ N(0, I) is denoised with DDPM or few-step DDIM using the
+      guided score ε̃ = (1 + w)·ε_θ(·, c) − w·ε_θ(·, ∅) (paper, guided
+      sampling), then thresholded at 0 and pasted into the image exactly as
+      :class:`FCNMaskHead` does. With ``num_samples > 1`` the binary samples
+      are averaged; their per-pixel variance is returned as uncertainty.
+
+    The head is thin: the diffusion maths is :mod:`mmdet_maskdiff.diffusion`,
+    the network is built from ``denoiser``. Defaults that the paper leaves
+    open are choices documented in ``docs/defaults.md``.
+
+    Args:
+        num_classes (int): Number of object classes (the null class for
+            guidance is added by the denoiser). Defaults to 80.
+        mask_size (int): Side m of the square mask the diffusion runs on;
+            must equal ``train_cfg.mask_size`` of the RoI head. Defaults to 28.
+        denoiser (dict): Config of the denoising network. ``cond_channels``,
+            ``num_classes``, ``mask_size`` and ``cond_vector_dim`` are filled
+            in by the head.
+        region_source (str): How the object region x is given: ``'image'``
+            (RoIAlign crop of the normalised image, 3 channels; the paper's
+            "object region"), ``'feature'`` (neck RoI features through a 1x1
+            convolution) or ``'both'``. Defaults to ``'image'``.
+        region_feat_channels (int): Channels of the neck RoI features.
+            Defaults to 256.
+        region_proj_channels (int): Channels the RoI features are projected to
+            when ``region_source`` uses them. Defaults to 8.
+        num_shots (int): K, the number of support shots per class given as k.
+            Defaults to 1.
+        shot_fusion (str): ``'concat'`` stacks the K shots along channels as
+            in the paper's supplement (4·K channels; the network is then
+            specific to K) or ``'mean'`` averages them (4 channels, any K).
+            Defaults to ``'concat'``.
+        use_prototypes (bool): Add the pooled support-feature prototype to the
+            time embedding. Defaults to True.
+        prototype_dim (int): Dimension of the prototypes. Defaults to 256.
+        num_timesteps (int): T. Defaults to 1000.
+        beta_schedule (str): ``'linear'`` or ``'cosine'``. Defaults to
+            ``'linear'``.
+        prediction_type (str): ``'epsilon'``, ``'x0'`` or ``'v'``. Defaults to
+            ``'epsilon'``.
+        class_dropout_prob (float): Probability of training a RoI with the
+            null class (classifier-free guidance). Defaults to 0.1.
+        loss_weight (float): Weight of the diffusion loss. Defaults to 1.0.
+        max_train_rois (int, optional): Train on at most this many positive
+            RoIs per batch, a random subset (bounds the denoiser's cost, which
+            grows with the RoI count). None uses all. Defaults to None.
+        test_sampler (dict): Test-time sampler: ``type`` ('ddim' | 'ddpm'),
+            ``steps`` (respaced steps; None = all T), ``eta``,
+            ``guidance_weight`` w, ``num_samples``, ``seed`` (None = global
+            RNG), ``chunk_size`` (RoIs per sampling pass; None = all) and
+            ``trajectory_every`` (keep every n-th step for visualisation).
+        init_cfg (dict or list[dict], optional): Initialization config.
+    """
+
+    #: tells :class:`FewShotRoIHead` to build a :class:`MaskCondition`
+    requires_condition = True
+
+    def __init__(self,
+                 num_classes: int = 80,
+                 mask_size: int = 28,
+                 denoiser: ConfigType = dict(
+                     type='MaskDenoisingUNet',
+                     base_channels=32,
+                     channel_mults=(1, 2, 2),
+                     num_res_blocks=2,
+                     attention_channels=(64, )),
+                 region_source: str = 'image',
+                 region_feat_channels: int = 256,
+                 region_proj_channels: int = 8,
+                 num_shots: int = 1,
+                 shot_fusion: str = 'concat',
+                 use_prototypes: bool = True,
+                 prototype_dim: int = 256,
+                 num_timesteps: int = 1000,
+                 beta_schedule: str = 'linear',
+                 prediction_type: str = 'epsilon',
+                 class_dropout_prob: float = 0.1,
+                 loss_weight: float = 1.0,
+                 max_train_rois: Optional[int] = None,
+                 test_sampler: Optional[dict] = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if region_source not in ('image', 'feature', 'both'):
+            raise ValueError("region_source must be 'image', 'feature' or "
+                             f"'both', got {region_source!r}")
+        if shot_fusion not in ('concat', 'mean'):
+            raise ValueError("shot_fusion must be 'concat' or 'mean', got "
+                             f'{shot_fusion!r}')
+        if num_shots < 1:
+            raise ValueError(f'num_shots must be >= 1, got {num_shots}')
+        if not 0.0 <= class_dropout_prob < 1.0:
+            raise ValueError('class_dropout_prob must be in [0, 1), got '
+                             f'{class_dropout_prob}')
+        self.num_classes = num_classes
+        self.mask_size = mask_size
+        self.region_source = region_source
+        self.num_shots = num_shots
+        self.shot_fusion = shot_fusion
+        self.use_prototypes = use_prototypes
+        self.class_dropout_prob = class_dropout_prob
+        self.loss_weight = loss_weight
+        self.max_train_rois = max_train_rois
+        # FCNMaskHead's target and pasting code reads these two attributes.
+        self.class_agnostic = True
+
+        cond_channels = 0
+        if self.uses_region_image:
+            cond_channels += 3
+        if self.uses_region_features:
+            self.region_proj = nn.Conv2d(region_feat_channels,
+                                         region_proj_channels, 1)
+            cond_channels += region_proj_channels
+        cond_channels += 4 * (num_shots if shot_fusion == 'concat' else 1)
+        denoiser = copy.deepcopy(denoiser)
+        denoiser.update(
+            cond_channels=cond_channels,
+            num_classes=num_classes,
+            mask_size=mask_size,
+            cond_vector_dim=prototype_dim if use_prototypes else 0)
+        self.denoiser = MODELS.build(denoiser)
+
+        self.diffusion = GaussianDiffusion(
+            get_beta_schedule(beta_schedule, num_timesteps),
+            prediction_type=prediction_type)
+        self.sampler_cfg = dict(DEFAULT_SAMPLER)
+        self.set_sampler(**(test_sampler or {}))
+        self.last_trajectory: Optional[dict] = None
+
+    # ------------------------------------------------------------------ #
+    # configuration
+    # ------------------------------------------------------------------ #
+    @property
+    def uses_region_image(self) -> bool:
+        """Whether x includes the RoIAlign crop of the query image."""
+        return self.region_source in ('image', 'both')
+
+    @property
+    def uses_region_features(self) -> bool:
+        """Whether x includes the neck's RoI features."""
+        return self.region_source in ('feature', 'both')
+
+    def set_sampler(self, **settings) -> None:
+        """Update the test-time sampler (see ``test_sampler`` in the class
+        docstring); unknown keys raise ``KeyError``."""
+        unknown = set(settings) - set(SAMPLER_KEYS)
+        if unknown:
+            raise KeyError(f'unknown sampler settings {sorted(unknown)}; '
+                           f'valid: {list(SAMPLER_KEYS)}')
+        merged = {**self.sampler_cfg, **settings}
+        if merged['type'] not in ('ddim', 'ddpm'):
+            raise ValueError("sampler type must be 'ddim' or 'ddpm', got "
+                             f"{merged['type']!r}")
+        if merged['num_samples'] < 1:
+            raise ValueError('num_samples must be >= 1')
+        steps = merged['steps']
+        if steps is not None and not 1 <= steps <= self.num_timesteps:
+            raise ValueError(f'sampler steps must be in [1, '
+                             f'{self.num_timesteps}], got {steps}')
+        self.sampler_cfg = merged
+        self._sampling_diffusion = (
+            self.diffusion if steps in (None, self.num_timesteps) else
+            self.diffusion.respace(steps))
+
+    @property
+    def num_timesteps(self) -> int:
+        """T of the training diffusion."""
+        return self.diffusion.num_timesteps
+
+    # ------------------------------------------------------------------ #
+    # conditioning
+    # ------------------------------------------------------------------ #
+    def build_condition(self,
+                        condition: MaskCondition) -> Tuple[Tensor, Tensor]:
+        """Turn a :class:`MaskCondition` into the denoiser's inputs.
+
+        Args:
+            condition (MaskCondition): Inputs for N RoIs.
+
+        Returns:
+            tuple[Tensor, Tensor | None]: The channel concatenation [x, k] of
+            shape (N, cond_channels, m, m) and the prototype vector (N, D) or
+            None.
+        """
+        size = (self.mask_size, self.mask_size)
+        parts: List[Tensor] = []
+        if self.uses_region_image:
+            parts.append(condition.region_image)
+        if self.uses_region_features:
+            feats = self.region_proj(condition.region_feats)
+            parts.append(
+                F.interpolate(
+                    feats, size=size, mode='bilinear', align_corners=False))
+        shots = condition.shots  # (N, K, 4, m, m)
+        if shots.shape[1] != self.num_shots:
+            raise ValueError(f'expected {self.num_shots} support shots per '
+                             f'RoI, got {shots.shape[1]}')
+        if self.shot_fusion == 'concat':
+            parts.append(shots.flatten(1, 2))
+        else:
+            parts.append(shots.mean(dim=1))
+        cond_vector = condition.prototypes if self.use_prototypes else None
+        return torch.cat(parts, dim=1), cond_vector
+
+    # ------------------------------------------------------------------ #
+    # training
+    # ------------------------------------------------------------------ #
+    get_targets = FCNMaskHead.get_targets
+
+    def loss_and_target(self, condition: MaskCondition,
+                        sampling_results: List[SamplingResult],
+                        batch_gt_instances: InstanceList,
+                        rcnn_train_cfg: ConfigDict) -> dict:
+        """Diffusion loss on the positive RoIs of a batch.
+
+        Args:
+            condition (MaskCondition): Conditioning of the P positive RoIs, in
+                the order of ``sampling_results``.
+            sampling_results (list[SamplingResult]): Assigned RoIs per image.
+            batch_gt_instances (list[InstanceData]): Ground truth with masks.
+            rcnn_train_cfg (ConfigDict): ``train_cfg`` of the RoI head; its
+                ``mask_size`` must equal this head's.
+
+        Returns:
+            dict: ``loss_mask`` (dict with key ``loss_mask``) and
+            ``mask_targets`` (P, m, m) in {0, 1}.
+        """
+        if rcnn_train_cfg.mask_size != self.mask_size:
+            raise ValueError(
+                f'train_cfg.mask_size ({rcnn_train_cfg.mask_size}) must equal '
+                f'DiffusionMaskHead.mask_size ({self.mask_size})')
+        mask_targets = self.get_targets(sampling_results, batch_gt_instances,
+                                        rcnn_train_cfg)
+        if len(condition) == 0:
+            # keep every parameter in the graph (DDP) with a zero loss
+            zero = sum(p.sum() for p in self.parameters()) * 0.
+            return dict(
+                loss_mask=dict(loss_mask=zero), mask_targets=mask_targets)
+        cond, cond_vector = self.build_condition(condition)
+        labels, x0 = condition.labels, mask_targets[:, None]
+        if self.max_train_rois and len(labels) > self.max_train_rois:
+            keep = torch.randperm(
+                len(labels), device=labels.device)[:self.max_train_rois]
+            cond, labels, x0 = cond[keep], labels[keep], x0[keep]
+            if cond_vector is not None:
+                cond_vector = cond_vector[keep]
+        labels = drop_labels(labels, self.class_dropout_prob, self.num_classes)
+        x0 = x0.to(cond.dtype) * 2 - 1
+        t = torch.randint(
+            0, self.num_timesteps, (x0.shape[0], ), device=x0.device)
+
+        def model_fn(x_t: Tensor, t_model: Tensor) -> Tensor:
+            return self.denoiser(x_t, t_model, cond, labels, cond_vector)
+
+        losses = self.diffusion.training_losses(model_fn, x0, t)
+        loss = losses['loss'].mean() * self.loss_weight
+        return dict(loss_mask=dict(loss_mask=loss), mask_targets=mask_targets)
+
+    # ------------------------------------------------------------------ #
+    # inference
+    # ------------------------------------------------------------------ #
+    @torch.inference_mode()
+    def predict(self, condition: MaskCondition) -> Dict[str, Tensor]:
+        """Sample masks for N RoIs with the current test-time sampler.
+
+        All RoIs (and all samples per RoI) go through one batched reverse
+        chain per chunk; the condition's share of the first convolution is
+        computed once and reused at every step.
+
+        Args:
+            condition (MaskCondition): Conditioning of the N RoIs.
+
+        Returns:
+            dict: ``probs`` (N, 1, m, m) — the fraction of samples that are
+            foreground at each pixel (binary when ``num_samples == 1``) — and
+            ``uncertainty`` (N, m, m), the per-pixel variance of the binary
+            samples (zeros for a single sample).
+        """
+        cfg = self.sampler_cfg
+        num = len(condition)
+        size = self.mask_size
+        cond, cond_vector = self.build_condition(condition)
+        device = cond.device
+        generator = None
+        if cfg['seed'] is not None:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(int(cfg['seed']))
+        samples = cfg['num_samples']
+        chunk = cfg['chunk_size'] or num
+        fg_sum = cond.new_zeros((num, 1, size, size))
+        self.last_trajectory = None
+        for start in range(0, num, chunk):
+            stop = min(start + chunk, num)
+            c = cond[start:stop].repeat(samples, 1, 1, 1)
+            v = (None if cond_vector is None else
+                 cond_vector[start:stop].repeat(samples, 1))
+            labels = condition.labels[start:stop].repeat(samples)
+            out = self._sample(c, v, labels, generator)
+            binary = (out.sample > 0).to(cond.dtype)
+            fg_sum[start:stop] = binary.view(samples, stop - start, 1, size,
+                                             size).sum(dim=0)
+            if start == 0 and out.trajectory:
+                self.last_trajectory = dict(
+                    steps=[step for step, _, _ in out.trajectory],
+                    x_t=torch.stack([x for _, x, _ in out.trajectory], 1),
+                    pred_x0=torch.stack([p for _, _, p in out.trajectory], 1))
+        probs = fg_sum / samples
+        uncertainty = (probs * (1 - probs))[:, 0]
+        return dict(probs=probs, uncertainty=uncertainty)
+
+    def _sample(self, cond: Tensor, cond_vector: Optional[Tensor],
+                labels: Tensor, generator: Optional[torch.Generator]):
+        """One reverse chain for a batch of B = chunk · samples RoIs."""
+        cfg = self.sampler_cfg
+        encoding = self.denoiser.encode_condition(cond, cond_vector)
+        guided = classifier_free_guidance(
+            lambda x, t, labels, cond: self.denoiser(x, t, cond, labels),
+            cfg['guidance_weight'], self.num_classes)
+
+        def model_fn(x_t: Tensor, t: Tensor) -> Tensor:
+            return guided(x_t, t, labels, cond=encoding)
+
+        shape = (cond.shape[0], 1, self.mask_size, self.mask_size)
+        common = dict(
+            generator=generator,
+            device=cond.device,
+            dtype=cond.dtype,
+            trajectory_every=cfg['trajectory_every'])
+        if cfg['type'] == 'ddim':
+            return ddim_sample(
+                self._sampling_diffusion,
+                model_fn,
+                shape,
+                eta=cfg['eta'],
+                **common)
+        return ddpm_sample(self._sampling_diffusion, model_fn, shape, **common)
+
+    _predict_by_feat_single = FCNMaskHead._predict_by_feat_single
+
+    def predict_by_feat(self,
+                        mask_preds: Tuple[Tensor],
+                        results_list: InstanceList,
+                        batch_img_metas: List[dict],
+                        rcnn_test_cfg: ConfigDict,
+                        rescale: bool = False,
+                        activate_map: bool = True) -> InstanceList:
+        """Paste per-RoI foreground probabilities into the images.
+
+        Pasting, thresholding (``rcnn_test_cfg.mask_thr_binary``) and the
+        zero-detection path are FCNMaskHead's own code, so a MaskDiff model
+        and a Mask R-CNN produce masks in exactly the same format.
+
+        Args:
+            mask_preds (tuple[Tensor]): Per image, foreground probabilities of
+                shape (n, 1, m, m) from :meth:`predict`.
+            results_list (list[InstanceData]): Detections per image.
+            batch_img_metas (list[dict]): Image meta information.
+            rcnn_test_cfg (ConfigDict): ``test_cfg`` of the RoI head.
+            rescale (bool): Paste at ``ori_shape`` instead of the resized
+                image. Defaults to False.
+            activate_map (bool): Kept for API compatibility; the
+                probabilities are never passed through a sigmoid.
+
+        Returns:
+            list[InstanceData]: ``results_list`` with ``masks`` (n, H, W) bool.
+        """
+        with warnings.catch_warnings():
+            # FCNMaskHead copies activated maps with `new_tensor`
+            warnings.filterwarnings(
+                'ignore', message='To copy construct from a tensor')
+            return FCNMaskHead.predict_by_feat(
+                self,
+                mask_preds,
+                results_list,
+                batch_img_metas,
+                rcnn_test_cfg,
+                rescale=rescale,
+                activate_map=True)
+
+    def forward(self, condition: MaskCondition) -> Dict[str, Tensor]:
+        """Alias of :meth:`predict`, so the head can be called like any
+        module (e.g. for FLOP counting)."""
+        return self.predict(condition)

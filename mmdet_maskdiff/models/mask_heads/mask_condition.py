@@ -1,0 +1,36 @@
+"""What a diffusion mask head is conditioned on, per RoI."""
+from dataclasses import dataclass
+from typing import Optional
+
+from torch import Tensor
+
+
+@dataclass
+class MaskCondition:
+    """Conditioning inputs of the mask distribution p(y | x, k, c).
+
+    Built by :class:`~mmdet_maskdiff.models.FewShotRoIHead` for a batch of N
+    RoIs; consumed by :class:`~mmdet_maskdiff.models.DiffusionMaskHead`.
+    Fields the head does not ask for stay ``None``.
+
+    Attributes:
+        labels (Tensor): Class c of every RoI, shape (N, ): the ground-truth
+            class in training, the detector's prediction at test time.
+        region_image (Tensor, optional): The object region x as an RoIAlign
+            crop of the normalised query image, shape (N, 3, m, m).
+        region_feats (Tensor, optional): The object region x as RoI features
+            of the neck, shape (N, C, r, r).
+        shots (Tensor, optional): K-shot information k: for each RoI the K
+            support shots of its class, each a normalised image crop and its
+            binary mask in [-1, 1], shape (N, K, 4, m, m).
+        prototypes (Tensor, optional): Mask-pooled neck features of the
+            support shots, averaged over the K shots, shape (N, D).
+    """
+    labels: Tensor
+    region_image: Optional[Tensor] = None
+    region_feats: Optional[Tensor] = None
+    shots: Optional[Tensor] = None
+    prototypes: Optional[Tensor] = None
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]

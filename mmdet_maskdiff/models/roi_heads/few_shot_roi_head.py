@@ -1,0 +1,336 @@
+"""RoI head that hands the object region and K-shot information to the mask
+head."""
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmcv.ops import roi_align
+from torch import Tensor
+
+from mmdet.models.roi_heads import StandardRoIHead
+from mmdet.models.task_modules.samplers import SamplingResult
+from mmdet.models.utils import empty_instances
+from mmdet.registry import MODELS
+from mmdet.structures.bbox import bbox2roi
+from mmdet.utils import InstanceList
+from mmdet_maskdiff.datasets.support_bank import SupportBank
+from ..mask_heads.mask_condition import MaskCondition
+
+
+@dataclass
+class QueryContext:
+    """What the detector lends the RoI head for one forward pass.
+
+    Attributes:
+        images (Tensor): The normalised, padded query batch (B, 3, H, W).
+        img_ids (list[int]): ``img_id`` of every query image, so training
+            shots can be drawn from other images.
+        normalize (callable): Turns uint8 BGR crops (M, 3, S, S) into network
+            input exactly like the query images.
+        extract_feat (callable): The detector's backbone + neck.
+    """
+    images: Tensor
+    img_ids: List[int]
+    normalize: Callable[[Tensor], Tensor]
+    extract_feat: Callable[[Tensor], Tuple[Tensor, ...]]
+
+
+@dataclass
+class SupportFeatures:
+    """Encoded K-shot information for L classes.
+
+    Attributes:
+        shots (Tensor): Normalised crops and masks in [-1, 1] at the mask
+            size, (L, K, 4, m, m).
+        prototypes (Tensor, optional): Mask-pooled neck features averaged
+            over the K shots, (L, D); None when the mask head does not use
+            them.
+    """
+    shots: Tensor
+    prototypes: Optional[Tensor]
+
+    def select(self, rows: Tensor) -> 'SupportFeatures':
+        """The encodings of classes ``rows`` (N, ), e.g. one per RoI."""
+        return SupportFeatures(
+            self.shots[rows],
+            None if self.prototypes is None else self.prototypes[rows])
+
+
+@MODELS.register_module()
+class FewShotRoIHead(StandardRoIHead):
+    """:class:`StandardRoIHead` whose mask head is conditioned on few shots.
+
+    When the mask head declares ``requires_condition`` (the
+    :class:`DiffusionMaskHead`), every RoI gets a :class:`MaskCondition`:
+
+    * the object region x — an RoIAlign crop of the normalised query image at
+      the mask size and/or the neck's RoI features;
+    * the K-shot information k of the RoI's class — its K support shots (crop
+      + mask, kept individually so the head can concatenate them as in the
+      paper's supplement) and their prototype: neck features of the support
+      crops, mask-pooled per shot and averaged over the shots.
+
+    Support instances come from a :class:`SupportBank` given with
+    :meth:`set_support_bank` (by ``SupportSetHook``). In training, the K shots
+    of a class are drawn at random from images other than the batch's query
+    images; at test time the first K shots of each class are used and their
+    encoding is cached until the weights may change (the cache is dropped by
+    ``train()``, by a new bank, and before every val/test run by the hook).
+    Support features are computed without gradients: they are a frozen
+    encoding by the detector's backbone (MaskDiff trains the mask model with
+    the detector fixed).
+
+    With any other mask head (e.g. mmdet's ``FCNMaskHead`` as a baseline)
+    it behaves exactly like :class:`StandardRoIHead`.
+
+    Args:
+        support_roi_extractor (dict, optional): RoI extractor for the support
+            prototypes; defaults to the mask RoI extractor.
+        **kwargs: Arguments of :class:`StandardRoIHead`.
+    """
+
+    def __init__(self,
+                 *args,
+                 support_roi_extractor: Optional[dict] = None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.support_roi_extractor = (
+            MODELS.build(support_roi_extractor)
+            if support_roi_extractor is not None else None)
+        self.support_bank: Optional[SupportBank] = None
+        self._context: Optional[QueryContext] = None
+        self._test_support: Optional[Tuple[Tensor, SupportFeatures]] = None
+
+    # ------------------------------------------------------------------ #
+    # support bank and cache
+    # ------------------------------------------------------------------ #
+    @property
+    def needs_condition(self) -> bool:
+        """Whether the mask head is conditioned on region and shots."""
+        return self.with_mask and getattr(self.mask_head, 'requires_condition',
+                                          False)
+
+    def set_support_bank(self, bank: SupportBank) -> None:
+        """Use ``bank`` for the K-shot information from now on."""
+        self.support_bank = bank
+        self.invalidate_support_cache()
+
+    def invalidate_support_cache(self) -> None:
+        """Drop the cached test-time support encoding."""
+        self._test_support = None
+
+    def train(self, mode: bool = True) -> 'FewShotRoIHead':
+        """Switching to training means the weights may change: drop the
+        cache."""
+        if mode:
+            self.invalidate_support_cache()
+        return super().train(mode)
+
+    @contextmanager
+    def query_context(self, context: QueryContext) -> Iterator[None]:
+        """Lend the query images and the support encoder for one pass."""
+        self._context = context
+        try:
+            yield
+        finally:
+            self._context = None
+
+    # ------------------------------------------------------------------ #
+    # mask branch
+    # ------------------------------------------------------------------ #
+    def forward(self,
+                x: Tuple[Tensor],
+                rpn_results_list: InstanceList,
+                batch_data_samples: Optional[list] = None) -> tuple:
+        """Raw box outputs (``mode='tensor'``, FLOP counting). A conditioned
+        mask head samples rather than computes a map, so it is left out."""
+        if not self.needs_condition:
+            return super().forward(x, rpn_results_list, batch_data_samples)
+        rois = bbox2roi([res.bboxes for res in rpn_results_list])
+        bbox_results = self._bbox_forward(x, rois)
+        return (bbox_results['cls_score'], bbox_results['bbox_pred'])
+
+    def mask_loss(self, x: Tuple[Tensor],
+                  sampling_results: List[SamplingResult], bbox_feats: Tensor,
+                  batch_gt_instances: InstanceList) -> dict:
+        """Mask loss on positive RoIs, conditioned on region and shots.
+
+        Args:
+            x (tuple[Tensor]): Multi-level neck features.
+            sampling_results (list[SamplingResult]): Assigned RoIs per image.
+            bbox_feats (Tensor): Box RoI features (unused by a conditioned
+                mask head).
+            batch_gt_instances (list[InstanceData]): Ground truth.
+
+        Returns:
+            dict: ``loss_mask`` and ``mask_targets``.
+        """
+        if not self.needs_condition:
+            return super().mask_loss(x, sampling_results, bbox_feats,
+                                     batch_gt_instances)
+        pos_rois = bbox2roi([res.pos_priors for res in sampling_results])
+        pos_labels = torch.cat([res.pos_gt_labels for res in sampling_results])
+        condition = self._mask_condition(x, pos_rois, pos_labels, True)
+        return self.mask_head.loss_and_target(
+            condition=condition,
+            sampling_results=sampling_results,
+            batch_gt_instances=batch_gt_instances,
+            rcnn_train_cfg=self.train_cfg)
+
+    def predict_mask(self,
+                     x: Tuple[Tensor],
+                     batch_img_metas: List[dict],
+                     results_list: InstanceList,
+                     rescale: bool = False) -> InstanceList:
+        """Sample a mask for every detection and paste it into its image.
+
+        Besides ``masks`` (n, H, W), each result gets ``mask_uncertainty``
+        (n, m, m): the per-pixel variance over the samples of the RoI.
+        """
+        if not self.needs_condition:
+            return super().predict_mask(x, batch_img_metas, results_list,
+                                        rescale)
+        mask_rois = bbox2roi([res.bboxes for res in results_list])
+        if mask_rois.shape[0] == 0:
+            return empty_instances(
+                batch_img_metas,
+                mask_rois.device,
+                task_type='mask',
+                instance_results=results_list,
+                mask_thr_binary=self.test_cfg.mask_thr_binary)
+        labels = torch.cat([res.labels for res in results_list])
+        condition = self._mask_condition(x, mask_rois, labels, False)
+        prediction = self.mask_head.predict(condition)
+        num_per_img = [len(res) for res in results_list]
+        results_list = self.mask_head.predict_by_feat(
+            mask_preds=prediction['probs'].split(num_per_img, 0),
+            results_list=results_list,
+            batch_img_metas=batch_img_metas,
+            rcnn_test_cfg=self.test_cfg,
+            rescale=rescale)
+        for results, unc in zip(results_list,
+                                prediction['uncertainty'].split(num_per_img)):
+            results.mask_uncertainty = unc
+        return results_list
+
+    def _mask_condition(self, x: Tuple[Tensor], rois: Tensor, labels: Tensor,
+                        training: bool) -> MaskCondition:
+        """Gather x and k for N RoIs (rois (N, 5), labels (N, ))."""
+        if self._context is None:
+            raise RuntimeError(
+                'FewShotRoIHead needs the query images and a support encoder: '
+                'use it inside a MaskDiffRCNN detector')
+        head = self.mask_head
+        size = head.mask_size
+        condition = MaskCondition(labels=labels)
+        if head.uses_region_image:
+            condition.region_image = roi_align(self._context.images, rois,
+                                               (size, size), 1.0, 0, 'avg',
+                                               True)
+        if head.uses_region_features:
+            condition.region_feats = self.mask_roi_extractor(
+                x[:self.mask_roi_extractor.num_inputs], rois)
+        if len(labels) == 0:
+            condition.shots = labels.new_zeros(
+                (0, head.num_shots, 4, size, size), dtype=x[0].dtype)
+            if head.use_prototypes:
+                condition.prototypes = x[0].new_zeros((0, x[0].shape[1]))
+            return condition
+        support = (
+            self._training_support(labels)
+            if training else self._test_support_for(labels))
+        condition.shots = support.shots
+        condition.prototypes = support.prototypes
+        return condition
+
+    def _require_bank(self) -> SupportBank:
+        if self.support_bank is None:
+            raise RuntimeError(
+                'no support set: add SupportSetHook to custom_hooks (it '
+                'builds the K-shot support bank) or call set_support_bank()')
+        return self.support_bank
+
+    def _training_support(self, labels: Tensor) -> SupportFeatures:
+        """Random shots per RoI class, from images other than the queries."""
+        bank = self._require_bank()
+        classes, inverse = labels.unique(return_inverse=True)
+        indices = bank.sample(
+            classes.cpu(),
+            self.mask_head.num_shots,
+            exclude_img_ids=self._context.img_ids)
+        support = self._encode_shots(indices)
+        return support.select(inverse)
+
+    def _test_support_for(self, labels: Tensor) -> SupportFeatures:
+        """Cached first-K shots of every class present in the bank."""
+        bank = self._require_bank()
+        if self._test_support is None:
+            classes = torch.unique(bank.labels)
+            support = self._encode_shots(
+                bank.fixed(classes, self.mask_head.num_shots))
+            lookup = torch.full((bank.num_classes, ),
+                                -1,
+                                dtype=torch.long,
+                                device=labels.device)
+            lookup[classes.to(labels.device)] = torch.arange(
+                len(classes), device=labels.device)
+            self._test_support = (lookup, support)
+        lookup, support = self._test_support
+        rows = lookup[labels]
+        if bool((rows < 0).any()):
+            missing = labels[rows < 0].unique().tolist()
+            names = [bank.class_names[i] for i in missing]
+            raise ValueError(f'empty support set for class(es) {names}: the '
+                             'support dataset has no instance of them')
+        return support.select(rows)
+
+    @torch.no_grad()
+    def _encode_shots(self, indices: Tensor) -> SupportFeatures:
+        """Encode bank instances ``indices`` (L, K) into shots + prototypes."""
+        bank = self._require_bank()
+        num_classes, num_shots = indices.shape
+        flat = indices.flatten().cpu()
+        device = self._context.images.device
+        crops = self._context.normalize(bank.crops[flat].to(device))
+        masks = bank.masks[flat].to(device=device, dtype=crops.dtype)
+        prototypes = None
+        if self.mask_head.use_prototypes:
+            pooled = self._pooled_support_feats(crops, masks)
+            prototypes = pooled.view(num_classes, num_shots, -1).mean(dim=1)
+
+        size = (self.mask_head.mask_size, ) * 2
+        shot_imgs = F.interpolate(
+            crops, size=size, mode='bilinear', align_corners=False)
+        shot_masks = (F.interpolate(
+            masks, size=size, mode='bilinear', align_corners=False) >= 0.5).to(
+                crops.dtype) * 2 - 1
+        shots = torch.cat([shot_imgs, shot_masks], dim=1)
+        return SupportFeatures(
+            shots.view(num_classes, num_shots, 4, *size), prototypes)
+
+    def _pooled_support_feats(self, crops: Tensor, masks: Tensor) -> Tensor:
+        """Mask-weighted average of the neck RoI features of whole crops.
+
+        Args:
+            crops (Tensor): Normalised support crops (M, 3, S, S).
+            masks (Tensor): Their binary masks (M, 1, S, S).
+
+        Returns:
+            Tensor: One feature vector per shot, (M, D).
+        """
+        feats = self._context.extract_feat(crops)
+        side = crops.shape[-1]
+        index = torch.arange(
+            len(crops), device=crops.device, dtype=crops.dtype)[:, None]
+        rois = torch.cat([
+            index,
+            crops.new_tensor([[0, 0, side, side]]).expand(len(crops), 4)
+        ],
+                         dim=1)
+        extractor = self.support_roi_extractor or self.mask_roi_extractor
+        roi_feats = extractor(feats[:extractor.num_inputs], rois)
+        weights = F.adaptive_avg_pool2d(masks, roi_feats.shape[-2:])
+        return (roi_feats * weights).sum((2, 3)) / weights.sum(
+            (2, 3)).clamp(min=1e-6)
