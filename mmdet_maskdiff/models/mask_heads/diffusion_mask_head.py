@@ -21,7 +21,7 @@ from mmdet_maskdiff.diffusion import (GaussianDiffusion,
 from .mask_condition import MaskCondition
 
 SAMPLER_KEYS = ('type', 'steps', 'eta', 'guidance_weight', 'num_samples',
-                'seed', 'chunk_size', 'trajectory_every')
+                'seed', 'chunk_size', 'amp', 'trajectory_every')
 DEFAULT_SAMPLER = dict(
     type='ddim',
     steps=4,
@@ -30,6 +30,7 @@ DEFAULT_SAMPLER = dict(
     num_samples=1,
     seed=0,
     chunk_size=None,
+    amp=False,
     trajectory_every=None)
 
 
@@ -96,8 +97,10 @@ class DiffusionMaskHead(BaseModule):
         test_sampler (dict): Test-time sampler: ``type`` ('ddim' | 'ddpm'),
             ``steps`` (respaced steps; None = all T), ``eta``,
             ``guidance_weight`` w, ``num_samples``, ``seed`` (None = global
-            RNG), ``chunk_size`` (RoIs per sampling pass; None = all) and
-            ``trajectory_every`` (keep every n-th step for visualisation).
+            RNG), ``chunk_size`` (RoIs per sampling pass, bounds memory;
+            None = all), ``amp`` (run the denoiser under bfloat16 autocast
+            on CUDA; ignored on the CPU) and ``trajectory_every`` (keep every
+            n-th step for visualisation).
         init_cfg (dict or list[dict], optional): Initialization config.
     """
 
@@ -369,6 +372,13 @@ class DiffusionMaskHead(BaseModule):
             return guided(x_t, t, labels, cond=encoding)
 
         shape = (cond.shape[0], 1, self.mask_size, self.mask_size)
+        use_amp = bool(cfg['amp']) and cond.device.type == 'cuda'
+        with torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_amp):
+            return self._run_sampler(model_fn, shape, cond, generator)
+
+    def _run_sampler(self, model_fn, shape: Tuple[int, ...], cond: Tensor,
+                     generator: Optional[torch.Generator]):
+        cfg = self.sampler_cfg
         common = dict(
             generator=generator,
             device=cond.device,
