@@ -1,0 +1,122 @@
+"""Every config under configs/ parses, imports the plugin, chains its stages
+through work_dirs, and can be shrunk to CPU scale; basenames are unique (mim
+finds a config by its basename anywhere in the package)."""
+import copy
+import glob
+import os.path as osp
+import re
+from collections import Counter
+from functools import lru_cache
+
+import pytest
+from mmengine.config import Config
+
+from mmdet_maskdiff.demo.cpu_scale import cpu_scale_options
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG_DIR = osp.join(REPO, 'configs')
+ALL_FILES = sorted(
+    glob.glob(osp.join(CONFIG_DIR, '**', '*.py'), recursive=True))
+CONFIGS = [
+    p for p in ALL_FILES
+    if '_base_' not in osp.relpath(p, CONFIG_DIR).split(osp.sep)
+]
+IDS = [osp.relpath(p, CONFIG_DIR) for p in CONFIGS]
+BY_STEM = {osp.splitext(osp.basename(p))[0]: p for p in CONFIGS}
+CHECKPOINT = re.compile(r'^work_dirs/(?P<stem>[^/]+)/iter_(?P<iter>\d+)\.pth$')
+SHOTS = re.compile(r'(\d+)shot')
+FAKE_ROOT = '/nonexistent/synthetic_fsis'
+
+
+@lru_cache(maxsize=None)
+def _parse(path: str) -> Config:
+    return Config.fromfile(path)
+
+
+def parsed(path: str) -> Config:
+    """A private copy of the parsed config (parsing is the slow part)."""
+    return copy.deepcopy(_parse(path))
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        yield node
+        for child in node.values():
+            yield from _walk(child)
+    elif isinstance(node, (list, tuple)):
+        for child in node:
+            yield from _walk(child)
+
+
+def test_found_configs():
+    assert len(CONFIGS) >= 7 + 12  # 1a + 6 x 1b + 6 x (diffusion, fcn)
+    assert osp.join(CONFIG_DIR, 'maskdiff', 'coco_1shot.py') in CONFIGS
+
+
+def test_basenames_unique():
+    counts = Counter(osp.basename(p) for p in ALL_FILES)
+    duplicates = sorted(name for name, n in counts.items() if n > 1)
+    assert not duplicates, f'config basenames used twice: {duplicates}'
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=IDS)
+def test_parses_and_imports_plugin(path):
+    cfg = parsed(path)
+    assert 'model' in cfg and 'train_dataloader' in cfg, path
+    imports = cfg.get('custom_imports', {}).get('imports', [])
+    assert 'mmdet_maskdiff' in imports, f'{path}: no custom_imports'
+    assert cfg.custom_imports.get('allow_failed_imports') is False
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=IDS)
+def test_load_from_names_previous_stage(path):
+    cfg = parsed(path)
+    load_from = cfg.get('load_from')
+    if not load_from:
+        return  # a first stage
+    match = CHECKPOINT.match(load_from)
+    assert match, (f'{path}: load_from {load_from!r} is not '
+                   'work_dirs/<config>/iter_<N>.pth')
+    stem = match['stem']
+    assert stem in BY_STEM, f'{path}: no config {stem}.py makes {load_from}'
+    assert BY_STEM[stem] != path, f'{path} loads its own work dir'
+    previous = parsed(BY_STEM[stem])
+    # the file the previous stage writes last
+    assert int(match['iter']) == previous.train_cfg.max_iters, (
+        f'{path}: {load_from} but {stem} trains '
+        f'{previous.train_cfg.max_iters} iterations')
+    # an earlier stage: the chain of load_from ends without coming back
+    seen = {path}
+    node = BY_STEM[stem]
+    while node is not None:
+        assert node not in seen, f'{path}: load_from chain loops at {node}'
+        seen.add(node)
+        prev_from = parsed(node).get('load_from')
+        node = (
+            BY_STEM.get(CHECKPOINT.match(prev_from)['stem'])
+            if prev_from and CHECKPOINT.match(prev_from) else None)
+    # the same K-shot sample in both stages
+    this_k = SHOTS.findall(osp.basename(path))
+    prev_k = SHOTS.findall(stem)
+    if this_k and prev_k:
+        assert this_k == prev_k, f'{path} ({this_k}) loads {stem}'
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=IDS)
+def test_cpu_scale_options_apply(path):
+    cfg = parsed(path)
+    options = cpu_scale_options(cfg, FAKE_ROOT, max_iters=4)
+    cfg.merge_from_dict(options)
+
+    assert cfg.train_cfg.max_iters == 4
+    assert cfg.model.backbone.depth == 18
+    assert cfg.model.backbone.init_cfg is None  # nothing is downloaded
+    tree = cfg.to_dict()
+    datasets = [
+        d for d in _walk(tree) if d.get('type') == 'FewShotCocoDataset'
+    ]
+    metrics = [d for d in _walk(tree) if d.get('type') == 'FewShotCocoMetric']
+    assert datasets and metrics, path
+    for node in datasets + metrics:
+        assert node['ann_file'].startswith(FAKE_ROOT), (path, node)
+        assert node['class_splits']['novel'] == ['crescent', 'heart']

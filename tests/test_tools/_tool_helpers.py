@@ -1,0 +1,72 @@
+"""Running the command-line tools in a subprocess (shared by test_tools)."""
+import glob
+import json
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOLS = osp.join(REPO, 'tools')
+TINY_CONFIG = osp.join(REPO, 'tests', 'data', 'tiny_mask_rcnn.py')
+#: the variable tests/data/tiny_mask_rcnn.py reads its data root from
+DATA_ROOT_ENV = 'MASKDIFF_SYNTHETIC_ROOT'
+
+
+def tool_env(data_root: Optional[str] = None,
+             pythonpath: Optional[List[str]] = None) -> Dict[str, str]:
+    """The environment of a tool run: the synthetic data root and extra
+    ``PYTHONPATH`` entries in front of the inherited ones."""
+    env = dict(os.environ)
+    if data_root is not None:
+        env[DATA_ROOT_ENV] = data_root
+    if pythonpath:
+        old = env.get('PYTHONPATH')
+        env['PYTHONPATH'] = os.pathsep.join(pythonpath +
+                                            ([old] if old else []))
+    return env
+
+
+def run(cmd: List[str],
+        cwd: str,
+        env: Optional[Dict[str, str]] = None,
+        timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``cmd``; stdout and stderr are captured separately as text."""
+    return subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=env if env is not None else dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=timeout)
+
+
+def run_tool(tool: str, args: List[str], cwd: str,
+             **kwargs) -> subprocess.CompletedProcess:
+    """``python tools/<tool> <args>`` with this interpreter."""
+    return run([sys.executable, osp.join(TOOLS, tool)] + args, cwd, **kwargs)
+
+
+def describe(proc: subprocess.CompletedProcess, tail: int = 4000) -> str:
+    """The end of a run's output, for assertion messages."""
+    return (f'exit status {proc.returncode}\n--- stdout (tail)\n'
+            f'{proc.stdout[-tail:]}\n--- stderr (tail)\n{proc.stderr[-tail:]}')
+
+
+def free_port() -> int:
+    """A TCP port that is free right now (for ``PORT`` of dist_*.sh)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def scalar_metrics(work_dir: str) -> Dict[str, float]:
+    """The metrics of a ``tools/test.py`` run, from the json file mmengine
+    writes at ``<work_dir>/<timestamp>/<timestamp>.json``."""
+    found = sorted(glob.glob(osp.join(work_dir, '*', '*.json')))
+    assert found, f'no metrics json under {work_dir}'
+    with open(found[-1], encoding='utf-8') as f:
+        return json.loads(f.read().strip().splitlines()[-1])

@@ -1,0 +1,60 @@
+"""A user's mistake stops tools/train.py and tools/test.py with one line on
+stderr (``error: ...``), exit status 2 and no traceback."""
+import os.path as osp
+
+import pytest
+from _tool_helpers import TINY_CONFIG, describe, run_tool, tool_env
+
+
+def _write(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def _plugin_without_import(tmp_path) -> str:
+    """Uses FewShotRoIHead (a plugin component) but has no custom_imports."""
+    text = (f'_base_ = [{TINY_CONFIG!r}]\n'
+            "model = dict(roi_head=dict(type='FewShotRoIHead'))\n")
+    return _write(tmp_path, 'forgot_custom_imports.py', text)
+
+
+def _misspelt(tmp_path) -> str:
+    text = (f'_base_ = [{TINY_CONFIG!r}]\n'
+            "model = dict(roi_head=dict(type='StandardRoIHeed'))\n")
+    return _write(tmp_path, 'misspelt_type.py', text)
+
+
+# (tool, argument builder, words the error line must contain)
+CASES = {
+    'train_missing_config':
+    ('train.py', lambda tmp: [osp.join(str(tmp), 'no_such_config.py')],
+     ['config file', 'no_such_config.py', 'does not exist']),
+    'test_missing_config':
+    ('test.py', lambda tmp: [osp.join(str(tmp), 'no_such_config.py'), 'x.pth'],
+     ['config file', 'no_such_config.py', 'does not exist']),
+    'train_forgot_custom_imports':
+    ('train.py', lambda tmp: [_plugin_without_import(tmp)],
+     ['FewShotRoIHead', 'mmdet_maskdiff', 'custom_imports']),
+    'test_missing_checkpoint':
+    ('test.py', lambda tmp:
+     [TINY_CONFIG, osp.join(str(tmp), 'no_such_ckpt.pth')],
+     ['checkpoint file', 'no_such_ckpt.pth', 'does not exist']),
+    'train_misspelt_type': ('train.py', lambda tmp: [_misspelt(tmp)],
+                            ['StandardRoIHeed', 'registry']),
+}
+
+
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_one_line_error(case, tmp_path, synthetic_data):
+    tool, make_args, words = CASES[case]
+    args = make_args(tmp_path) + ['--work-dir', str(tmp_path / 'work_dir')]
+    proc = run_tool(
+        tool, args, str(tmp_path), env=tool_env(synthetic_data['root']))
+    assert proc.returncode == 2, describe(proc)
+    assert 'Traceback' not in proc.stdout + proc.stderr, describe(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, describe(proc)
+    assert lines[0].startswith('error: '), describe(proc)
+    for word in words:
+        assert word in lines[0], lines[0]
