@@ -4,6 +4,7 @@ from typing import Optional
 
 import mmcv
 import numpy as np
+import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -94,8 +95,13 @@ class DiffusionSamplerHook(Hook):
         runner.logger.info(f'DiffusionSamplerHook: trajectory saved to {path}')
 
     def render(self, trajectory: dict) -> np.ndarray:
-        """Panel of y_t: (rows · cell, steps · cell) uint8 grey image."""
-        x_t = trajectory['x_t'][:self.num_trajectory_rois, :, 0]
+        """Panel of y_t: (rows · cell, (steps + 1) · cell) uint8 grey image;
+        the last column is the sampled mask (the x̂_0 of the final step, which
+        is what the samplers return)."""
+        rois = self.num_trajectory_rois
+        noisy = trajectory['x_t'][:rois, :, 0]
+        sampled = trajectory['pred_x0'][:rois, -1:, 0]
+        x_t = torch.cat([noisy, sampled], dim=1)
         x_t = ((x_t.clamp(-1, 1) + 1) * 127.5).byte().cpu().numpy()
         rows, steps, side = x_t.shape[0], x_t.shape[1], x_t.shape[-1]
         scale = max(1, self.cell_size // side)

@@ -194,12 +194,16 @@ class FewShotRoIHead(StandardRoIHead):
                                         rescale)
         mask_rois = bbox2roi([res.bboxes for res in results_list])
         if mask_rois.shape[0] == 0:
-            return empty_instances(
+            results_list = empty_instances(
                 batch_img_metas,
                 mask_rois.device,
                 task_type='mask',
                 instance_results=results_list,
                 mask_thr_binary=self.test_cfg.mask_thr_binary)
+            size = self.mask_head.mask_size
+            for results in results_list:  # same fields as with detections
+                results.mask_uncertainty = mask_rois.new_zeros((0, size, size))
+            return results_list
         labels = torch.cat([res.labels for res in results_list])
         condition = self._mask_condition(x, mask_rois, labels, False)
         prediction = self.mask_head.predict(condition)
