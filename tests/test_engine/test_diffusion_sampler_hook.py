@@ -1,0 +1,185 @@
+"""DiffusionSamplerHook with a fake runner around a tiny diffusion head."""
+import os.path as osp
+from types import SimpleNamespace
+
+import mmcv
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import MMLogger
+from torch import nn
+
+import mmdet_maskdiff  # noqa: F401
+from mmdet.models.roi_heads.mask_heads import FCNMaskHead
+from mmdet_maskdiff.engine.hooks import DiffusionSamplerHook
+from mmdet_maskdiff.models import DiffusionMaskHead, MaskCondition
+
+M = 16
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class FakeRoIHead(nn.Module):
+
+    def __init__(self, mask_head):
+        super().__init__()
+        self.mask_head = mask_head
+        self.invalidations = 0
+
+    def invalidate_support_cache(self):
+        self.invalidations += 1
+
+
+class FakeDetector(nn.Module):
+
+    def __init__(self, mask_head):
+        super().__init__()
+        self.roi_head = FakeRoIHead(mask_head)
+
+
+def tiny_head():
+    torch.manual_seed(0)
+    head = DiffusionMaskHead(
+        num_classes=3,
+        mask_size=M,
+        denoiser=dict(
+            type='MaskDenoisingUNet',
+            base_channels=8,
+            channel_mults=(1, 2),
+            num_res_blocks=1,
+            attention_channels=(),
+            num_head_channels=8),
+        use_prototypes=False,
+        num_timesteps=50)
+    with torch.no_grad():  # non-zero output layer: samples are not blank
+        for p in head.parameters():
+            p.add_(torch.randn(p.shape) * 0.1)
+    return head.eval()
+
+
+def fake_runner(tmp_path, head=None):
+    model = FakeDetector(tiny_head() if head is None else head)
+    return SimpleNamespace(
+        model=model,
+        logger=MMLogger.get_instance('test_diffusion_sampler_hook'),
+        log_dir=str(tmp_path),
+        iter=7)
+
+
+def condition(num):
+    g = torch.Generator().manual_seed(0)
+    return MaskCondition(
+        labels=torch.arange(num) % 3,
+        region_image=torch.randn(num, 3, M, M, generator=g),
+        shots=torch.randn(num, 1, 4, M, M, generator=g))
+
+
+SETTINGS = dict(
+    type='ddpm',
+    steps=3,
+    eta=0.5,
+    guidance_weight=2.5,
+    num_samples=2,
+    seed=11,
+    chunk_size=4)
+
+
+@pytest.mark.parametrize('stage', ['val', 'test'])
+def test_settings_reach_the_head(tmp_path, stage):
+    runner = fake_runner(tmp_path)
+    head = runner.model.roi_head.mask_head
+    hook = DiffusionSamplerHook(sampler=SETTINGS)
+    getattr(hook, f'before_{stage}_epoch')(runner)
+    for key, value in SETTINGS.items():
+        assert head.sampler_cfg[key] == value
+    assert head.sampler_cfg['trajectory_every'] is None
+    assert head._sampling_diffusion.num_timesteps == 3
+    assert runner.model.roi_head.invalidations == 1
+
+
+def test_unknown_setting_raises(tmp_path):
+    runner = fake_runner(tmp_path)
+    with pytest.raises(KeyError, match='stepz'):
+        DiffusionSamplerHook(sampler=dict(stepz=2)).before_val_epoch(runner)
+
+
+@pytest.mark.parametrize('stage', ['val', 'test'])
+def test_settings_are_added_to_the_metrics(tmp_path, stage):
+    runner = fake_runner(tmp_path)
+    hook = DiffusionSamplerHook(sampler=SETTINGS)
+    getattr(hook, f'before_{stage}_epoch')(runner)
+    metrics = {'coco/segm_mAP': 0.25}
+    getattr(hook, f'after_{stage}_epoch')(runner, metrics)
+    assert metrics['coco/segm_mAP'] == 0.25
+    for key in ('steps', 'eta', 'guidance_weight', 'num_samples', 'seed',
+                'chunk_size'):
+        assert metrics[f'sampler/{key}'] == SETTINGS[key]
+    assert 'sampler/trajectory_every' not in metrics
+    # only numbers go to the metrics (they reach the scalar backends)
+    assert all(isinstance(v, (int, float)) for v in metrics.values())
+    getattr(hook, f'after_{stage}_epoch')(runner, None)  # no metrics: no-op
+
+
+@pytest.mark.parametrize('stage', ['val', 'test'])
+def test_trajectory_panel(tmp_path, stage):
+    runner = fake_runner(tmp_path)
+    head = runner.model.roi_head.mask_head
+    hook = DiffusionSamplerHook(
+        sampler=dict(type='ddim', steps=3, guidance_weight=1.0, seed=0),
+        save_trajectory=True,
+        num_trajectory_rois=2,
+        cell_size=32)
+    getattr(hook, f'before_{stage}_epoch')(runner)
+    assert head.sampler_cfg['trajectory_every'] == 1
+    probs = head.predict(condition(3))['probs']  # the first batch
+    getattr(hook, f'after_{stage}_iter')(runner, 0)
+
+    path = osp.join(str(tmp_path), 'trajectory', f'{stage}_7.png')
+    assert hook.saved_paths == [path] and osp.isfile(path)
+    panel = mmcv.imread(path, flag='grayscale')
+    cell = M * 2 + 2  # 2x upscaled 16-px tiles, 2-px gutter
+    # rows: 2 RoIs; columns: y_T, y_t of the 2 later steps, the mask
+    assert panel.shape == (2 * cell, 4 * cell)
+    assert np.all(panel[:, cell - 2:cell] == 255)  # gutter
+    first = head.last_trajectory['x_t'][:2, 0, 0]
+    for row in range(2):
+        tile = panel[row * cell:row * cell + 2 * M:2, 0:2 * M:2]
+        expected = ((first[row].clamp(-1, 1) + 1) * 127.5).byte().numpy()
+        assert np.array_equal(tile, expected)  # y_T, as sampled
+        last = panel[row * cell:row * cell + 2 * M:2,
+                     3 * cell:3 * cell + 2 * M:2]
+        assert np.array_equal(last > 127, probs[row, 0].numpy() > 0.5)
+
+    # later batches run without trajectory capture and write nothing
+    assert head.sampler_cfg['trajectory_every'] is None
+    head.predict(condition(3))
+    assert head.last_trajectory is None
+    getattr(hook, f'after_{stage}_iter')(runner, 1)
+    assert hook.saved_paths == [path]
+
+
+def test_no_panel_without_save_trajectory(tmp_path):
+    runner = fake_runner(tmp_path)
+    hook = DiffusionSamplerHook(sampler=dict(steps=2))
+    hook.before_val_epoch(runner)
+    runner.model.roi_head.mask_head.predict(condition(2))
+    hook.after_val_iter(runner, 0)
+    assert hook.saved_paths == []
+    assert not osp.exists(osp.join(str(tmp_path), 'trajectory'))
+
+
+def test_model_without_a_diffusion_head_raises(tmp_path):
+    fcn = FCNMaskHead(num_convs=0, in_channels=4, num_classes=3)
+    runner = fake_runner(tmp_path)
+    runner.model.roi_head.mask_head = fcn
+    with pytest.raises(TypeError, match='DiffusionMaskHead'):
+        DiffusionSamplerHook().before_val_epoch(runner)
+    runner.model = nn.Linear(2, 2)  # no roi_head at all
+    with pytest.raises(TypeError, match='DiffusionMaskHead'):
+        DiffusionSamplerHook().before_test_epoch(runner)

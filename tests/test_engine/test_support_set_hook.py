@@ -1,0 +1,145 @@
+"""SupportSetHook with a fake runner on the synthetic dataset."""
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+import torch
+from mmengine.logging import MMLogger
+
+import mmdet_maskdiff  # noqa: F401
+from mmdet_maskdiff.datasets import FewShotCocoDataset
+from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
+from mmdet_maskdiff.engine.hooks import SupportSetHook
+
+CROP = 16
+
+
+class FakeModel:
+    """Records every bank it is given."""
+
+    def __init__(self):
+        self.banks = []
+
+    def set_support_bank(self, bank):
+        self.banks.append(bank)
+
+
+def dataset_cfg(paths, **kwargs):
+    cfg = dict(
+        type='FewShotCocoDataset',
+        data_root=paths['root'],
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='images/train/'),
+        class_splits=SYNTHETIC_CLASS_SPLITS,
+        pipeline=[])
+    cfg.update(kwargs)
+    return cfg
+
+
+def k_shot_cfg(paths):
+    return dataset_cfg(
+        paths,
+        few_shot_root='few_shot',
+        num_base_shots=1,
+        num_novel_shots=1,
+        seed=0)
+
+
+def fake_runner(paths, with_train_loader=True):
+    runner = SimpleNamespace(
+        model=FakeModel(), logger=MMLogger.get_instance('test_support_hook'))
+    if with_train_loader:
+        cfg = dataset_cfg(paths)
+        cfg.pop('type')
+        runner.train_dataloader = SimpleNamespace(
+            dataset=FewShotCocoDataset(**cfg))
+    return runner
+
+
+def instances_per_class(dataset):
+    counts = Counter()
+    for i in range(len(dataset)):
+        for instance in dataset.get_data_info(i)['instances']:
+            if not instance.get('ignore_flag', 0):
+                counts[instance['bbox_label']] += 1
+    return counts
+
+
+def test_banks_for_train_val_and_test(synthetic_data):
+    runner = fake_runner(synthetic_data)
+    hook = SupportSetHook(
+        dataset=k_shot_cfg(synthetic_data),
+        crop_size=CROP,
+        max_train_per_class=3)
+    model = runner.model
+
+    hook.before_train(runner)
+    train_bank = model.banks[-1]
+    counts = instances_per_class(runner.train_dataloader.dataset)
+    expected = torch.tensor([min(counts[c], 3) for c in range(8)])
+    assert torch.equal(train_bank.num_per_class(), expected)
+    assert train_bank.crop_size == CROP
+
+    hook.before_val(runner)
+    test_bank = model.banks[-1]
+    assert test_bank is not train_bank
+    # the 1-shot set of seed 0: one instance of each of the 8 classes
+    assert torch.equal(test_bank.num_per_class(), torch.ones(8, dtype=int))
+    assert test_bank.class_names == tuple(SYNTHETIC_CLASS_SPLITS['base'] +
+                                          SYNTHETIC_CLASS_SPLITS['novel'])
+
+    hook.after_val(runner)  # back to the training pool
+    assert model.banks[-1] is train_bank
+
+    hook.before_test(runner)  # built once, reused
+    assert model.banks[-1] is test_bank
+    assert len(model.banks) == 4
+
+
+def test_test_bank_crops_are_the_k_shot_instances(synthetic_data):
+    """The test bank holds exactly the K-shot file's instances."""
+    runner = fake_runner(synthetic_data, with_train_loader=False)
+    hook = SupportSetHook(dataset=k_shot_cfg(synthetic_data), crop_size=CROP)
+    hook.before_val(runner)
+    bank = runner.model.banks[-1]
+    cfg = k_shot_cfg(synthetic_data)
+    cfg.pop('type')
+    k_shot = FewShotCocoDataset(**cfg)
+    img_ids = sorted(
+        k_shot.get_data_info(i)['img_id'] for i in range(len(k_shot))
+        for _ in k_shot.get_data_info(i)['instances'])
+    assert sorted(bank.img_ids.tolist()) == img_ids
+    assert bank.crops.shape == (8, 3, CROP, CROP)
+    assert bool((bank.masks.flatten(1).sum(1) > 0).all())
+
+
+def test_after_val_before_training_keeps_the_test_bank(synthetic_data):
+    runner = fake_runner(synthetic_data, with_train_loader=False)
+    hook = SupportSetHook(dataset=k_shot_cfg(synthetic_data), crop_size=CROP)
+    hook.before_val(runner)
+    hook.after_val(runner)  # no training pool yet: nothing to restore
+    assert len(runner.model.banks) == 1
+
+
+def test_explicit_training_pool(synthetic_data):
+    """``train_dataset`` replaces the runner's training set as the pool."""
+    runner = fake_runner(synthetic_data, with_train_loader=False)
+    hook = SupportSetHook(
+        dataset=k_shot_cfg(synthetic_data),
+        train_dataset=dataset_cfg(
+            synthetic_data, ann_classes=SYNTHETIC_CLASS_SPLITS['novel']),
+        crop_size=CROP,
+        max_train_per_class=None)
+    hook.before_train(runner)
+    counts = runner.model.banks[-1].num_per_class()
+    assert counts[:6].sum() == 0 and bool((counts[6:] > 0).all())
+
+
+def test_missing_k_shot_data_raises(synthetic_data):
+    runner = fake_runner(synthetic_data, with_train_loader=False)
+    hook = SupportSetHook(
+        dataset=dict(k_shot_cfg(synthetic_data), few_shot_root='nowhere'),
+        crop_size=CROP)
+    with pytest.raises(FileNotFoundError, match='full_box_1shot_circle'):
+        hook.before_val(runner)
+    assert runner.model.banks == []

@@ -1,0 +1,362 @@
+"""DiffusionMaskHead: loss, sampler settings, sampling, pasting."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
+
+from mmdet.models.roi_heads.mask_heads import FCNMaskHead
+from mmdet.models.task_modules.assigners import AssignResult
+from mmdet.models.task_modules.samplers import SamplingResult
+from mmdet.structures.mask import BitmapMasks
+from mmdet_maskdiff.models import DiffusionMaskHead, MaskCondition
+
+M = 16  # mask size
+NUM_CLASSES = 3
+TINY_UNET = dict(
+    type='MaskDenoisingUNet',
+    base_channels=16,
+    channel_mults=(1, 2),
+    num_res_blocks=1,
+    attention_channels=(32, ),
+    num_head_channels=16)
+
+
+def make_head(**kwargs):
+    args = dict(
+        num_classes=NUM_CLASSES,
+        mask_size=M,
+        denoiser=TINY_UNET,
+        use_prototypes=False,
+        num_timesteps=100)
+    args.update(kwargs)
+    return DiffusionMaskHead(**args)
+
+
+def fixed_masks():
+    """Three distinct 16x16 masks: a square, a disc, an L-shape."""
+    yy, xx = np.mgrid[:M, :M]
+    return np.stack([
+        (yy >= 4) & (yy < 12) & (xx >= 4) & (xx < 12),
+        (yy - 7.5)**2 + (xx - 7.5)**2 < 30,
+        ((yy >= 2) & (yy < 6)) | ((xx >= 10) & (xx < 14)),
+    ]).astype(np.uint8)
+
+
+def positives(masks, repeats=1, labels=None, boxes=None):
+    """One image whose gt instances are ``masks`` (on an M x M image) and
+    whose positive RoIs are the gt boxes (the whole image) ``repeats``
+    times, as a real :class:`SamplingResult`."""
+    n = len(masks)
+    labels = torch.arange(n) % NUM_CLASSES if labels is None else labels
+    gt_boxes = torch.tensor([[0., 0., M, M]] * n)
+    gt = InstanceData(
+        bboxes=gt_boxes, labels=labels, masks=BitmapMasks(masks, M, M))
+    priors = gt_boxes.repeat(repeats, 1) if boxes is None else boxes
+    num = len(priors)
+    gt_inds = torch.arange(1, n + 1).repeat(repeats)[:num]
+    assign = AssignResult(
+        n, gt_inds, torch.ones(num), labels=labels[gt_inds - 1])
+    result = SamplingResult(
+        torch.arange(num), torch.zeros(0, dtype=torch.long), priors, gt_boxes,
+        assign, torch.ones(num, dtype=torch.uint8))
+    return [result], [gt]
+
+
+def condition_from_masks(targets, labels):
+    """x = the target mask itself as a 3-channel 'image'; k = blank shot."""
+    region = (targets[:, None] * 2 - 1).expand(-1, 3, -1, -1)
+    shots = torch.zeros(len(targets), 1, 4, M, M)
+    return MaskCondition(labels=labels, region_image=region, shots=shots)
+
+
+def random_condition(num, seed=0, num_shots=1):
+    g = torch.Generator().manual_seed(seed)
+    return MaskCondition(
+        labels=torch.randint(0, NUM_CLASSES, (num, ), generator=g),
+        region_image=torch.randn(num, 3, M, M, generator=g),
+        shots=torch.randn(num, num_shots, 4, M, M, generator=g))
+
+
+def randomize_(head, seed=0):
+    """Non-zero weights everywhere (the UNet's output layer is zero-init,
+    which would make every sample the same)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return head
+
+
+TRAIN_CFG = ConfigDict(mask_size=M)
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+
+def to_device(condition, device):
+    return MaskCondition(
+        labels=condition.labels.to(device),
+        region_image=condition.region_image.to(device),
+        shots=condition.shots.to(device))
+
+
+def test_loss_is_a_finite_scalar_with_exact_targets():
+    torch.manual_seed(0)
+    head = make_head()
+    masks = np.zeros((2, M, M), np.uint8)
+    masks[0, :, :M // 2] = 1  # left half
+    masks[1, M // 2:, :] = 1  # bottom half
+    sampling_results, gts = positives(masks)
+    targets = torch.from_numpy(masks).float()
+    out = head.loss_and_target(
+        condition_from_masks(targets, gts[0].labels), sampling_results, gts,
+        TRAIN_CFG)
+    loss = out['loss_mask']['loss_mask']
+    assert loss.dim() == 0 and torch.isfinite(loss) and loss.item() > 0
+    # targets are FCNMaskHead's: the gt mask cropped to the RoI
+    assert torch.equal(out['mask_targets'], targets)
+    loss.backward()
+    grads = [p.grad for p in head.denoiser.parameters()]
+    assert all(g is not None for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_zero_positives_give_a_zero_loss_with_a_grad_path():
+    head = make_head()
+    sampling_results, gts = positives(fixed_masks(), boxes=torch.zeros(0, 4))
+    condition = MaskCondition(
+        labels=torch.zeros(0, dtype=torch.long),
+        region_image=torch.zeros(0, 3, M, M),
+        shots=torch.zeros(0, 1, 4, M, M))
+    out = head.loss_and_target(condition, sampling_results, gts, TRAIN_CFG)
+    loss = out['loss_mask']['loss_mask']
+    assert loss.item() == 0.0 and loss.requires_grad
+    assert out['mask_targets'].shape[0] == 0
+    loss.backward()  # every parameter is in the graph (DDP needs that)
+    for p in head.parameters():
+        assert p.grad is not None and torch.count_nonzero(p.grad) == 0
+
+
+def test_overfits_fixed_masks_and_samples_them_back():
+    """Train on 3 fixed masks whose object region shows the mask: the loss
+    falls and DDIM with 5 steps, guidance w = 1, reproduces every mask.
+
+    v-prediction: at this size (100 Adam steps) an ε-model does not learn
+    the high-noise steps well enough for deterministic few-step DDIM, while
+    v (and x0) do; the head's plumbing under test is the same."""
+    torch.manual_seed(0)
+    head = make_head(prediction_type='v', class_dropout_prob=0.1)
+    masks = fixed_masks()
+    repeats = 4
+    sampling_results, gts = positives(masks, repeats=repeats)
+    targets = head.get_targets(sampling_results, gts, TRAIN_CFG)
+    assert torch.equal(targets[:3], torch.from_numpy(masks).float())
+    labels = gts[0].labels.repeat(repeats)
+    condition = condition_from_masks(targets, labels)
+
+    def loss():
+        return head.loss_and_target(condition, sampling_results, gts,
+                                    TRAIN_CFG)['loss_mask']['loss_mask']
+
+    torch.manual_seed(1)
+    loss_before = loss().item()
+    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
+    for _ in range(100):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    torch.manual_seed(1)  # same t, noise and dropped classes as before
+    loss_after = loss().item()
+    assert loss_after < 0.3 * loss_before
+
+    head.eval()
+    head.set_sampler(
+        type='ddim', steps=5, guidance_weight=1.0, num_samples=1, seed=0)
+    probs = head.predict(condition_from_masks(targets[:3],
+                                              labels[:3]))['probs'][:, 0]
+    pred, truth = probs >= 0.5, torch.from_numpy(masks).bool()
+    iou = (pred & truth).sum((1, 2)) / (pred | truth).sum((1, 2))
+    assert bool((iou > 0.9).all()), iou
+
+
+def test_set_sampler_validation():
+    head = make_head()
+    before = dict(head.sampler_cfg)
+    with pytest.raises(KeyError, match='stepz'):
+        head.set_sampler(stepz=4)
+    with pytest.raises(ValueError, match='euler'):
+        head.set_sampler(type='euler')
+    for steps in (0, 101):
+        with pytest.raises(ValueError, match=r'\[1, 100\]'):
+            head.set_sampler(steps=steps)
+    with pytest.raises(ValueError, match='num_samples'):
+        head.set_sampler(num_samples=0)
+    assert head.sampler_cfg == before  # a rejected update changes nothing
+    head.set_sampler(steps=7)
+    assert head._sampling_diffusion.num_timesteps == 7
+    head.set_sampler(steps=None)
+    assert head._sampling_diffusion is head.diffusion
+    with pytest.raises(ValueError, match=r'\[1, 100\]'):
+        make_head(test_sampler=dict(steps=1000))
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_several_samples_give_probabilities_and_uncertainty(device):
+    head = randomize_(make_head()).eval().to(device)
+    condition = to_device(random_condition(3), device)
+    head.set_sampler(num_samples=4, steps=3, seed=0)
+    out = head.predict(condition)
+    probs, unc = out['probs'], out['uncertainty']
+    assert probs.shape == (3, 1, M, M) and unc.shape == (3, M, M)
+    assert probs.min() >= 0 and probs.max() <= 1
+    # the fraction of 4 binary samples
+    assert torch.equal(probs * 4, (probs * 4).round())
+    assert torch.allclose(unc, probs[:, 0] * (1 - probs[:, 0]))
+    assert ((probs > 0) & (probs < 1)).any()  # the samples do differ
+
+    head.set_sampler(num_samples=1)
+    single = head.predict(condition)
+    assert set(single['probs'].unique().tolist()) <= {0.0, 1.0}
+    assert torch.count_nonzero(single['uncertainty']) == 0
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_seed_makes_sampling_reproducible(device):
+    head = randomize_(make_head()).eval().to(device)
+    condition = to_device(random_condition(4), device)
+    head.set_sampler(steps=3, eta=1.0, seed=3)
+    first = head.predict(condition)['probs']
+    torch.manual_seed(123)  # the global RNG does not matter
+    assert torch.equal(head.predict(condition)['probs'], first)
+    head.set_sampler(seed=4)
+    assert not torch.equal(head.predict(condition)['probs'], first)
+
+
+def test_max_train_rois_trains_on_a_random_subset():
+    masks = fixed_masks()
+    sampling_results, gts = positives(masks, repeats=2)  # 6 positives
+    targets = torch.from_numpy(masks).float().repeat(2, 1, 1)
+    condition = condition_from_masks(targets, gts[0].labels.repeat(2))
+    for max_rois, expected in ((4, 4), (None, 6), (10, 6)):
+        head = make_head(max_train_rois=max_rois)
+        batches = []
+        head.denoiser.register_forward_hook(
+            lambda module, args, out: batches.append(args[0].shape[0]))
+        out = head.loss_and_target(condition, sampling_results, gts, TRAIN_CFG)
+        assert batches == [expected]
+        assert out['mask_targets'].shape[0] == 6  # targets are not subset
+
+
+def test_mismatched_train_mask_size_raises():
+    head = make_head()
+    sampling_results, gts = positives(fixed_masks())
+    condition = random_condition(3)
+    with pytest.raises(ValueError, match=r'\(28\).*\(16\)'):
+        head.loss_and_target(condition, sampling_results, gts,
+                             ConfigDict(mask_size=28))
+
+
+def test_wrong_number_of_shots_raises():
+    head = make_head(num_shots=2)
+    with pytest.raises(ValueError, match='expected 2 support shots'):
+        head.build_condition(random_condition(2, num_shots=3))
+
+
+# ---------------------------------------------------------------------- #
+# predict_by_feat: pasting identical to FCNMaskHead
+# ---------------------------------------------------------------------- #
+IMG_META = dict(img_shape=(60, 80), ori_shape=(30, 40), scale_factor=(2., 2.))
+TEST_CFG = ConfigDict(mask_thr_binary=0.5)
+
+
+def detections(boxes):
+    boxes = torch.tensor(boxes, dtype=torch.float32).view(-1, 4)
+    return InstanceData(
+        bboxes=boxes,
+        labels=torch.zeros(len(boxes), dtype=torch.long),
+        scores=torch.ones(len(boxes)))
+
+
+def fcn_reference(probs, results, meta, rescale):
+    """mmdet's FCNMaskHead on the logits of the same probabilities."""
+    fcn = FCNMaskHead(
+        num_convs=0,
+        in_channels=4,
+        num_classes=NUM_CLASSES,
+        class_agnostic=True)
+    logits = torch.logit(probs.clamp(1e-6, 1 - 1e-6))
+    return fcn.predict_by_feat((logits, ), [results], [meta],
+                               TEST_CFG,
+                               rescale=rescale)[0]
+
+
+@pytest.mark.parametrize('rescale', [True, False])
+def test_predict_by_feat_pastes_like_fcn_mask_head(rescale):
+    head = make_head()
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(4, 1, M, M, generator=g)
+    boxes = [[3, 4, 40, 30], [0, 0, 80, 60], [50.5, 10.2, 79, 59],
+             [10, 20, 12, 21]]
+    ours = head.predict_by_feat((probs.clone(), ), [detections(boxes)],
+                                [IMG_META],
+                                TEST_CFG,
+                                rescale=rescale)[0]
+    ref = fcn_reference(probs.clone(), detections(boxes), IMG_META, rescale)
+    shape = IMG_META['ori_shape'] if rescale else IMG_META['img_shape']
+    assert ours.masks.dtype == torch.bool
+    assert ours.masks.shape == (4, ) + shape
+    assert torch.equal(ours.masks, ref.masks)
+    assert ours.masks.any()
+    if rescale:  # boxes are returned in the original image, as FCN does
+        assert torch.allclose(ours.bboxes, torch.tensor(boxes) / 2)
+
+
+def test_predict_by_feat_rescale_places_the_mask():
+    """A full-foreground RoI (8, 8, 40, 24) in the resized image covers
+    (4, 4, 20, 12) of the original image, which is half the size."""
+    head = make_head()
+    probs = torch.ones(1, 1, M, M)
+    full = head.predict_by_feat((probs, ), [detections([8, 8, 40, 24])],
+                                [IMG_META],
+                                TEST_CFG,
+                                rescale=True)[0].masks
+    rows, cols = torch.nonzero(full[0], as_tuple=True)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (4, 11, 4, 19)
+    assert full[0].sum() == 8 * 16
+    resized = head.predict_by_feat((probs, ), [detections([8, 8, 40, 24])],
+                                   [IMG_META],
+                                   TEST_CFG,
+                                   rescale=False)[0].masks
+    assert resized.shape == (1, 60, 80) and resized[0].sum() == 16 * 32
+
+
+@pytest.mark.parametrize('rescale', [True, False])
+def test_predict_by_feat_without_detections(rescale):
+    head = make_head()
+    empty = head.predict_by_feat((torch.zeros(0, 1, M, M), ), [detections([])],
+                                 [IMG_META],
+                                 TEST_CFG,
+                                 rescale=rescale)[0]
+    ref = fcn_reference(
+        torch.zeros(0, 1, M, M), detections([]), IMG_META, rescale)
+    assert empty.masks.dtype == torch.bool
+    assert empty.masks.shape == ref.masks.shape
+    if rescale:
+        assert empty.masks.shape == (0, 30, 40)
+
+
+def test_predict_by_feat_mixed_batch():
+    """An image without detections next to one with detections."""
+    head = make_head()
+    probs = torch.ones(1, 1, M, M)
+    metas = [IMG_META, dict(IMG_META)]
+    results = head.predict_by_feat(
+        (probs, torch.zeros(0, 1, M, M)),
+        [detections([8, 8, 40, 24]),
+         detections([])],
+        copy.deepcopy(metas),
+        TEST_CFG,
+        rescale=True)
+    assert results[0].masks.shape == (1, 30, 40)
+    assert results[1].masks.shape == (0, 30, 40)

@@ -1,0 +1,178 @@
+"""MaskDiffRCNN from the COCO 5-shot config: loss, predict, stage-2 freezing,
+support preprocessing."""
+import copy
+
+import pytest
+import torch
+from mmengine.optim import OptimWrapper
+
+from mmdet.registry import MODELS
+
+STAGE2_FROZEN = ('backbone', 'neck', 'rpn_head', 'roi_head.bbox_head')
+
+
+def inputs(model, batch, training):
+    return model.data_preprocessor(copy.deepcopy(batch), training)
+
+
+def test_config_builds_the_stage2_model(build_model):
+    model = build_model()
+    assert type(model).__name__ == 'MaskDiffRCNN'
+    assert type(model.roi_head).__name__ == 'FewShotRoIHead'
+    head = model.roi_head.mask_head
+    assert type(head).__name__ == 'DiffusionMaskHead'
+    assert model.frozen_modules == STAGE2_FROZEN
+    assert (head.num_shots, head.mask_size, head.num_timesteps) == (5, 16, 100)
+
+
+def test_loss_mode(build_model, support_bank, train_batch):
+    model = build_model()
+    model.set_support_bank(support_bank)
+    model.train()
+    losses = model(**inputs(model, train_batch, True), mode='loss')
+    for key in ('loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox',
+                'loss_mask'):
+        assert key in losses
+    loss_mask = losses['loss_mask']
+    assert loss_mask.dim() == 0 and torch.isfinite(loss_mask)
+    assert loss_mask.item() > 0 and loss_mask.requires_grad
+    # stage 2: the frozen detector's losses carry no gradient
+    assert not losses['loss_cls'].requires_grad
+    total, log_vars = model.parse_losses(losses)
+    assert torch.isfinite(total) and 'loss_mask' in log_vars
+
+
+def test_predict_mode(build_model, support_bank, test_batch):
+    model = build_model().eval()
+    model.set_support_bank(support_bank)
+    with torch.no_grad():
+        samples = model(**inputs(model, test_batch, False), mode='predict')
+    assert len(samples) == 1
+    pred = samples[0].pred_instances
+    h, w = samples[0].metainfo['ori_shape']
+    n = len(pred)
+    assert 0 < n <= 3  # test_cfg.rcnn.max_per_img
+    assert pred.masks.dtype == torch.bool and pred.masks.shape == (n, h, w)
+    assert pred.mask_uncertainty.shape == (n, 16, 16)
+    assert torch.count_nonzero(pred.mask_uncertainty) == 0  # one sample
+    assert pred.labels.max() < 8 and pred.scores.shape == (n, )
+    # masks are pasted into their boxes (a pixel of slack at the border)
+    for mask, box in zip(pred.masks, pred.bboxes):
+        rows, cols = torch.nonzero(mask, as_tuple=True)
+        if len(rows):
+            assert rows.min() >= box[1].floor() - 1
+            assert rows.max() <= box[3].ceil()
+            assert cols.min() >= box[0].floor() - 1
+            assert cols.max() <= box[2].ceil()
+
+
+def test_num_samples_reach_the_uncertainty(build_model, support_bank,
+                                           test_batch):
+    model = build_model().eval()
+    model.set_support_bank(support_bank)
+    model.roi_head.mask_head.set_sampler(num_samples=3)
+    with torch.no_grad():
+        pred = model(
+            **inputs(model, test_batch, False),
+            mode='predict')[0].pred_instances
+    unc = pred.mask_uncertainty
+    # p (1 - p) for p in {0, 1/3, 2/3, 1}
+    values = unc.unique()
+    assert torch.all((values == 0)
+                     | torch.isclose(values, torch.tensor(2 / 9)))
+    assert (values > 0).any()  # the 3 samples of a RoI do differ
+
+
+def snapshot(module):
+    return {
+        name: tensor.detach().clone()
+        for name, tensor in list(module.named_parameters()) +
+        list(module.named_buffers())
+    }
+
+
+@pytest.mark.parametrize('optimizer', ['AdamW', 'SGD'])
+def test_stage2_keeps_the_detector_bit_identical(build_model, support_bank,
+                                                 train_batch, optimizer):
+    model = build_model()
+    model.set_support_bank(support_bank)
+    model.train()
+    frozen = {
+        name: snapshot(model.get_submodule(name))
+        for name in STAGE2_FROZEN
+    }
+    head_before = snapshot(model.roi_head.mask_head)
+    assert any('running_mean' in k for k in frozen['backbone'])
+    # as the runner does: every parameter goes to the optimizer
+    if optimizer == 'AdamW':
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    else:
+        opt = torch.optim.SGD(
+            model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    optim_wrapper = OptimWrapper(opt, clip_grad=dict(max_norm=1.0))
+    for _ in range(2):
+        losses = model(**inputs(model, train_batch, True), mode='loss')
+        loss, _ = model.parse_losses(losses)
+        optim_wrapper.update_params(loss)
+
+    for name, before in frozen.items():
+        after = snapshot(model.get_submodule(name))
+        for key, value in before.items():
+            assert torch.equal(after[key], value), f'{name}.{key} changed'
+    head_after = snapshot(model.roi_head.mask_head)
+    changed = [
+        k for k, v in head_before.items() if not torch.equal(head_after[k], v)
+    ]
+    assert 'denoiser.out.2.weight' in changed
+    assert len(changed) > len(head_before) // 2
+
+
+def test_frozen_modules_stay_in_eval_mode(build_model):
+    model = build_model()
+    for _ in range(2):
+        model.train()
+        for name in STAGE2_FROZEN:
+            module = model.get_submodule(name)
+            assert not any(m.training for m in module.modules()), name
+            assert not any(p.requires_grad for p in module.parameters())
+        head = model.roi_head.mask_head
+        assert all(m.training for m in head.modules())
+        assert all(p.requires_grad for p in head.parameters())
+        assert model.training and model.roi_head.training
+    model.eval()
+    assert not any(m.training for m in model.modules())
+
+
+def test_tfa_freezing_leaves_the_last_box_layers_trainable(build_model):
+    model = build_model(
+        frozen_modules=('backbone', 'neck', 'rpn_head',
+                        'roi_head.bbox_head.shared_fcs'))
+    bbox_head = model.roi_head.bbox_head
+    assert all(p.requires_grad for p in bbox_head.fc_cls.parameters())
+    assert all(p.requires_grad for p in bbox_head.fc_reg.parameters())
+    assert not any(p.requires_grad for p in bbox_head.shared_fcs.parameters())
+
+
+def test_unknown_frozen_module_raises(build_model):
+    with pytest.raises(ValueError, match=r"'roi_head\.nope'"):
+        build_model(frozen_modules=('backbone', 'roi_head.nope'))
+
+
+def test_normalize_support_matches_the_data_preprocessor(build_model):
+    model = build_model()
+    g = torch.Generator().manual_seed(0)
+    crops = torch.randint(0, 256, (2, 3, 8, 8), generator=g, dtype=torch.uint8)
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    expected = (crops.flip(1).float() - mean) / std  # BGR -> RGB
+    assert torch.allclose(model.normalize_support(crops), expected, atol=1e-5)
+
+
+def test_set_support_bank_needs_a_few_shot_roi_head(maskdiff_cfg,
+                                                    support_bank):
+    cfg = copy.deepcopy(maskdiff_cfg.model)
+    cfg.roi_head.type = 'StandardRoIHead'
+    cfg.roi_head.mask_head = None
+    model = MODELS.build(cfg)
+    with pytest.raises(TypeError, match='FewShotRoIHead'):
+        model.set_support_bank(support_bank)
