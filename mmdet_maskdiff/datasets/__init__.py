@@ -1,7 +1,8 @@
 """Few-shot data: class splits, K-shot files, dataset, support bank, toy data.
 """
-from .class_splits import (COCO_ALL_CLASSES, COCO_BASE_CLASSES,
-                           COCO_NOVEL_CLASSES, COCO_SPLIT, get_class_splits,
+from .class_splits import (CLASS_SPLIT_PRESETS, COCO_ALL_CLASSES,
+                           COCO_BASE_CLASSES, COCO_NOVEL_CLASSES, COCO_SPLIT,
+                           get_class_splits, register_class_splits,
                            resolve_classes)
 from .few_shot_coco import FewShotCocoDataset
 from .few_shot_splits import (few_shot_split_path, generate_few_shot_splits,
@@ -12,7 +13,8 @@ from .synthetic_fsis import (SYNTHETIC_CLASS_SPLITS, SYNTHETIC_CLASSES,
 
 __all__ = [
     'COCO_ALL_CLASSES', 'COCO_BASE_CLASSES', 'COCO_NOVEL_CLASSES',
-    'COCO_SPLIT', 'get_class_splits', 'resolve_classes', 'FewShotCocoDataset',
+    'COCO_SPLIT', 'CLASS_SPLIT_PRESETS', 'register_class_splits',
+    'get_class_splits', 'resolve_classes', 'FewShotCocoDataset',
     'few_shot_split_path', 'generate_few_shot_splits', 'load_few_shot_split',
     'SupportBank', 'build_support_bank', 'SYNTHETIC_CLASS_SPLITS',
     'SYNTHETIC_CLASSES', 'make_synthetic_fsis'

@@ -47,8 +47,20 @@ COCO_SPLIT: Dict[str, Tuple[str, ...]] = dict(
 
 SPLIT_NAMES: Tuple[str, ...] = ('ALL', 'BASE', 'NOVEL')
 
+#: named base / novel definitions, usable as ``class_splits='<name>'`` in
+#: configs and on the command line (``--cfg-options ...class_splits=coco``)
+CLASS_SPLIT_PRESETS: Dict[str, Dict[str, Tuple[str, ...]]] = dict(
+    coco=dict(base=COCO_BASE_CLASSES, novel=COCO_NOVEL_CLASSES))
+
+
+def register_class_splits(name: str, base: Sequence[str],
+                          novel: Sequence[str]) -> None:
+    """Make ``class_splits=name`` mean ``dict(base=base, novel=novel)``."""
+    CLASS_SPLIT_PRESETS[name.lower()] = dict(
+        base=tuple(base), novel=tuple(novel))
+
 ClassSpec = Union[str, Sequence[str]]
-ClassSplits = Mapping[str, Sequence[str]]
+ClassSplits = Union[Mapping[str, Sequence[str]], str]
 
 
 def _check_names(names: Sequence[str], what: str) -> Tuple[str, ...]:
@@ -82,9 +94,11 @@ def get_class_splits(
     """Return the ``ALL`` / ``BASE`` / ``NOVEL`` class tuples of a dataset.
 
     Args:
-        class_splits (Mapping[str, Sequence[str]], optional): the base / novel
-            definition of a non-COCO dataset, ``dict(base=[...],
-            novel=[...])`` (keys case-insensitive). ``ALL`` is then
+        class_splits (Mapping[str, Sequence[str]] | str, optional): the base
+            / novel definition of a non-COCO dataset, ``dict(base=[...],
+            novel=[...])`` (keys case-insensitive), or the name of one in
+            :data:`CLASS_SPLIT_PRESETS` (``'coco'``, ``'synthetic'``, or one
+            added with :func:`register_class_splits`). ``ALL`` is then
             ``base + novel`` in that order. ``None`` means COCO
             (:data:`COCO_SPLIT`).
 
@@ -97,6 +111,14 @@ def get_class_splits(
     """
     if class_splits is None:
         return dict(COCO_SPLIT)
+    if isinstance(class_splits, str):
+        preset = CLASS_SPLIT_PRESETS.get(class_splits.lower())
+        if preset is None:
+            raise ValueError(
+                f'unknown class_splits {class_splits!r}; named splits: '
+                f'{sorted(CLASS_SPLIT_PRESETS)} (or give dict(base=[...], '
+                'novel=[...]))')
+        class_splits = preset
     if not isinstance(class_splits, Mapping):
         raise ValueError('class_splits must be a dict(base=[...], '
                          f'novel=[...]), got {type(class_splits).__name__}')

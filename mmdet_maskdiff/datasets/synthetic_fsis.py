@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_util
 
+from .class_splits import register_class_splits
 from .few_shot_splits import generate_few_shot_splits
 
 SYNTHETIC_CLASS_SPLITS = dict(
@@ -52,6 +53,8 @@ SYNTHETIC_CLASS_SPLITS = dict(
     novel=('crescent', 'heart'))
 SYNTHETIC_CLASSES: Tuple[str, ...] = (
     SYNTHETIC_CLASS_SPLITS['base'] + SYNTHETIC_CLASS_SPLITS['novel'])
+# configs and the command line can say class_splits='synthetic'
+register_class_splits('synthetic', **SYNTHETIC_CLASS_SPLITS)
 
 # BGR colour and texture of each class.
 _STYLE = dict(

@@ -6,24 +6,27 @@ format of ``--cfg-options``) that change only sizes and data:
 
 * every ``FewShotCocoDataset`` in the config (wherever it sits: a data loader,
   a ``ConcatDataset``, a hook) is pointed at the synthetic dataset, with its
-  class split and a 128-px resize;
-* every ``FewShotCocoMetric`` gets the synthetic annotation file and split;
+  class split (``class_splits='synthetic'``) and a 128-px resize;
+* every ``FewShotCocoMetric`` gets the synthetic annotation file (its
+  base / novel split follows the dataset's);
 * the model keeps its structure (MaskDiffRCNN, FewShotRoIHead, the same heads)
   with a ResNet-18 of 16 base channels, 64-channel FPN, 8 classes, a small UNet
   on 28x28 masks, no ImageNet weights (nothing is downloaded);
 * the schedule gets ``max_iters`` and a matching lr schedule.
+
+Every value is a scalar, list or tuple, so :func:`to_cfg_options_args` can
+also pass them on the command line (``tools/train.py CONFIG --cfg-options
+...``).
 """
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 
-from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
-                                                    SYNTHETIC_CLASSES,
+from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASSES,
                                                     synthetic_paths)
 
 IMAGE_SCALE = (128, 128)
 NUM_CLASSES = len(SYNTHETIC_CLASSES)
-CLASS_SPLITS = {k: list(v) for k, v in SYNTHETIC_CLASS_SPLITS.items()}
 
 #: model sizes for CPU; keys are relative to ``model.``
 MODEL_SIZES = {
@@ -67,12 +70,6 @@ FCN_HEAD_SIZES = {
 }
 
 
-def _replacing(value: dict) -> dict:
-    """A dict that replaces, rather than merges into, the config's value
-    (which may be None)."""
-    return dict(value, _delete_=True)
-
-
 def _walk(node: Any, path: str = '') -> Iterator[Tuple[str, dict]]:
     """Yield (dotted path, dict) for every dict in a config tree."""
     if isinstance(node, dict):
@@ -91,13 +88,13 @@ def _dataset_options(path: str, dataset: dict, paths: Dict[str, str],
     options = {
         f'{path}.data_root': '',
         f'{path}.ann_file': ann,
-        f'{path}.data_prefix': dict(img=img),
-        f'{path}.class_splits': _replacing(CLASS_SPLITS),
+        f'{path}.data_prefix.img': img,
+        f'{path}.class_splits': 'synthetic',
     }
     if dataset.get('few_shot_root'):
         options[f'{path}.few_shot_root'] = paths['few_shot_root']
     if 'filter_cfg' in dataset:
-        options[f'{path}.filter_cfg'] = dict(filter_empty_gt=True, min_size=4)
+        options[f'{path}.filter_cfg.min_size'] = 4
     for i, transform in enumerate(dataset.get('pipeline', [])):
         if transform.get('type') == 'RandomChoiceResize':
             options[f'{path}.pipeline.{i}.scales'] = [IMAGE_SCALE]
@@ -156,7 +153,6 @@ def cpu_scale_options(cfg: Config,
             options.update(_dataset_options(path, node, paths, split))
         elif kind == 'FewShotCocoMetric':
             options[f'{path}.ann_file'] = paths['test_ann']
-            options[f'{path}.class_splits'] = _replacing(CLASS_SPLITS)
     options.update(_model_options(cfg.model))
     options.update({
         'train_dataloader.batch_size': batch_size,
@@ -205,3 +201,26 @@ def _schedule_options(cfg: Config, max_iters: int) -> Dict[str, Any]:
         schedulers.append(scheduler)
     options['param_scheduler'] = schedulers
     return options
+
+
+def _format_value(value: Any) -> str:
+    """``--cfg-options`` syntax of a scalar, list or tuple (no spaces)."""
+    if isinstance(value, list):
+        return '[' + ','.join(_format_value(v) for v in value) + ']'
+    if isinstance(value, tuple):
+        return '(' + ','.join(_format_value(v) for v in value) + ',)'
+    if isinstance(value, dict):
+        raise TypeError('dict values cannot be passed with --cfg-options')
+    return str(value)
+
+
+def to_cfg_options_args(options: Dict[str, Any]) -> List[str]:
+    """``key=value`` strings for ``tools/train.py ... --cfg-options``.
+
+    ``param_scheduler`` (a list of dicts) is left out: the config's own
+    schedule then applies, cut short by ``train_cfg.max_iters``.
+    """
+    return [
+        f'{key}={_format_value(value)}' for key, value in options.items()
+        if key != 'param_scheduler'
+    ]

@@ -42,6 +42,11 @@ class DemoSettings:
         force (bool): Retrain stages whose checkpoint exists.
         base_work_dir (str, optional): Reuse stage 1a from there (seeds
             share one base detector).
+        lr (dict): Learning rate per stage name; stages not listed keep
+            their config's. The COCO schedules are tuned for 16k-240k
+            iterations at batch 16, the demo runs a few hundred at batch 8.
+        options (dict): Extra ``--cfg-options``-style overrides per stage
+            name (``base_det``, ``ft_det``, ``maskdiff``, ``fcn``).
     """
     work_dir: str = 'work_dirs/demo'
     data_root: str = 'data/demo_fsis'
@@ -56,6 +61,9 @@ class DemoSettings:
     draw: bool = True
     force: bool = False
     base_work_dir: Optional[str] = None
+    lr: Dict[str, float] = field(
+        default_factory=lambda: dict(ft_det=0.02, maskdiff=1e-3, fcn=1e-3))
+    options: Dict[str, dict] = field(default_factory=dict)
     timings: Dict[str, float] = field(default_factory=dict)
 
     def configs(self) -> Dict[str, str]:
@@ -86,15 +94,19 @@ def seed_options(cfg: Config, seed: int) -> dict:
     return options
 
 
-def build_cfg(path: str, settings: DemoSettings, work_dir: str,
+def build_cfg(name: str, settings: DemoSettings, work_dir: str,
               max_iters: int, load_from: Optional[str]) -> Config:
-    """A stage's COCO config at CPU scale on the synthetic data."""
-    cfg = Config.fromfile(path)
+    """Stage ``name``'s COCO config at CPU scale on the synthetic data."""
+    cfg = Config.fromfile(settings.configs()[name])
     cfg.merge_from_dict(
         cpu_scale_options(
-            cfg, settings.data_root, max_iters=max_iters,
+            cfg,
+            settings.data_root,
+            max_iters=max_iters,
+            lr=settings.lr.get(name),
             load_from=load_from))
     cfg.merge_from_dict(seed_options(cfg, settings.seed))
+    cfg.merge_from_dict(settings.options.get(name, {}))
     if settings.steps is not None:
         for hook in cfg.get('custom_hooks', []):
             if hook.get('type') == 'DiffusionSamplerHook':
@@ -121,7 +133,7 @@ def train_stage(name: str, settings: DemoSettings, max_iters: int,
         return ckpt
     print(f'[demo] {name}: training {max_iters} iterations with '
           f'{osp.relpath(path, REPO_ROOT)}')
-    cfg = build_cfg(path, settings, work_dir, max_iters, load_from)
+    cfg = build_cfg(name, settings, work_dir, max_iters, load_from)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     start = time.time()
     Runner.from_cfg(cfg).train()
@@ -136,9 +148,8 @@ def test_stage(name: str, config_name: str, settings: DemoSettings,
     Weights missing from ``ckpt`` keep their initialisation (mmengine loads
     non-strictly): that is how the untrained head is tested.
     """
-    path = settings.configs()[config_name]
-    cfg = build_cfg(path, settings, osp.join(settings.work_dir, name), 1,
-                    ckpt)
+    cfg = build_cfg(config_name, settings, osp.join(settings.work_dir, name),
+                    1, ckpt)
     if settings.draw and name != 'untrained':
         cfg.default_hooks.visualization = dict(
             type='DetVisualizationHook', draw=True,

@@ -1,6 +1,7 @@
 """Every config under configs/ parses, imports the plugin, chains its stages
 through work_dirs, and can be shrunk to CPU scale; basenames are unique (mim
 finds a config by its basename anywhere in the package)."""
+import argparse
 import copy
 import glob
 import os.path as osp
@@ -9,9 +10,11 @@ from collections import Counter
 from functools import lru_cache
 
 import pytest
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
-from mmdet_maskdiff.demo.cpu_scale import cpu_scale_options
+from mmdet_maskdiff.datasets import get_class_splits
+from mmdet_maskdiff.demo.cpu_scale import (cpu_scale_options,
+                                           to_cfg_options_args)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs')
@@ -119,4 +122,25 @@ def test_cpu_scale_options_apply(path):
     assert datasets and metrics, path
     for node in datasets + metrics:
         assert node['ann_file'].startswith(FAKE_ROOT), (path, node)
-        assert node['class_splits']['novel'] == ['crescent', 'heart']
+    for node in datasets:  # the named split of the synthetic data
+        assert node['class_splits'] == 'synthetic', (path, node)
+        assert get_class_splits(node['class_splits'])['NOVEL'] == (
+            'crescent', 'heart')
+    for node in metrics:  # 'BASE' / 'NOVEL' follow the dataset's split
+        assert node['class_splits'] == dict(base='BASE', novel='NOVEL')
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=IDS)
+def test_cpu_scale_options_pass_the_command_line(path):
+    """The same overrides as --cfg-options strings give the same config."""
+    cfg = parsed(path)
+    options = cpu_scale_options(cfg, FAKE_ROOT, max_iters=4, load_from=None)
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args(['--cfg-options'] +
+                             to_cfg_options_args(options))
+    from_cli, direct = parsed(path), parsed(path)
+    from_cli.merge_from_dict(args.cfg_options)
+    del options['param_scheduler']  # not passed on the command line
+    direct.merge_from_dict(options)
+    assert from_cli.to_dict() == direct.to_dict()

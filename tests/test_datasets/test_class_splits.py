@@ -60,3 +60,22 @@ def test_resolve_errors(spec, match):
 def test_class_splits_errors(splits, match):
     with pytest.raises(ValueError, match=match):
         resolve_classes('ALL', splits)
+
+
+def test_named_class_splits():
+    from mmdet_maskdiff.datasets import (CLASS_SPLIT_PRESETS,
+                                         register_class_splits)
+    from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
+    coco = get_class_splits('COCO')
+    assert coco['NOVEL'] == COCO_NOVEL_CLASSES
+    assert coco['BASE'] == COCO_BASE_CLASSES
+    synthetic = get_class_splits('synthetic')
+    assert synthetic['NOVEL'] == SYNTHETIC_CLASS_SPLITS['novel']
+    assert resolve_classes('NOVEL', 'synthetic') == ('crescent', 'heart')
+    register_class_splits('mine_for_test', base=['a', 'b'], novel=['c'])
+    try:
+        assert get_class_splits('mine_for_test')['ALL'] == ('a', 'b', 'c')
+    finally:
+        CLASS_SPLIT_PRESETS.pop('mine_for_test')
+    with pytest.raises(ValueError, match="unknown class_splits 'nope'"):
+        get_class_splits('nope')
