@@ -59,6 +59,7 @@ def register_class_splits(name: str, base: Sequence[str],
     CLASS_SPLIT_PRESETS[name.lower()] = dict(
         base=tuple(base), novel=tuple(novel))
 
+
 ClassSpec = Union[str, Sequence[str]]
 ClassSplits = Union[Mapping[str, Sequence[str]], str]
 

@@ -46,7 +46,10 @@ class DemoSettings:
             their config's. The COCO schedules are tuned for 16k-240k
             iterations at batch 16, the demo runs a few hundred at batch 8.
         options (dict): Extra ``--cfg-options``-style overrides per stage
-            name (``base_det``, ``ft_det``, ``maskdiff``, ``fcn``).
+            name (``base_det``, ``ft_det``, ``maskdiff``, ``fcn``). By
+            default the TFA stage also fine-tunes the RPN and box head: the
+            RPN of the 6-class toy base set learns that the novel shapes are
+            background (docs/defaults.md, "Demo-only deviations").
     """
     work_dir: str = 'work_dirs/demo'
     data_root: str = 'data/demo_fsis'
@@ -54,7 +57,7 @@ class DemoSettings:
     shots: int = 5
     seed: int = 0
     base_iters: int = 600
-    ft_iters: int = 150
+    ft_iters: int = 300
     mask_iters: int = 400
     steps: Optional[int] = None
     untrained: bool = True
@@ -63,7 +66,9 @@ class DemoSettings:
     base_work_dir: Optional[str] = None
     lr: Dict[str, float] = field(
         default_factory=lambda: dict(ft_det=0.02, maskdiff=1e-3, fcn=1e-3))
-    options: Dict[str, dict] = field(default_factory=dict)
+    options: Dict[str, dict] = field(
+        default_factory=lambda: dict(
+            ft_det={'model.frozen_modules': ('backbone', 'neck')}))
     timings: Dict[str, float] = field(default_factory=dict)
 
     def configs(self) -> Dict[str, str]:

@@ -8,8 +8,9 @@ peak; CPU: growth of the process's peak RSS, so only increases show).
 
 Settings: DDIM steps (1, 2, 4, 8, 16, 50), with and without guidance (w = 1
 doubles the denoiser batch), 1 vs several samples per RoI, for two denoiser
-sizes: ``paper`` (the COCO config: 64x64 masks, UNet 128 x (1, 2, 3, 4)) and
-``compact`` (28x28 masks, UNet 32 x (1, 2, 2)). Settings whose predicted time
+sizes: ``paper`` (the COCO config: 64x64 masks, UNet 128 x (1, 2, 3, 4)),
+``compact`` (28x28 masks, UNet 32 x (1, 2, 2)) and ``demo`` (the CPU demo's:
+28x28, UNet 16 x (1, 2, 2)). Settings whose predicted time
 exceeds ``--budget`` seconds are not run; their time is extrapolated from the
 measured 1-step cost (linear in denoiser evaluations) and marked ``est.``.
 
@@ -35,6 +36,8 @@ from mmengine.structures import InstanceData
 
 import mmdet_maskdiff  # noqa: F401  (registers the denoiser)
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
+from mmdet_maskdiff.demo.cpu_scale import \
+    DIFFUSION_HEAD_SIZES as DEMO_SIZES
 from mmdet_maskdiff.models import DiffusionMaskHead, MaskCondition
 
 IMAGE_SHAPE = (800, 1333)
@@ -57,6 +60,15 @@ DENOISERS = dict(
             num_res_blocks=2,
             attention_channels=(64, ),
             num_head_channels=32)),
+    # the denoiser of the CPU demo (mmdet_maskdiff.demo.cpu_scale)
+    demo=dict(
+        mask_size=DEMO_SIZES['mask_size'],
+        denoiser=dict(
+            type='MaskDenoisingUNet',
+            **{
+                k.split('.', 1)[1]: v
+                for k, v in DEMO_SIZES.items() if k.startswith('denoiser.')
+            })),
 )
 
 
@@ -74,7 +86,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--guidance', type=float, nargs='+', default=[0.0, 1.0])
     parser.add_argument(
-        '--denoisers', nargs='+', default=['compact', 'paper'],
+        '--denoisers', nargs='+', default=['demo', 'compact', 'paper'],
         choices=sorted(DENOISERS))
     parser.add_argument('--num-shots', type=int, default=1)
     parser.add_argument(
@@ -84,14 +96,13 @@ def parse_args() -> argparse.Namespace:
                         help='bfloat16 autocast for the denoiser (CUDA)')
     parser.add_argument(
         '--quick', action='store_true',
-        help='CI size: 20 RoIs, compact denoiser, steps 1 2 4, 2 repeats')
+        help='CI size: 20 RoIs, demo denoiser, steps 1 2 4, 2 repeats')
     parser.add_argument('--out', default='work_dirs/benchmark_mask_head')
     args = parser.parse_args()
     if args.quick:
         args.num_rois, args.repeats, args.warmup = 20, 2, 1
-        args.steps, args.samples, args.denoisers = [1, 2, 4], [1, 2], [
-            'compact'
-        ]
+        args.steps, args.samples = [1, 2, 4], [1, 2]
+        args.denoisers = ['demo']
     return args
 
 
@@ -160,7 +171,8 @@ def diffusion_predictor(name: str, num: int, device: torch.device,
                         test_cfg: ConfigDict, num_shots: int):
     cfg = DENOISERS[name]
     head = DiffusionMaskHead(
-        num_classes=80, num_shots=num_shots, **cfg).to(device).eval()
+        num_classes=80, num_shots=num_shots, prediction_type='x0',
+        **cfg).to(device).eval()
     m = cfg['mask_size']
     condition = MaskCondition(
         labels=torch.randint(0, 80, (num, ), device=device),

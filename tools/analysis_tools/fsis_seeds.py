@@ -29,8 +29,11 @@ import os
 import os.path as osp
 from typing import Dict
 
+from mmdet_maskdiff.demo.pipeline import DemoSettings, run_pipeline
 from mmdet_maskdiff.demo.report import (aggregate_seeds, format_seed_table,
                                         summarize)
+
+DEFAULTS = DemoSettings()
 
 
 def load_run(path: str) -> Dict[str, dict]:
@@ -77,7 +80,6 @@ def collect(paths, out: str) -> dict:
 
 
 def run_demo_seeds(args) -> dict:
-    from mmdet_maskdiff.demo.pipeline import DemoSettings, run_pipeline
     paths = []
     base_root = osp.join(args.work_dir, 'shared')
     for seed in args.seeds:
@@ -106,9 +108,9 @@ def main() -> None:
     p_demo.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p_demo.add_argument('--shots', type=int, default=5)
     p_demo.add_argument('--work-dir', default='work_dirs/demo_seeds')
-    p_demo.add_argument('--base-iters', type=int, default=600)
-    p_demo.add_argument('--ft-iters', type=int, default=150)
-    p_demo.add_argument('--mask-iters', type=int, default=400)
+    p_demo.add_argument('--base-iters', type=int, default=DEFAULTS.base_iters)
+    p_demo.add_argument('--ft-iters', type=int, default=DEFAULTS.ft_iters)
+    p_demo.add_argument('--mask-iters', type=int, default=DEFAULTS.mask_iters)
     args = parser.parse_args()
     if args.command == 'collect':
         missing = [p for p in args.paths if not osp.isfile(p)]

@@ -29,7 +29,8 @@ diffusion_mask_head = dict(
     prototype_dim=256,
     num_timesteps=1000,
     beta_schedule='linear',
-    prediction_type='epsilon',
+    # ours, by measurement (docs/defaults.md); the paper's is 'epsilon'
+    prediction_type='x0',
     class_dropout_prob=0.1,
     test_sampler=dict(
         type='ddim', steps=4, eta=0.0, guidance_weight=1.0, num_samples=1,
