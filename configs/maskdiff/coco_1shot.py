@@ -42,7 +42,7 @@ train_dataloader = dict(
 
 sampler_hook = dict(
     type='DiffusionSamplerHook',
-    sampler=dict(type='ddim', steps=4, eta=0.0, guidance_weight=1.0,
+    sampler=dict(type='ddim', steps=2, eta=0.0, guidance_weight=1.0,
                  num_samples=1, seed=0),
     save_trajectory=True)
 custom_hooks = [

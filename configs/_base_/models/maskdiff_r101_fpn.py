@@ -33,7 +33,7 @@ diffusion_mask_head = dict(
     prediction_type='x0',
     class_dropout_prob=0.1,
     test_sampler=dict(
-        type='ddim', steps=4, eta=0.0, guidance_weight=1.0, num_samples=1,
+        type='ddim', steps=2, eta=0.0, guidance_weight=1.0, num_samples=1,
         seed=0, chunk_size=None))
 model = dict(
     type='MaskDiffRCNN',

@@ -24,7 +24,7 @@ SAMPLER_KEYS = ('type', 'steps', 'eta', 'guidance_weight', 'num_samples',
                 'seed', 'chunk_size', 'amp', 'trajectory_every')
 DEFAULT_SAMPLER = dict(
     type='ddim',
-    steps=4,
+    steps=2,
     eta=0.0,
     guidance_weight=1.0,
     num_samples=1,
