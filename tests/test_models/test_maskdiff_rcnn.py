@@ -70,6 +70,13 @@ def test_num_samples_reach_the_uncertainty(build_model, support_bank,
                                            test_batch):
     model = build_model().eval()
     model.set_support_bank(support_bank)
+    # an untrained x0 network outputs exactly 0 (zero-initialised output
+    # layers), whatever the noise; random zero-initialised weights make its
+    # samples depend on the noise, as a trained network's do
+    torch.manual_seed(0)
+    for name, param in model.roi_head.mask_head.denoiser.named_parameters():
+        if not param.any():
+            torch.nn.init.normal_(param, std=0.2)
     model.roi_head.mask_head.set_sampler(num_samples=3)
     with torch.no_grad():
         pred = model(
