@@ -56,9 +56,9 @@ class DemoSettings:
     config_dir: str = osp.join(REPO_ROOT, 'configs', 'maskdiff')
     shots: int = 5
     seed: int = 0
-    base_iters: int = 600
+    base_iters: int = 500
     ft_iters: int = 300
-    mask_iters: int = 400
+    mask_iters: int = 350
     steps: Optional[int] = None
     untrained: bool = True
     draw: bool = True
