@@ -106,10 +106,23 @@ def _registry_miss(exc: KeyError) -> str:
     return ''
 
 
+def shutdown_distributed() -> None:
+    """Destroy the default process group, if any.
+
+    mmengine 0.10.7 never does; a gloo group still alive at interpreter exit
+    can abort the process ("terminate called without an active exception",
+    exit code -6) after a successful run.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def run_cli(main: Callable[[], None]) -> None:
     """Run a tool's ``main``; input errors become one line and status 2."""
     try:
         main()
+        shutdown_distributed()
     except InputError as exc:
         print(f'error: {exc}', file=sys.stderr)
         sys.exit(2)
