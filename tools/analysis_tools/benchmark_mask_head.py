@@ -31,7 +31,7 @@ from datetime import date
 from typing import Callable, Dict, List
 
 import torch
-from mmengine.config import ConfigDict
+from mmengine.config import Config, ConfigDict
 from mmengine.structures import InstanceData
 
 import mmdet_maskdiff  # noqa: F401  (registers the denoiser)
@@ -41,16 +41,16 @@ from mmdet_maskdiff.demo.cpu_scale import \
 from mmdet_maskdiff.models import DiffusionMaskHead, MaskCondition
 
 IMAGE_SHAPE = (800, 1333)
+# the COCO configs' head, read from the config so the two cannot drift apart
+_COCO_HEAD = Config.fromfile(
+    osp.join(
+        osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+        'configs', '_base_', 'models',
+        'maskdiff_r101_fpn.py')).diffusion_mask_head
 DENOISERS = dict(
     paper=dict(
-        mask_size=64,
-        denoiser=dict(
-            type='MaskDenoisingUNet',
-            base_channels=128,
-            channel_mults=(1, 2, 3, 4),
-            num_res_blocks=2,
-            attention_channels=(384, ),
-            num_head_channels=64)),
+        mask_size=_COCO_HEAD.mask_size,
+        denoiser=_COCO_HEAD.denoiser.to_dict()),
     compact=dict(
         mask_size=28,
         denoiser=dict(
