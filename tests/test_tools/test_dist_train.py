@@ -27,7 +27,9 @@ def test_dist_train_two_ranks(synthetic_data, tmp_path):
                       "custom_hooks = [dict(type='RankProbeHook')]\n")
     work_dir = tmp_path / 'work_dir'
     env = tool_env(synthetic_data['root'], pythonpath=[HERE])
-    env.update(PORT=str(free_port()), PYTHON=sys.executable)
+    # a native abort then prints each rank's Python stack
+    env.update(
+        PORT=str(free_port()), PYTHON=sys.executable, PYTHONFAULTHANDLER='1')
     cmd = [
         'bash', osp.join(TOOLS, 'dist_train.sh'), str(config), '2',
         '--work-dir', str(work_dir)
