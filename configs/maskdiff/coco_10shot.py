@@ -7,28 +7,15 @@ load_from = ('work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-10shot-det/'
              'iter_160000.pth')
 model = dict(roi_head=dict(mask_head=dict(num_shots=10)))
 
-# config inheritance replaces lists instead of merging them: restate the
-# dataset list and the hooks with K = 10
-novel_shots = dict(
-    type='FewShotCocoDataset',
-    data_root={{_base_.data_root}},
-    ann_file='annotations/instances_train2017.json',
-    data_prefix=dict(img='train2017/'),
-    classes='ALL',
-    class_splits={{_base_.class_splits}},
-    few_shot_root={{_base_.few_shot_root}},
-    num_base_shots=0,
-    num_novel_shots=10,
-    seed=0,
-    pipeline={{_base_.train_pipeline}})
+# config inheritance replaces lists: the dataset list and the hooks are
+# rebuilt from the base config's variables with the 10-shot set
+few_shot_set = dict(_base_.few_shot_set, num_base_shots=10, num_novel_shots=10)
 train_dataloader = dict(
-    dataset=dict(datasets=[{{_base_.base_train_dataset}}, novel_shots]))
+    dataset=dict(datasets=[
+        _base_.base_train_dataset,
+        dict(few_shot_set, num_base_shots=0),
+    ]))
 custom_hooks = [
-    dict(
-        type='SupportSetHook',
-        dataset=dict(novel_shots, num_base_shots=10),
-        crop_size=64,
-        context=0.1,
-        max_train_per_class=200),
-    {{_base_.sampler_hook}},
+    dict(_base_.support_set_hook, dataset=few_shot_set),
+    _base_.sampler_hook,
 ]

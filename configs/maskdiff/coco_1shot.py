@@ -18,25 +18,16 @@ model = dict(
     frozen_modules=('backbone', 'neck', 'rpn_head', 'roi_head.bbox_head'),
     roi_head=dict(mask_head={{_base_.diffusion_mask_head}}))
 
-# the K-shot set of this seed: novel shots for training, all shots as k
-few_shot_set = dict(
-    type='FewShotCocoDataset',
-    data_root={{_base_.data_root}},
-    ann_file='annotations/instances_train2017.json',
-    data_prefix=dict(img='train2017/'),
-    classes='ALL',
-    class_splits={{_base_.class_splits}},
-    few_shot_root={{_base_.few_shot_root}},
-    num_base_shots=1,
-    num_novel_shots=1,
-    seed=0,
-    pipeline={{_base_.train_pipeline}})
+# the K-shot set of this seed: its novel shots join the base training set,
+# and all its shots (base and novel) are the support set k
+few_shot_set = dict(_base_.few_shot_dataset, num_base_shots=1,
+                    num_novel_shots=1)
 train_dataloader = dict(
     dataset=dict(
         _delete_=True,
         type='ConcatDataset',
         datasets=[
-            {{_base_.base_train_dataset}},
+            _base_.base_train_dataset,
             dict(few_shot_set, num_base_shots=0),
         ]))
 
@@ -45,11 +36,13 @@ sampler_hook = dict(
     sampler=dict(type='ddim', steps=2, eta=0.0, guidance_weight=1.0,
                  num_samples=1, seed=0),
     save_trajectory=True)
-custom_hooks = [
-    dict(type='SupportSetHook', dataset=few_shot_set, crop_size=64,
-         context=0.1, max_train_per_class=200),
-    sampler_hook,
-]
+support_set_hook = dict(
+    type='SupportSetHook',
+    dataset=few_shot_set,
+    crop_size=64,
+    context=0.1,
+    max_train_per_class=200)
+custom_hooks = [support_set_hook, sampler_hook]
 
 # our choice (the paper gives no schedule): AdamW, constant lr after warm-up
 train_cfg = dict(max_iters=40000, val_interval=40000)

@@ -18,20 +18,9 @@ model = dict(
         bbox_head=dict(
             cls_predictor_cfg=dict(type='CosineSimLinear', scale=20.0))))
 
+# the balanced K-shot set of the dataset config (K = 1, seed 0)
 train_dataloader = dict(
-    dataset=dict(
-        _delete_=True,
-        type='FewShotCocoDataset',
-        data_root={{_base_.data_root}},
-        ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(img='train2017/'),
-        classes='ALL',
-        class_splits={{_base_.class_splits}},
-        few_shot_root={{_base_.few_shot_root}},
-        num_base_shots=1,
-        num_novel_shots=1,
-        seed=0,
-        pipeline={{_base_.train_pipeline}}))
+    dataset=dict(_base_.few_shot_dataset, _delete_=True))
 
 # TFA's COCO schedule: lr 0.001, iterations growing with K (16k at K = 1)
 train_cfg = dict(max_iters=16000, val_interval=4000)

@@ -144,3 +144,35 @@ def test_cpu_scale_options_pass_the_command_line(path):
     del options['param_scheduler']  # not passed on the command line
     direct.merge_from_dict(options)
     assert from_cli.to_dict() == direct.to_dict()
+
+
+STAGE2 = [p for p in CONFIGS if re.fullmatch(r'coco_\d+shot\.py', osp.basename(p))]
+TFA = [p for p in CONFIGS if re.search(r'tfa_coco-\d+shot-det\.py$', p)]
+
+
+@pytest.mark.parametrize(
+    'path', STAGE2, ids=[osp.basename(p) for p in STAGE2])
+def test_stage2_uses_one_k_shot_sample(path):
+    """The novel training shots, the support set k and the mask head agree on
+    K and on the seed (per-K configs rebuild the lists from variables)."""
+    k = int(SHOTS.search(osp.basename(path))[1])
+    cfg = parsed(path)
+    base_set, novel_set = cfg.train_dataloader.dataset.datasets
+    assert base_set.ann_classes == 'BASE' and 'num_novel_shots' not in base_set
+    assert (novel_set.num_base_shots, novel_set.num_novel_shots) == (0, k)
+    hooks = {hook.type: hook for hook in cfg.custom_hooks}
+    support = hooks['SupportSetHook'].dataset
+    assert (support.num_base_shots, support.num_novel_shots) == (k, k)
+    assert support.seed == novel_set.seed == 0
+    assert support.few_shot_root == novel_set.few_shot_root
+    assert cfg.model.roi_head.mask_head.num_shots == k
+    assert hooks['DiffusionSamplerHook'].sampler.type == 'ddim'
+
+
+@pytest.mark.parametrize('path', TFA, ids=[osp.basename(p) for p in TFA])
+def test_tfa_stage_trains_on_balanced_k_shot_set(path):
+    k = int(SHOTS.search(osp.basename(path))[1])
+    dataset = parsed(path).train_dataloader.dataset
+    assert dataset.type == 'FewShotCocoDataset'
+    assert (dataset.num_base_shots, dataset.num_novel_shots) == (k, k)
+    assert 'ann_classes' not in dataset  # not the base set it replaced

@@ -50,3 +50,67 @@ def test_downstream_inheritance(tmp_path):
     assert cfg.custom_imports.imports == ['mmdet_maskdiff']
     # and the tools accept it (custom_imports is inherited)
     assert load_config(str(config)).train_cfg.max_iters == 123
+
+
+# README, "Inheriting the configs in your project": every data path moved
+DOWNSTREAM_DATA = f"""\
+_base_ = [{BASE!r}]
+
+data_root = {MY_ROOT!r}
+# `_base_.<name>` reads a variable of the inherited config
+few_shot_set = dict(_base_.few_shot_set, data_root=data_root)
+train_dataloader = dict(
+    dataset=dict(datasets=[
+        dict(_base_.base_train_dataset, data_root=data_root),
+        dict(few_shot_set, num_base_shots=0),
+    ]))
+custom_hooks = [
+    dict(_base_.support_set_hook, dataset=few_shot_set),
+    _base_.sampler_hook,
+]
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+test_evaluator = val_evaluator
+"""
+
+
+def _strings(node):
+    if isinstance(node, dict):
+        for child in node.values():
+            yield from _strings(child)
+    elif isinstance(node, (list, tuple)):
+        for child in node:
+            yield from _strings(child)
+    elif isinstance(node, str):
+        yield node
+
+
+def test_downstream_moves_every_data_root(tmp_path):
+    config = tmp_path / 'my_project' / 'my_coco_1shot.py'
+    config.parent.mkdir()
+    config.write_text(DOWNSTREAM_DATA)
+    base = Config.fromfile(BASE).to_dict()
+    cfg = load_config(str(config))
+    resolved = cfg.to_dict()
+
+    # the base config's data paths are all gone from what the runner reads
+    # (data loaders, hooks, metrics; unused variables may keep them)
+    used = ('train_dataloader', 'val_dataloader', 'test_dataloader',
+            'custom_hooks', 'val_evaluator', 'test_evaluator')
+    assert any('data/coco/' in s for key in used for s in _strings(base[key]))
+    assert not any(
+        'data/coco/' in s for key in used for s in _strings(resolved[key]))
+    # and nothing else changed: the same structure with the new root
+    base_set, novel_set = cfg.train_dataloader.dataset.datasets
+    assert base_set.data_root == novel_set.data_root == MY_ROOT
+    assert base_set.ann_classes == 'BASE'
+    assert (novel_set.num_base_shots, novel_set.num_novel_shots) == (0, 1)
+    hooks = [hook.type for hook in cfg.custom_hooks]
+    assert hooks == ['SupportSetHook', 'DiffusionSamplerHook']
+    support = cfg.custom_hooks[0]
+    assert support.dataset.data_root == MY_ROOT
+    assert support.dataset.num_base_shots == 1
+    assert support.crop_size == base['custom_hooks'][0]['crop_size']
+    assert cfg.test_dataloader.dataset.test_mode is True
+    assert cfg.test_evaluator.ann_file.startswith(MY_ROOT)
