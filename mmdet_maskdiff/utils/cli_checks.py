@@ -6,7 +6,6 @@ with one line naming the problem, not with a traceback from deep inside
 mmengine. Each check raises :class:`InputError`; :func:`run_cli` turns it into
 ``error: <message>`` on stderr and exit status 2.
 """
-import gc
 import os.path as osp
 import sys
 from typing import Callable, Iterator, List
@@ -14,6 +13,8 @@ from typing import Callable, Iterator, List
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from mmdet_maskdiff.compat import release_process_group
 
 PLUGIN = 'mmdet_maskdiff'
 IMPORT_HINT = (f"custom_imports=dict(imports=['{PLUGIN}'], "
@@ -108,20 +109,9 @@ def _registry_miss(exc: KeyError) -> str:
 
 
 def shutdown_distributed() -> None:
-    """Destroy the default process group, if any, and free it now.
-
-    mmengine 0.10.7 never does. ``destroy_process_group`` alone only unlinks
-    the group: the DDP wrapper of the finished runner still references it
-    through a reference cycle, so gloo's worker threads (``pt_gloo_runloop``,
-    ``gloo_tcp_loop``) live on until the interpreter tears itself down, where
-    they can abort the process after a successful run ("terminate called
-    without an active exception", exit code -6). Collecting the cycle here
-    joins those threads while the interpreter is still intact.
-    """
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-        gc.collect()
+    """Destroy and free the default process group, if any (see
+    :mod:`mmdet_maskdiff.compat.process_group_exit`)."""
+    release_process_group()
 
 
 def run_cli(main: Callable[[], None]) -> None:
