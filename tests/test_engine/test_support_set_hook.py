@@ -143,3 +143,54 @@ def test_missing_k_shot_data_raises(synthetic_data):
     with pytest.raises(FileNotFoundError, match='full_box_1shot_circle'):
         hook.before_val(runner)
     assert runner.model.banks == []
+
+
+def stage2_runner(paths, **k_shot_overrides):
+    """A runner whose training set is stage 2's: the base set plus the
+    K-shot novel instances (a ConcatDataset)."""
+    from mmengine.dataset import ConcatDataset
+    runner = fake_runner(paths, with_train_loader=False)
+    base = dataset_cfg(paths, ann_classes=SYNTHETIC_CLASS_SPLITS['base'])
+    novel = dict(k_shot_cfg(paths), num_base_shots=0)
+    novel.update(k_shot_overrides)
+    members = [
+        FewShotCocoDataset(**{k: v
+                              for k, v in cfg.items() if k != 'type'})
+        for cfg in (base, novel)
+    ]
+    runner.train_dataloader = SimpleNamespace(dataset=ConcatDataset(members))
+    return runner
+
+
+def test_same_k_shot_sample_passes(synthetic_data):
+    runner = stage2_runner(synthetic_data)
+    hook = SupportSetHook(dataset=k_shot_cfg(synthetic_data), crop_size=CROP)
+    hook.before_train(runner)
+    assert len(runner.model.banks) == 1
+
+
+@pytest.mark.parametrize('override,train_says', [
+    (dict(seed=1), 'seed=1, num_novel_shots=1'),
+    (dict(num_novel_shots=2), 'seed=0, num_novel_shots=2'),
+])
+def test_training_and_support_from_other_samples_raise(
+        synthetic_data, override, train_says):
+    """The seed (or K) overridden in one place only must not silently train
+    on one K-shot sample and condition on another."""
+    runner = stage2_runner(synthetic_data, **override)
+    hook = SupportSetHook(dataset=k_shot_cfg(synthetic_data), crop_size=CROP)
+    with pytest.raises(ValueError) as info:
+        hook.before_train(runner)
+    message = str(info.value)
+    assert 'Support set' in message and 'seed=0, num_novel_shots=1' in message
+    assert f'training set: {train_says}' in message
+    assert 'custom_hooks.0.dataset.seed=N' in message
+    assert runner.model.banks == []
+
+
+def test_check_sample_can_be_turned_off(synthetic_data):
+    runner = stage2_runner(synthetic_data, seed=1)
+    hook = SupportSetHook(
+        dataset=k_shot_cfg(synthetic_data), crop_size=CROP, check_sample=False)
+    hook.before_train(runner)
+    assert len(runner.model.banks) == 1

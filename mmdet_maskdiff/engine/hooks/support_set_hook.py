@@ -1,12 +1,28 @@
 """Builds the K-shot support bank and hands it to the model."""
-from typing import Optional
+from typing import Iterator, Optional
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmdet.registry import DATASETS, HOOKS
+from mmdet_maskdiff.datasets.few_shot_coco import FewShotCocoDataset
 from mmdet_maskdiff.datasets.support_bank import (SupportBank,
                                                   build_support_bank)
+
+
+def _members(dataset) -> Iterator:
+    """``dataset`` and the datasets it wraps (Concat/Repeat/ClassBalanced)."""
+    yield dataset
+    for child in getattr(dataset, 'datasets', None) or []:
+        yield from _members(child)
+    child = getattr(dataset, 'dataset', None)
+    if child is not None:
+        yield from _members(child)
+
+
+def _sample(dataset: FewShotCocoDataset) -> str:
+    return (f'seed={dataset.seed}, num_novel_shots={dataset.num_novel_shots}'
+            f', few_shot_root={dataset.few_shot_root!r}')
 
 
 @HOOKS.register_module()
@@ -37,6 +53,13 @@ class SupportSetHook(Hook):
         max_train_per_class (int, optional): Cap on training-pool instances
             per class (memory: S·S·4 bytes each). Defaults to 200.
         seed (int): Seed of the capped subset. Defaults to 0.
+        check_sample (bool): Before training, require every K-shot member of
+            the training set (a ``FewShotCocoDataset`` with ``few_shot_root``)
+            to use the same K-shot sample as ``dataset`` — seed, novel shots
+            and split folder — so that the novel instances trained on and the
+            support set k come from one seed. A mismatch (e.g. the seed
+            overridden in one place only) raises ``ValueError``. Defaults to
+            True.
     """
 
     priority = 'HIGH'
@@ -47,13 +70,15 @@ class SupportSetHook(Hook):
                  crop_size: int = 64,
                  context: float = 0.1,
                  max_train_per_class: Optional[int] = 200,
-                 seed: int = 0) -> None:
+                 seed: int = 0,
+                 check_sample: bool = True) -> None:
         self.dataset_cfg = dataset
         self.train_dataset_cfg = train_dataset
         self.crop_size = crop_size
         self.context = context
         self.max_train_per_class = max_train_per_class
         self.seed = seed
+        self.check_sample = check_sample
         self._test_bank: Optional[SupportBank] = None
         self._train_bank: Optional[SupportBank] = None
 
@@ -83,8 +108,45 @@ class SupportSetHook(Hook):
             self._test_bank = self._build(self.dataset_cfg, None, 'raise')
         return self._test_bank
 
+    def _support_dataset(self) -> FewShotCocoDataset:
+        """The test-time support set, without loading its annotations."""
+        if not isinstance(self.dataset_cfg, dict):
+            return self.dataset_cfg
+        return DATASETS.build(dict(self.dataset_cfg, lazy_init=True))
+
+    def check_same_sample(self, train_dataset) -> None:
+        """Raise if a K-shot member of ``train_dataset`` uses another K-shot
+        sample than the support set (see ``check_sample``)."""
+        support = self._support_dataset()
+        if not isinstance(support, FewShotCocoDataset):
+            return
+        def differs(member) -> bool:
+            if not (isinstance(member, FewShotCocoDataset)
+                    and member.few_shot_root):
+                return False  # not drawn from K-shot split files
+            if (member.seed, member.few_shot_root) != (support.seed,
+                                                       support.few_shot_root):
+                return True
+            return bool(member.num_novel_shots) and (
+                member.num_novel_shots != support.num_novel_shots)
+
+        mismatched = [m for m in _members(train_dataset) if differs(m)]
+        if mismatched:
+            raise ValueError(
+                'SupportSetHook: the training set and the support set use '
+                'different K-shot samples. Support set (the hook\'s '
+                f'dataset): {_sample(support)}; training set: '
+                f'{"; ".join(_sample(m) for m in mismatched)}. Set both, e.g. '
+                '--cfg-options train_dataloader.dataset.datasets.1.seed=N '
+                'custom_hooks.0.dataset.seed=N, or pass check_sample=False '
+                'to the hook.')
+
     def before_train(self, runner) -> None:
-        """Build the training pool and give it to the model."""
+        """Check the K-shot sample, build the training pool and give it to
+        the model."""
+        loader = getattr(runner, 'train_dataloader', None)
+        if self.check_sample and loader is not None:
+            self.check_same_sample(loader.dataset)
         source = self.train_dataset_cfg
         if source is None:
             source = runner.train_dataloader.dataset
