@@ -108,17 +108,11 @@ def _registry_miss(exc: KeyError) -> str:
     return ''
 
 
-def shutdown_distributed() -> None:
-    """Destroy and free the default process group, if any (see
-    :mod:`mmdet_maskdiff.compat.process_group_exit`)."""
-    release_process_group()
-
-
 def run_cli(main: Callable[[], None]) -> None:
     """Run a tool's ``main``; input errors become one line and status 2."""
     try:
         main()
-        shutdown_distributed()
+        release_process_group()  # see compat/process_group_exit.py
     except InputError as exc:
         print(f'error: {exc}', file=sys.stderr)
         sys.exit(2)

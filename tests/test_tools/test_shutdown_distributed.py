@@ -39,13 +39,19 @@ PREAMBLE = textwrap.dedent('''
             self.me = self
 ''')
 
+# the tools' path: ``run_cli(main)`` frees the group when ``main`` returns,
+# before any exit handler runs
 TOOL_SHUTDOWN = PREAMBLE + textwrap.dedent('''
-    from mmdet_maskdiff.utils.cli_checks import shutdown_distributed
+    from mmdet_maskdiff.utils.cli_checks import run_cli
 
-    dist.init_process_group('gloo', rank=0, world_size=1)
-    Owner()
-    print('before', gloo_threads(), flush=True)
-    shutdown_distributed()
+
+    def main():
+        dist.init_process_group('gloo', rank=0, world_size=1)
+        Owner()
+        print('before', gloo_threads(), flush=True)
+
+
+    run_cli(main)
     print('after', gloo_threads(), flush=True)
 ''')
 
@@ -87,7 +93,7 @@ needs_proc = pytest.mark.skipif(
 
 
 @needs_proc
-def test_tool_shutdown_joins_gloo_threads(tmp_path):
+def test_tool_run_cli_joins_gloo_threads(tmp_path):
     lines = run_script(TOOL_SHUTDOWN, str(tmp_path))
     assert lines['after'] == '[]'
 
