@@ -79,6 +79,7 @@ class SupportSetHook(Hook):
         self.max_train_per_class = max_train_per_class
         self.seed = seed
         self.check_sample = check_sample
+        self._support_set = None
         self._test_bank: Optional[SupportBank] = None
         self._train_bank: Optional[SupportBank] = None
 
@@ -105,14 +106,19 @@ class SupportSetHook(Hook):
         """The test-time support bank (built on first use)."""
         if self._test_bank is None:
             # the K-shot set is small and curated: a bad instance is an error
-            self._test_bank = self._build(self.dataset_cfg, None, 'raise')
+            self._test_bank = self._build(self._support_dataset(), None,
+                                          'raise')
         return self._test_bank
 
-    def _support_dataset(self) -> FewShotCocoDataset:
-        """The test-time support set, without loading its annotations."""
-        if not isinstance(self.dataset_cfg, dict):
-            return self.dataset_cfg
-        return DATASETS.build(dict(self.dataset_cfg, lazy_init=True))
+    def _support_dataset(self):
+        """The test-time support set, built once without loading its
+        annotations (:meth:`test_bank` loads them)."""
+        if self._support_set is None:
+            cfg = self.dataset_cfg
+            self._support_set = (
+                DATASETS.build(dict(cfg, lazy_init=True))
+                if isinstance(cfg, dict) else cfg)
+        return self._support_set
 
     def check_same_sample(self, train_dataset) -> None:
         """Raise if a K-shot member of ``train_dataset`` uses another K-shot
@@ -120,17 +126,16 @@ class SupportSetHook(Hook):
         support = self._support_dataset()
         if not isinstance(support, FewShotCocoDataset):
             return
-        def differs(member) -> bool:
-            if not (isinstance(member, FewShotCocoDataset)
-                    and member.few_shot_root):
-                return False  # not drawn from K-shot split files
-            if (member.seed, member.few_shot_root) != (support.seed,
-                                                       support.few_shot_root):
-                return True
-            return bool(member.num_novel_shots) and (
-                member.num_novel_shots != support.num_novel_shots)
-
-        mismatched = [m for m in _members(train_dataset) if differs(m)]
+        k_shot_members = [
+            m for m in _members(train_dataset)
+            if isinstance(m, FewShotCocoDataset) and m.few_shot_root
+        ]
+        mismatched = [
+            m for m in k_shot_members
+            if (m.seed, m.few_shot_root) != (support.seed,
+                                             support.few_shot_root)
+            or m.num_novel_shots not in (None, 0, support.num_novel_shots)
+        ]
         if mismatched:
             raise ValueError(
                 'SupportSetHook: the training set and the support set use '
