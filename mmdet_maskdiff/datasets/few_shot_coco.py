@@ -21,7 +21,8 @@ from pycocotools import mask as mask_util
 
 from .class_splits import (COCO_ALL_CLASSES, ClassSpec, ClassSplits,
                            get_class_splits, resolve_classes)
-from .few_shot_splits import few_shot_split_path, read_coco_json
+from .few_shot_splits import (check_annotation_references,
+                              few_shot_split_path, read_coco_json)
 
 # A bbox or polygon may overhang the image by this many pixels (rounding in
 # real annotation files) before it counts as outside the image.
@@ -344,16 +345,8 @@ class FewShotCocoDataset(CocoDataset):
             img['id']: []
             for img in data['images']
         }
-        ann_ids = set()
+        check_annotation_references(data, self.ann_file, self.ANN_ID_UNIQUE)
         for ann in data['annotations']:
-            if self.ANN_ID_UNIQUE and ann['id'] in ann_ids:
-                raise ValueError(f"annotation id {ann['id']} appears twice in "
-                                 f'{self.ann_file}')
-            ann_ids.add(ann['id'])
-            if ann['image_id'] not in anns_per_img:
-                raise ValueError(f"annotation {ann['id']} of {self.ann_file} "
-                                 f"refers to image {ann['image_id']}, which "
-                                 "is not in 'images'")
             anns_per_img[ann['image_id']].append(ann)
         data_list = []
         for img in data['images']:

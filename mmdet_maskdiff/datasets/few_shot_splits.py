@@ -119,6 +119,25 @@ def check_coco_dict(data: dict, path: str) -> None:
                     f"an object with the fields {', '.join(fields)}")
 
 
+def check_annotation_references(data: dict,
+                                path: str,
+                                unique_ids: bool = True) -> None:
+    """Raise ``ValueError`` naming ``path`` if an annotation id appears twice
+    (when ``unique_ids``) or an annotation refers to an image that is not in
+    ``images``. ``data`` must have passed :func:`check_coco_dict`."""
+    image_ids = {img['id'] for img in data['images']}
+    seen_ids = set()
+    for ann in data['annotations']:
+        if unique_ids and ann['id'] in seen_ids:
+            raise ValueError(f"annotation id {ann['id']} appears twice in "
+                             f'{path}')
+        seen_ids.add(ann['id'])
+        if ann['image_id'] not in image_ids:
+            raise ValueError(f"annotation {ann['id']} of {path} refers to "
+                             f"image {ann['image_id']}, which is not in "
+                             "'images'")
+
+
 def derive_seed(seed: int, class_name: str) -> int:
     """A 64-bit seed that depends on ``seed`` and ``class_name`` only."""
     digest = hashlib.sha256(f'{seed}/{class_name}'.encode('utf-8')).digest()
@@ -235,18 +254,10 @@ def generate_few_shot_splits(
             raise ValueError(f"class '{name}' is not a category of "
                              f'{ann_file}')
 
+    check_annotation_references(data, ann_file)
     images = {img['id']: img for img in data['images']}
     per_cat: Dict[int, List[dict]] = {}
-    seen_ids = set()
     for ann in data['annotations']:
-        if ann['id'] in seen_ids:
-            raise ValueError(f"annotation id {ann['id']} appears twice in "
-                             f'{ann_file}')
-        seen_ids.add(ann['id'])
-        if ann['image_id'] not in images:
-            raise ValueError(f"annotation {ann['id']} of {ann_file} refers to "
-                             f"image {ann['image_id']}, which is not in "
-                             "'images'")
         if is_valid_instance(ann):
             per_cat.setdefault(ann['category_id'], []).append(ann)
 

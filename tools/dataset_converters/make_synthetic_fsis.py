@@ -10,12 +10,20 @@ under ``few_shot/`` (see ``mmdet_maskdiff.datasets.synthetic_fsis``). A second
 run with the same arguments finds the dataset complete and writes nothing.
 """
 import argparse
+import inspect
 import time
 
 from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
                                                     count_instances,
                                                     make_synthetic_fsis)
 from mmdet_maskdiff.utils import InputError, run_cli
+
+#: the library's defaults, so the command line cannot drift from them
+DEFAULTS = {
+    name: param.default
+    for name, param in inspect.signature(
+        make_synthetic_fsis).parameters.items()
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -25,29 +33,35 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--num-train',
         type=int,
-        default=300,
-        help='training images (default: 300)')
+        default=DEFAULTS['num_train_images'],
+        help='training images (default: %(default)s)')
     parser.add_argument(
-        '--num-test', type=int, default=80, help='test images (default: 80)')
+        '--num-test',
+        type=int,
+        default=DEFAULTS['num_test_images'],
+        help='test images (default: %(default)s)')
     parser.add_argument(
         '--image-size',
         type=int,
-        default=128,
-        help='side of the square images (default: 128)')
+        default=DEFAULTS['image_size'],
+        help='side of the square images (default: %(default)s)')
     parser.add_argument(
-        '--seed', type=int, default=0, help='generation seed (default: 0)')
+        '--seed',
+        type=int,
+        default=DEFAULTS['seed'],
+        help='generation seed (default: %(default)s)')
     parser.add_argument(
         '--shots',
         type=int,
         nargs='+',
-        default=[1, 2, 3, 5, 10],
-        help='K of the few-shot files (default: 1 2 3 5 10)')
+        default=list(DEFAULTS['shots']),
+        help='K of the few-shot files (default: %(default)s)')
     parser.add_argument(
         '--few-shot-seeds',
         type=int,
         nargs='+',
-        default=[0, 1, 2],
-        help='seeds of the few-shot files (default: 0 1 2)')
+        default=list(DEFAULTS['seeds']),
+        help='seeds of the few-shot files (default: %(default)s)')
     parser.add_argument(
         '--overwrite',
         action='store_true',
