@@ -110,7 +110,8 @@ class GaussianDiffusion:
         at every sampling step would synchronise CUDA."""
         key = (id(arr), torch.device(device), dtype)
         cached = self._tables.get(key)
-        if cached is None or cached[0] is not arr:  # ids can be reused
+        if cached is None:
+            # the entry keeps ``arr`` alive, so its id cannot be reused
             cached = (arr, torch.from_numpy(arr).to(dtype=dtype).to(device))
             self._tables[key] = cached
         return cached[1]
@@ -254,7 +255,8 @@ class GaussianDiffusion:
                     model_output: Tensor,
                     x_t: Tensor,
                     t: Tensor,
-                    clip: Optional[bool] = None) -> Tensor:
+                    clip: Optional[bool] = None,
+                    pred_x0: Optional[Tensor] = None) -> Tensor:
         """ε implied by the network output, consistent with
         :meth:`predict_x0`.
 
@@ -267,6 +269,8 @@ class GaussianDiffusion:
             x_t: (N, ...) noisy input at index t.
             t: (N,) long indices.
             clip: clamp x_0 to [-1, 1] first; defaults to ``clip_denoised``.
+            pred_x0: (N, ...) ``predict_x0(model_output, x_t, t, clip)`` when
+                the caller already has it (a sampler step); computed if None.
 
         Returns:
             Tensor: (N, ...) predicted ε.
@@ -278,8 +282,9 @@ class GaussianDiffusion:
             return (
                 self._coef(self.sqrt_one_minus_alphas_cumprod, t, x_t) * x_t +
                 self._coef(self.sqrt_alphas_cumprod, t, x_t) * model_output)
-        x0 = self.predict_x0(model_output, x_t, t, clip=clip)
-        return self._eps_from_x0(x_t, t, x0)
+        if pred_x0 is None:
+            pred_x0 = self.predict_x0(model_output, x_t, t, clip=clip)
+        return self._eps_from_x0(x_t, t, pred_x0)
 
     def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         """Regression target: ε, x_0, or v = √ᾱ_t ε − √(1 − ᾱ_t) x_0.

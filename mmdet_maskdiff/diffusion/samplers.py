@@ -198,7 +198,8 @@ def ddim_sample(
 
     def update(i: int, t_index: Tensor, x_t: Tensor, model_output: Tensor,
                pred_x0: Tensor) -> Tensor:
-        eps = diffusion.predict_eps(model_output, x_t, t_index)
+        eps = diffusion.predict_eps(
+            model_output, x_t, t_index, pred_x0=pred_x0)
         x_prev = (
             float(sqrt_acp_prev[i]) * pred_x0 +
             float(direction_coefs[i]) * eps)
