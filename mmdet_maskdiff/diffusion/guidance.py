@@ -36,52 +36,58 @@ def _double_batch(name: str, value: Any) -> Any:
 
 
 def classifier_free_guidance(denoise_fn: DenoiseFn, guidance_weight: float,
-                             null_label: int) -> Callable[..., Tensor]:
+                             null_label: int, labels: Tensor,
+                             **cond: Any) -> Callable[[Tensor, Tensor], Tensor]:
     """Wrap a class-conditional denoiser into a guided ``model_fn``.
+
+    The conditioning (``labels`` and ``cond``) is fixed for a whole reverse
+    chain, so its [conditional; null] batch is built here, once, and every
+    sampling step only doubles x_t and t.
 
     Args:
         denoise_fn: ``denoise_fn(x_t, t, labels=labels, **cond)`` returning
-            (N, ...). ``labels`` goes by keyword, so a
+            (N, ...). ``labels`` and ``cond`` go by keyword, so a
             :class:`~mmdet_maskdiff.networks.MaskDenoisingUNet` can be
             passed directly.
         guidance_weight: w. 0 gives the plain conditional model (one forward
             on N samples); otherwise one forward on 2N samples.
         null_label: label of the unconditional ("null") class.
+        labels: (N,) long class labels c.
+        **cond: the other conditioning arguments of ``denoise_fn``. For the
+            2N forward each value is batched as follows: a Tensor is
+            concatenated with itself along dim 0; an object with a
+            ``cat_with_self()`` method (e.g. the UNet's
+            ``ConditionEncoding``) is replaced by what that returns; None and
+            plain Python scalars (bool, int, float, str) pass through;
+            anything else raises TypeError.
 
     Returns:
-        Callable: ``model_fn(x_t (N, ...), t (N,), labels (N,) long, **cond)``
-        returning ε̃ (N, ...), for the samplers' ``model_kwargs``. For the 2N
-        forward each ``cond`` value is batched as follows: a Tensor is
-        concatenated with itself along dim 0; an object with a
-        ``cat_with_self()`` method (e.g. the UNet's ``ConditionEncoding``) is
-        replaced by what that returns; None and plain Python scalars (bool,
-        int, float, str) pass through; anything else raises TypeError.
+        Callable: ``model_fn(x_t (N, ...), t (N,))`` returning ε̃ (N, ...),
+        the samplers' ``model_fn``.
     """
     weight = float(guidance_weight)
     if not math.isfinite(weight):
         raise ValueError(
             f'guidance_weight must be finite, got {guidance_weight}')
-    null_label = int(null_label)
+    if weight == 0.0:
 
-    def model_fn(x_t: Tensor, t: Tensor, labels: Tensor,
-                 **cond: Any) -> Tensor:
-        if weight == 0.0:
+        def conditional_fn(x_t: Tensor, t: Tensor) -> Tensor:
             return denoise_fn(x_t, t, labels=labels, **cond)
-        batch = x_t.shape[0]
-        null_labels = torch.full_like(labels, null_label)
-        doubled = {
-            name: _double_batch(name, value)
-            for name, value in cond.items()
-        }
+
+        return conditional_fn
+
+    batch = labels.shape[0]
+    both_labels = torch.cat([labels, torch.full_like(labels, int(null_label))])
+    doubled = {name: _double_batch(name, value) for name, value in cond.items()}
+
+    def guided_fn(x_t: Tensor, t: Tensor) -> Tensor:
         output = denoise_fn(
-            torch.cat([x_t, x_t]),
-            torch.cat([t, t]),
-            labels=torch.cat([labels, null_labels]),
+            torch.cat([x_t, x_t]), torch.cat([t, t]), labels=both_labels,
             **doubled)
         conditional, unconditional = output[:batch], output[batch:]
         return (1.0 + weight) * conditional - weight * unconditional
 
-    return model_fn
+    return guided_fn
 
 
 def drop_labels(labels: Tensor,

@@ -33,8 +33,8 @@ def inputs(batch=4):
 def test_zero_weight_is_conditional_model():
     denoiser = CountingDenoiser()
     x, t, labels, cond = inputs()
-    guided = classifier_free_guidance(denoiser, 0.0, NULL)(
-        x, t, labels, cond=cond)
+    guided = classifier_free_guidance(
+        denoiser, 0.0, NULL, labels, cond=cond)(x, t)
     assert torch.equal(guided, CountingDenoiser()(x, t, labels, cond=cond))
     assert denoiser.batch_sizes == [4]
 
@@ -43,8 +43,8 @@ def test_zero_weight_is_conditional_model():
 def test_batched_guidance_matches_two_forwards(weight):
     denoiser = CountingDenoiser()
     x, t, labels, cond = inputs()
-    guided = classifier_free_guidance(denoiser, weight, NULL)(
-        x, t, labels, cond=cond, scale=2.0)
+    guided = classifier_free_guidance(
+        denoiser, weight, NULL, labels, cond=cond, scale=2.0)(x, t)
     assert denoiser.batch_sizes == [8]  # one batched forward
     reference = CountingDenoiser()
     conditional = reference(x, t, labels, cond=cond, scale=2.0)
@@ -72,13 +72,42 @@ def test_cat_with_self_hook_and_none():
         return x + cond.value
 
     x, t, labels, cond = inputs()
-    classifier_free_guidance(denoiser, 1.0, NULL)(
-        x, t, labels, cond=Encoding(cond), extra=None)
+    classifier_free_guidance(
+        denoiser, 1.0, NULL, labels, cond=Encoding(cond), extra=None)(x, t)
     assert torch.equal(seen['cond'], torch.cat([cond, cond
                                                 ])) and seen['extra'] is None
     with pytest.raises(TypeError, match='cond'):
-        classifier_free_guidance(denoiser, 1.0, NULL)(
-            x, t, labels, cond=[cond], extra=None)
+        classifier_free_guidance(
+            denoiser, 1.0, NULL, labels, cond=[cond], extra=None)(x, t)
+
+
+def test_conditioning_is_batched_once_per_chain():
+    """Every step reuses the [conditional; null] conditioning."""
+    calls = []
+
+    class Encoding:
+
+        def __init__(self, value):
+            self.value = value
+
+        def cat_with_self(self):
+            calls.append('cat')
+            return Encoding(torch.cat([self.value, self.value]))
+
+    labels_seen = []
+
+    def denoiser(x, t, labels, cond):
+        labels_seen.append(labels)
+        return x + cond.value
+
+    x, t, labels, cond = inputs()
+    model_fn = classifier_free_guidance(
+        denoiser, 2.0, NULL, labels, cond=Encoding(cond))
+    first, second = model_fn(x, t), model_fn(x + 1, t)
+    assert calls == ['cat']
+    assert labels_seen[0] is labels_seen[1]
+    assert torch.equal(labels_seen[0][4:], torch.full_like(labels, NULL))
+    torch.testing.assert_close(second - first, torch.ones_like(x))
 
 
 def test_drop_labels():

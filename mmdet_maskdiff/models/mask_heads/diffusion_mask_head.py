@@ -363,14 +363,12 @@ class DiffusionMaskHead(BaseModule):
                 labels: Tensor, generator: Optional[torch.Generator]):
         """One reverse chain for a batch of B = chunk · samples RoIs."""
         cfg = self.sampler_cfg
-        encoding = self.denoiser.encode_condition(cond, cond_vector)
-        guided = classifier_free_guidance(
-            lambda x, t, labels, cond: self.denoiser(x, t, cond, labels),
-            cfg['guidance_weight'], self.num_classes)
-
-        def model_fn(x_t: Tensor, t: Tensor) -> Tensor:
-            return guided(x_t, t, labels, cond=encoding)
-
+        model_fn = classifier_free_guidance(
+            self.denoiser,
+            cfg['guidance_weight'],
+            self.num_classes,
+            labels,
+            cond=self.denoiser.encode_condition(cond, cond_vector))
         shape = (cond.shape[0], 1, self.mask_size, self.mask_size)
         use_amp = bool(cfg['amp']) and cond.device.type == 'cuda'
         with torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_amp):
