@@ -21,7 +21,8 @@ from pycocotools import mask as mask_util
 
 from .class_splits import (COCO_ALL_CLASSES, ClassSpec, ClassSplits,
                            get_class_splits, resolve_classes)
-from .few_shot_splits import (check_annotation_references,
+from .few_shot_splits import (category_ids_by_name,
+                              check_annotation_references,
                               few_shot_split_path, read_coco_json)
 
 # A bbox or polygon may overhang the image by this many pixels (rounding in
@@ -262,23 +263,15 @@ class FewShotCocoDataset(CocoDataset):
                 and not is_abs(self.few_shot_root)):
             self.few_shot_root = join_path(self.data_root, self.few_shot_root)
 
-    def _read_json(self, path: str) -> dict:
-        """Read and check a COCO json through the file backend."""
+    def _read_json(self, path: str, not_found: Optional[str] = None) -> dict:
+        """Read and check a COCO json through the file backend; a missing
+        file raises ``FileNotFoundError`` with ``not_found`` (default:
+        ``annotation file not found: <path>``)."""
         if not exists(path, backend_args=self.backend_args):
-            raise FileNotFoundError(f'annotation file not found: {path}')
+            raise FileNotFoundError(not_found
+                                    or f'annotation file not found: {path}')
         with get_local_path(path, backend_args=self.backend_args) as local:
             return read_coco_json(local, display_path=path)
-
-    @staticmethod
-    def _name_to_cat_id(data: dict, path: str) -> Dict[str, int]:
-        """Category name -> id of one file (names must be unique)."""
-        name2id: Dict[str, int] = {}
-        for cat in data['categories']:
-            if cat['name'] in name2id:
-                raise ValueError(f"category name '{cat['name']}' appears "
-                                 f'twice in {path}')
-            name2id[cat['name']] = cat['id']
-        return name2id
 
     def _set_label_space(self, name2id: Dict[str, int], path: str) -> None:
         """Set ``cat_ids`` / ``cat2label`` in the order of the classes."""
@@ -305,13 +298,13 @@ class FewShotCocoDataset(CocoDataset):
         """
         self._num_invalid = 0
         self._num_dropped = 0
-        main = None
+        main = main_ids = None
         if self.ann_file:
             main = self._read_json(self.ann_file)
-            self._set_label_space(
-                self._name_to_cat_id(main, self.ann_file), self.ann_file)
+            main_ids = category_ids_by_name(main['categories'], self.ann_file)
+            self._set_label_space(main_ids, self.ann_file)
         if self.few_shot_root:
-            data_list = self._load_few_shot(main)
+            data_list = self._load_few_shot(main, main_ids)
         elif main is None:
             raise ValueError('FewShotCocoDataset needs ann_file (or '
                              'few_shot_root for the K-shot mode)')
@@ -367,8 +360,10 @@ class FewShotCocoDataset(CocoDataset):
         raise ValueError(f"class '{name}' is neither base nor novel, so it "
                          'has no number of shots; set class_splits')
 
-    def _load_few_shot(self, main: Optional[dict]) -> List[dict]:
-        """The data list of the K-shot files (see the class docstring)."""
+    def _load_few_shot(self, main: Optional[dict],
+                       main_ids: Optional[Dict[str, int]]) -> List[dict]:
+        """The data list of the K-shot files (see the class docstring);
+        ``main_ids`` are the category ids of ``main`` by name."""
         classes = self.metainfo['classes']
         to_load = [(name, self._shots_of(name)) for name in classes
                    if name in self.ann_classes]
@@ -378,8 +373,7 @@ class FewShotCocoDataset(CocoDataset):
                 'few_shot_root is set but no class has shots: set '
                 'num_novel_shots and/or num_base_shots (and check '
                 'ann_classes)')
-        ref_ids = (None if main is None else self._name_to_cat_id(
-            main, self.ann_file))
+        ref_ids = main_ids
         ref_path = self.ann_file
         main_images = (None if main is None else {
             img['id']: img
@@ -389,12 +383,11 @@ class FewShotCocoDataset(CocoDataset):
         for name, shots in to_load:
             path = few_shot_split_path(self.few_shot_root, name, shots,
                                        self.seed)
-            if not exists(path, backend_args=self.backend_args):
-                raise FileNotFoundError(
-                    f"few-shot split file not found: {path} (class '{name}',"
-                    f' K={shots}, seed={self.seed})')
-            data = self._read_json(path)
-            name2id = self._name_to_cat_id(data, path)
+            data = self._read_json(
+                path,
+                not_found=f'few-shot split file not found: {path} '
+                f"(class '{name}', K={shots}, seed={self.seed})")
+            name2id = category_ids_by_name(data['categories'], path)
             if name not in name2id:
                 raise ValueError(f"class '{name}' is not a category of "
                                  f'few-shot file {path}')

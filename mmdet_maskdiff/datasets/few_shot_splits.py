@@ -119,6 +119,21 @@ def check_coco_dict(data: dict, path: str) -> None:
                     f"an object with the fields {', '.join(fields)}")
 
 
+def category_ids_by_name(categories: List[dict], path: str) -> Dict[str, int]:
+    """Category name -> id of one COCO file (names must be unique).
+
+    Raises:
+        ValueError: a name appears twice; the message names ``path``.
+    """
+    name2id: Dict[str, int] = {}
+    for cat in categories:
+        if cat['name'] in name2id:
+            raise ValueError(f"category name '{cat['name']}' appears "
+                             f'twice in {path}')
+        name2id[cat['name']] = cat['id']
+    return name2id
+
+
 def check_annotation_references(data: dict,
                                 path: str,
                                 unique_ids: bool = True) -> None:

@@ -16,6 +16,7 @@ from pycocotools.cocoeval import COCOeval
 from terminaltables import AsciiTable
 
 from ..datasets.class_splits import COCO_SPLIT, SPLIT_NAMES
+from ..datasets.few_shot_splits import category_ids_by_name
 
 # index of each item in ``COCOeval.stats``
 _STAT_INDEX = dict(mAP=0, mAP_50=1, mAP_75=2, mAP_s=3, mAP_m=4, mAP_l=5)
@@ -155,13 +156,9 @@ class FewShotCocoMetric(CocoMetric):
 
     def _name_to_cat_id(self) -> Dict[str, int]:
         """Category name -> id of the ground-truth COCO api."""
-        name2id: Dict[str, int] = {}
         source = self.ann_file or 'the converted ground truth'
-        for cat in self._coco_api.dataset['categories']:
-            if cat['name'] in name2id:
-                raise ValueError(f"category name '{cat['name']}' appears "
-                                 f'twice in {source}')
-            name2id[cat['name']] = cat['id']
+        name2id = category_ids_by_name(self._coco_api.dataset['categories'],
+                                       source)
         for name in self.dataset_meta['classes']:
             if name not in name2id:
                 raise ValueError(f"class '{name}' is not a category of "
