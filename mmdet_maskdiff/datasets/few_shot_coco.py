@@ -24,6 +24,7 @@ from .class_splits import (COCO_ALL_CLASSES, ClassSpec, ClassSplits,
 from .few_shot_splits import (category_ids_by_name,
                               check_annotation_references,
                               few_shot_split_path, read_coco_json)
+from .support_bank import segmentation_to_rle
 
 # A bbox or polygon may overhang the image by this many pixels (rounding in
 # real annotation files) before it counts as outside the image.
@@ -58,21 +59,16 @@ def _mask_problem(segmentation: Union[list, dict], width: int,
                     or max(xs) > width + OUTSIDE_TOLERANCE
                     or max(ys) > height + OUTSIDE_TOLERANCE):
                 return (f'has a polygon outside the {width}x{height} image')
-        rle = mask_util.merge(
-            mask_util.frPyObjects(segmentation, height, width))
     elif isinstance(segmentation, dict):
         if 'counts' not in segmentation or 'size' not in segmentation:
             return "has an RLE segmentation without 'counts' and 'size'"
         if list(segmentation['size']) != [height, width]:
             return (f"has an RLE of size {segmentation['size']}, not the "
                     f'image size [{height}, {width}]')
-        if isinstance(segmentation['counts'], list):
-            rle = mask_util.frPyObjects(segmentation, height, width)
-        else:
-            rle = segmentation
     else:
         return (f'has a segmentation of unknown type '
                 f'{type(segmentation).__name__}')
+    rle = segmentation_to_rle(segmentation, height, width)
     if float(mask_util.area(rle)) <= 0:
         return 'has a zero-area mask'
     return None

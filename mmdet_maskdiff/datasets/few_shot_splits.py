@@ -209,7 +209,7 @@ def sample_instances(candidates: Sequence[dict], shots: Iterable[int],
     return {k: order[:k] for k in shots}
 
 
-def _dump(data: dict, path: str) -> None:
+def dump_canonical_json(data: dict, path: str) -> None:
     """Write ``data`` canonically (sorted keys, fixed separators)."""
     os.makedirs(osp.dirname(path) or '.', exist_ok=True)
     with open(path, 'w', encoding='utf-8') as f:
@@ -299,7 +299,7 @@ def generate_few_shot_splits(
                     annotations=anns,
                     categories=categories)
                 path = few_shot_split_path(out_dir, name, k, seed)
-                _dump(split, path)
+                dump_canonical_json(split, path)
                 paths.append(path)
     return paths
 

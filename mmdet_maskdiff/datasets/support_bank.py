@@ -234,6 +234,25 @@ def _draw(pool_size: int, num_rows: int, num_shots: int,
     return draws
 
 
+def segmentation_to_rle(segmentation: Union[list, dict], height: int,
+                        width: int) -> dict:
+    """A COCO polygon list or RLE (list or compressed counts) as one
+    compressed RLE of a (height, width) mask.
+
+    Raises:
+        TypeError: ``segmentation`` is neither a list nor a dict.
+    """
+    if isinstance(segmentation, list):
+        return mask_util.merge(
+            mask_util.frPyObjects(segmentation, height, width))
+    if isinstance(segmentation, dict):
+        if isinstance(segmentation['counts'], list):
+            return mask_util.frPyObjects(segmentation, height, width)
+        return segmentation
+    raise TypeError('segmentation must be polygons (list) or RLE (dict), '
+                    f'got {type(segmentation).__name__}')
+
+
 def decode_mask(segmentation: Union[list, dict], height: int,
                 width: int) -> np.ndarray:
     """Decode a COCO polygon list or RLE to a binary mask.
@@ -247,17 +266,7 @@ def decode_mask(segmentation: Union[list, dict], height: int,
     Returns:
         np.ndarray: uint8 (height, width) in {0, 1}.
     """
-    if isinstance(segmentation, list):
-        rle = mask_util.merge(
-            mask_util.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation, dict):
-        if isinstance(segmentation['counts'], list):
-            rle = mask_util.frPyObjects(segmentation, height, width)
-        else:
-            rle = segmentation
-    else:
-        raise TypeError('segmentation must be polygons (list) or RLE (dict), '
-                        f'got {type(segmentation).__name__}')
+    rle = segmentation_to_rle(segmentation, height, width)
     return mask_util.decode(rle).astype(np.uint8)
 
 

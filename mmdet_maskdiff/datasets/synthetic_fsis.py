@@ -46,7 +46,7 @@ import numpy as np
 from pycocotools import mask as mask_util
 
 from .class_splits import register_class_splits
-from .few_shot_splits import generate_few_shot_splits
+from .few_shot_splits import dump_canonical_json, generate_few_shot_splits
 
 SYNTHETIC_CLASS_SPLITS = dict(
     base=('circle', 'square', 'triangle', 'ring', 'cross', 'star'),
@@ -294,10 +294,7 @@ def _write_split(out_dir: str, split: str, num_images: int, image_size: int,
             for i, name in enumerate(SYNTHETIC_CLASSES)
         ])
     path = osp.join(out_dir, 'annotations', f'instances_{split}.json')
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(data, f, sort_keys=True, separators=(',', ':'))
-        f.write('\n')
+    dump_canonical_json(data, path)
     return path
 
 

@@ -236,7 +236,7 @@ class FewShotCocoMetric(CocoMetric):
                          'test set?)')
             return OrderedDict()
         gts, preds = zip(*results)
-        splits = self._splits or self.resolve_splits(self.dataset_meta)
+        splits = self._splits  # set with dataset_meta
 
         tmp_dir = None
         if self.outfile_prefix is None:
