@@ -18,12 +18,13 @@ Every value is a scalar, list or tuple, so :func:`to_cfg_options_args` can
 also pass them on the command line (``tools/train.py CONFIG --cfg-options
 ...``).
 """
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from mmengine.config import Config
 
 from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASSES,
                                                     synthetic_paths)
+from mmdet_maskdiff.utils.config_tree import iter_config_dicts
 
 IMAGE_SCALE = (128, 128)
 NUM_CLASSES = len(SYNTHETIC_CLASSES)
@@ -68,17 +69,6 @@ FCN_HEAD_SIZES = {
     'in_channels': 64,
     'conv_out_channels': 64,
 }
-
-
-def _walk(node: Any, path: str = '') -> Iterator[Tuple[str, dict]]:
-    """Yield (dotted path, dict) for every dict in a config tree."""
-    if isinstance(node, dict):
-        yield path, node
-        for key, child in node.items():
-            yield from _walk(child, f'{path}.{key}' if path else str(key))
-    elif isinstance(node, (list, tuple)):
-        for i, child in enumerate(node):
-            yield from _walk(child, f'{path}.{i}' if path else str(i))
 
 
 def _dataset_options(path: str, dataset: dict, paths: Dict[str, str],
@@ -146,13 +136,15 @@ def cpu_scale_options(cfg: Config,
     """
     paths = synthetic_paths(data_root)
     options: Dict[str, Any] = {}
-    for path, node in _walk(cfg.to_dict()):
+    for path, node in iter_config_dicts(cfg.to_dict()):
         kind = node.get('type')
         if kind == 'FewShotCocoDataset':
             split = 'test' if node.get('test_mode') else 'train'
             options.update(_dataset_options(path, node, paths, split))
         elif kind == 'FewShotCocoMetric':
             options[f'{path}.ann_file'] = paths['test_ann']
+        elif kind == 'SupportSetHook':
+            options[f'{path}.max_train_per_class'] = 60
     options.update(_model_options(cfg.model))
     options.update({
         'train_dataloader.batch_size': batch_size,
@@ -168,9 +160,6 @@ def cpu_scale_options(cfg: Config,
         'log_processor.window_size': 10,
         'default_hooks.visualization.draw': False,
     })
-    for path, node in _walk(cfg.get('custom_hooks', []), 'custom_hooks'):
-        if node.get('type') == 'SupportSetHook':
-            options[f'{path}.max_train_per_class'] = 60
     if max_iters is not None:
         options.update(_schedule_options(cfg, max_iters))
     if lr is not None:

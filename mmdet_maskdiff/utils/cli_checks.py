@@ -8,13 +8,14 @@ mmengine. Each check raises :class:`InputError`; :func:`run_cli` turns it into
 """
 import os.path as osp
 import sys
-from typing import Callable, Iterator, List
+from typing import Callable, List
 
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmdet_maskdiff.compat import release_process_group
+from .config_tree import iter_config_dicts
 
 PLUGIN = 'mmdet_maskdiff'
 IMPORT_HINT = (f"custom_imports=dict(imports=['{PLUGIN}'], "
@@ -25,25 +26,15 @@ class InputError(Exception):
     """A problem with what the user passed on the command line."""
 
 
-def _iter_types(node) -> Iterator[str]:
-    """Yield every string ``type`` value in a (nested) config."""
-    if isinstance(node, dict):
-        value = node.get('type')
-        if isinstance(value, str):
-            yield value
-        for child in node.values():
-            yield from _iter_types(child)
-    elif isinstance(node, (list, tuple)):
-        for child in node:
-            yield from _iter_types(child)
-
-
 def plugin_types_used(cfg: Config) -> List[str]:
     """Names of components registered by this package that ``cfg`` uses."""
     from mmdet.registry import (DATASETS, HOOKS, METRICS, MODELS, TASK_UTILS,
                                 TRANSFORMS)
     used = set()
-    for name in _iter_types(cfg.to_dict()):
+    for _, node in iter_config_dicts(cfg.to_dict()):
+        name = node.get('type')
+        if not isinstance(name, str):
+            continue
         short = name.split('.')[-1]
         for registry in (MODELS, DATASETS, METRICS, HOOKS, TASK_UTILS,
                          TRANSFORMS):

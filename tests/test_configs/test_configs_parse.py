@@ -15,6 +15,7 @@ from mmengine.config import Config, DictAction
 from mmdet_maskdiff.datasets import get_class_splits
 from mmdet_maskdiff.demo.cpu_scale import (cpu_scale_options,
                                            to_cfg_options_args)
+from mmdet_maskdiff.utils.config_tree import iter_config_dicts
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs')
@@ -39,16 +40,6 @@ def _parse(path: str) -> Config:
 def parsed(path: str) -> Config:
     """A private copy of the parsed config (parsing is the slow part)."""
     return copy.deepcopy(_parse(path))
-
-
-def _walk(node):
-    if isinstance(node, dict):
-        yield node
-        for child in node.values():
-            yield from _walk(child)
-    elif isinstance(node, (list, tuple)):
-        for child in node:
-            yield from _walk(child)
 
 
 def test_found_configs():
@@ -116,9 +107,13 @@ def test_cpu_scale_options_apply(path):
     assert cfg.model.backbone.init_cfg is None  # nothing is downloaded
     tree = cfg.to_dict()
     datasets = [
-        d for d in _walk(tree) if d.get('type') == 'FewShotCocoDataset'
+        d for _, d in iter_config_dicts(tree)
+        if d.get('type') == 'FewShotCocoDataset'
     ]
-    metrics = [d for d in _walk(tree) if d.get('type') == 'FewShotCocoMetric']
+    metrics = [
+        d for _, d in iter_config_dicts(tree)
+        if d.get('type') == 'FewShotCocoMetric'
+    ]
     assert datasets and metrics, path
     for node in datasets + metrics:
         assert node['ann_file'].startswith(FAKE_ROOT), (path, node)
