@@ -6,9 +6,9 @@ import mmcv
 import numpy as np
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmdet.registry import HOOKS
+from .runner_model import unwrap_model
 
 
 @HOOKS.register_module()
@@ -49,13 +49,8 @@ class DiffusionSamplerHook(Hook):
         self.cell_size = cell_size
         self.saved_paths = []
 
-    @staticmethod
-    def _model(runner):
-        model = runner.model
-        return model.module if is_model_wrapper(model) else model
-
     def _mask_head(self, runner):
-        roi_head = getattr(self._model(runner), 'roi_head', None)
+        roi_head = getattr(unwrap_model(runner), 'roi_head', None)
         head = getattr(roi_head, 'mask_head', None)
         if not getattr(head, 'requires_condition', False):
             raise TypeError('DiffusionSamplerHook needs a model whose '
@@ -68,7 +63,7 @@ class DiffusionSamplerHook(Hook):
         settings['trajectory_every'] = (
             self.trajectory_every if self.save_trajectory else None)
         head.set_sampler(**settings)
-        roi_head = self._model(runner).roi_head
+        roi_head = unwrap_model(runner).roi_head
         if hasattr(roi_head, 'invalidate_support_cache'):
             roi_head.invalidate_support_cache()
         runner.logger.info(f'DiffusionSamplerHook: {self._public(head)}')

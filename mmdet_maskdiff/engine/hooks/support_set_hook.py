@@ -2,12 +2,12 @@
 from typing import Iterator, Optional
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmdet.registry import DATASETS, HOOKS
 from mmdet_maskdiff.datasets.few_shot_coco import FewShotCocoDataset
 from mmdet_maskdiff.datasets.support_bank import (SupportBank,
                                                   build_support_bank)
+from .runner_model import unwrap_model
 
 
 def _members(dataset) -> Iterator:
@@ -83,11 +83,6 @@ class SupportSetHook(Hook):
         self._test_bank: Optional[SupportBank] = None
         self._train_bank: Optional[SupportBank] = None
 
-    @staticmethod
-    def _model(runner):
-        model = runner.model
-        return model.module if is_model_wrapper(model) else model
-
     def _build(self, dataset, max_per_class: Optional[int],
                on_invalid: str) -> SupportBank:
         if isinstance(dataset, dict):
@@ -161,14 +156,14 @@ class SupportSetHook(Hook):
                                        'skip')
         runner.logger.info(f'SupportSetHook: training support pool of '
                            f'{len(self._train_bank.labels)} instances')
-        self._model(runner).set_support_bank(self._train_bank)
+        unwrap_model(runner).set_support_bank(self._train_bank)
 
     def _use_test_bank(self, runner) -> None:
         bank = self.test_bank()
         runner.logger.info(
             f'SupportSetHook: test support set of {len(bank.labels)} '
             f'instances, {len(set(bank.labels.tolist()))} classes')
-        self._model(runner).set_support_bank(bank)
+        unwrap_model(runner).set_support_bank(bank)
 
     def before_val(self, runner) -> None:
         self._use_test_bank(runner)
@@ -179,4 +174,4 @@ class SupportSetHook(Hook):
     def after_val(self, runner) -> None:
         """Back to the training pool when validation interrupts training."""
         if self._train_bank is not None:
-            self._model(runner).set_support_bank(self._train_bank)
+            unwrap_model(runner).set_support_bank(self._train_bank)
