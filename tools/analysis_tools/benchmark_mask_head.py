@@ -157,12 +157,12 @@ def fcn_predictor(num: int, device: torch.device, test_cfg: ConfigDict):
     head = FCNMaskHead(num_classes=80).to(device).eval()
     feats = torch.randn(num, 256, 14, 14, device=device)
     meta = dict(ori_shape=IMAGE_SHAPE, scale_factor=(1.0, 1.0))
+    rois = make_rois(num, device)  # outside the timed call
 
     @torch.inference_mode()
     def run() -> None:
         preds = head(feats)
-        head.predict_by_feat((preds, ), [make_rois(num, device)], [meta],
-                             test_cfg)
+        head.predict_by_feat((preds, ), [rois], [meta], test_cfg)
 
     return run
 
@@ -180,11 +180,11 @@ def diffusion_predictor(name: str, num: int, device: torch.device,
         shots=torch.randn(num, num_shots, 4, m, m, device=device),
         prototypes=torch.randn(num, 256, device=device))
     meta = dict(ori_shape=IMAGE_SHAPE, scale_factor=(1.0, 1.0))
+    rois = make_rois(num, device)  # outside the timed call
 
     def run() -> None:
         probs = head.predict(condition)['probs']
-        head.predict_by_feat((probs, ), [make_rois(num, device)], [meta],
-                             test_cfg)
+        head.predict_by_feat((probs, ), [rois], [meta], test_cfg)
 
     return head, run
 
