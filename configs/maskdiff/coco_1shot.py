@@ -1,7 +1,10 @@
 # MaskDiff stage 2 — the mask distribution model, K = 1 (entry point).
 # The detector of stage 1b is loaded and frozen (parameters fixed, norm
 # layers in eval mode); only the DiffusionMaskHead trains, on the base
-# training set plus the K-shot novel instances. Evaluation reports bbox and
+# training set plus the K-shot novel instances (a quarter of the sampled
+# instances are novel, see train_dataloader). A training RoI never gets its
+# own object as a shot (FewShotRoIHead; model.train_cfg.rcnn.support_fallback
+# says what a class without another instance gets). Evaluation reports bbox and
 # segm AP / AP50 / AP75 for base, novel and all classes.
 #   tools/dist_train.sh configs/maskdiff/coco_1shot.py 8
 #   tools/dist_test.sh configs/maskdiff/coco_1shot.py work_dirs/coco_1shot/iter_40000.pth 8
@@ -22,7 +25,14 @@ model = dict(
 # and all its shots (base and novel) are the support set k
 few_shot_set = dict(_base_.few_shot_dataset, num_base_shots=1,
                     num_novel_shots=1)
+# The K-shot novel images are a few dozen among ~98k base images: sampled
+# uniformly they would be ~0.01 % of the instances (the novel rows of the
+# class embedding would barely train). FewShotShareSampler draws images so
+# that `few_shot_share` of the sampled instances come from the K-shot member
+# (docs/defaults.md, "Stage-2 data mix"; measured on the embedded dataset).
 train_dataloader = dict(
+    sampler=dict(_delete_=True, type='FewShotShareSampler',
+                 few_shot_share=0.25),
     dataset=dict(
         _delete_=True,
         type='ConcatDataset',

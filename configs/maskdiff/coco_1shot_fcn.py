@@ -4,6 +4,11 @@
 #   tools/dist_train.sh configs/maskdiff/coco_1shot_fcn.py 8
 _base_ = ['./coco_1shot.py']
 
+# Same data as the diffusion head, including its share of novel instances
+# (the inherited FewShotShareSampler). The mask predictor is class-agnostic,
+# as in iMTFA (Ganea et al. 2021): one mask for any class, so the novel
+# classes use the mask branch that all classes train (a class-specific head
+# would leave its novel channels with K instances each).
 model = dict(
     roi_head=dict(
         mask_roi_extractor={{_base_.fcn_mask_roi_extractor}},

@@ -168,16 +168,20 @@ class SupportBank:
                num_shots: int,
                exclude_img_ids: Optional[IdsLike] = None,
                generator: Optional[torch.Generator] = None) -> Tensor:
-        """Training-time shots: random instances of each requested class.
+        """Training-time shots: random instances of each requested class,
+        never from the query images.
 
         For each request, the shots are drawn uniformly from the instances
         of its class whose image is **not** in ``exclude_img_ids`` (pass the
         image ids of the query batch so that no shot comes from a query
-        image). When every instance of a class lies in an excluded image,
-        the shots fall back to all instances of the class (a one-image
-        class cannot be served otherwise). Shots are distinct while the pool
-        is large enough; otherwise each request gets the whole pool in random
-        order, repeated cyclically (with replacement only as far as needed).
+        image — in particular, no RoI gets its own object as a shot). When
+        every instance of a class lies in an excluded image (always the case
+        for a novel class at K = 1 whose only instance is in the batch),
+        the class has no shot: its rows are ``-1`` and the caller decides
+        what the RoI gets instead (:class:`FewShotRoIHead` gives null shots,
+        ``docs/defaults.md``). Shots are distinct while the pool is large
+        enough; otherwise each request gets the whole pool in random order,
+        repeated cyclically (with replacement only as far as needed).
 
         Args:
             labels (Tensor): int (L,) class of each request.
@@ -188,10 +192,12 @@ class SupportBank:
                 reproducible draws.
 
         Returns:
-            Tensor: int64 (L, num_shots) bank indices, on the bank's device.
+            Tensor: int64 (L, num_shots) bank indices, on the bank's device;
+            a row of ``-1`` for a class with no instance outside the
+            excluded images.
 
         Raises:
-            ValueError: a requested class has no support instance.
+            ValueError: a requested class has no support instance at all.
         """
         labels = self._check_request(labels, num_shots)
         excluded = None
@@ -200,11 +206,12 @@ class SupportBank:
         out = torch.empty((labels.shape[0], num_shots), dtype=torch.long)
         for label in labels.unique().tolist():
             pool = self._pool(label)
-            if excluded is not None and excluded.numel():
-                allowed = ~torch.isin(self._img_ids_cpu[pool], excluded)
-                if bool(allowed.any()):
-                    pool = pool[allowed]
             rows = torch.nonzero(labels == label).flatten()
+            if excluded is not None and excluded.numel():
+                pool = pool[~torch.isin(self._img_ids_cpu[pool], excluded)]
+                if pool.numel() == 0:
+                    out[rows] = -1
+                    continue
             out[rows] = pool[_draw(pool.numel(), rows.numel(), num_shots,
                                    generator)]
         return out.to(self.device)
@@ -315,6 +322,48 @@ def _select(entries: List[Tuple[int, int, int]], max_per_class: Optional[int],
     return [e for i, e in enumerate(entries) if i in keep]
 
 
+def support_entries(dataset,
+                    max_per_class: Optional[int] = None,
+                    seed: int = 0) -> List[Tuple[int, int, int]]:
+    """The instances a support bank of ``dataset`` holds, without reading
+    any image: ``(data index, instance index, label)`` of every non-ignored
+    instance, capped at ``max_per_class`` per class (a subset fixed by
+    ``seed``), in dataset order. :func:`build_support_bank` crops exactly
+    these; :func:`support_bank_metadata` uses them to check a setup without
+    pixels.
+    """
+    if hasattr(dataset, 'full_init'):
+        dataset.full_init()
+    entries = []
+    for idx in range(len(dataset)):
+        for j, instance in enumerate(dataset.get_data_info(idx)['instances']):
+            if not instance.get('ignore_flag', 0):
+                entries.append((idx, j, int(instance['bbox_label'])))
+    return _select(entries, max_per_class, seed)
+
+
+def support_bank_metadata(dataset,
+                          max_per_class: Optional[int] = None,
+                          seed: int = 0) -> SupportBank:
+    """A bank with the labels and image ids of :func:`support_entries` and
+    1×1 blank crops: shot *selection* (``fixed`` / ``sample``) behaves exactly
+    as on the real bank, with no image read (for checks on annotation-only
+    data, ``tools/analysis_tools/check_fsis_data.py``)."""
+    entries = support_entries(dataset, max_per_class, seed)
+    num = len(entries)
+    class_names = tuple(dataset.metainfo['classes'])
+    return SupportBank(
+        crops=torch.zeros((num, 3, 1, 1), dtype=torch.uint8),
+        masks=torch.zeros((num, 1, 1, 1), dtype=torch.uint8),
+        labels=torch.tensor([label for _, _, label in entries],
+                            dtype=torch.long),
+        img_ids=torch.tensor(
+            [int(dataset.get_data_info(idx)['img_id']) for idx, _, _ in entries],
+            dtype=torch.long),
+        num_classes=len(class_names),
+        class_names=class_names)
+
+
 def build_support_bank(dataset,
                        crop_size: int = 64,
                        context: float = 0.1,
@@ -361,18 +410,10 @@ def build_support_bank(dataset,
     if on_invalid not in ('raise', 'skip'):
         raise ValueError(
             f"on_invalid must be 'raise' or 'skip', got {on_invalid!r}")
-    if hasattr(dataset, 'full_init'):
-        dataset.full_init()
     class_names = tuple(dataset.metainfo['classes'])
     num_classes = len(class_names)
     backend_args = getattr(dataset, 'backend_args', None)
-
-    entries = []  # (data index, instance index, label)
-    for idx in range(len(dataset)):
-        for j, instance in enumerate(dataset.get_data_info(idx)['instances']):
-            if not instance.get('ignore_flag', 0):
-                entries.append((idx, j, int(instance['bbox_label'])))
-    entries = _select(entries, max_per_class, seed)
+    entries = support_entries(dataset, max_per_class, seed)
 
     by_image: Dict[int, List[Tuple[int, int]]] = {}
     for idx, j, label in entries:

@@ -10,6 +10,7 @@ from pycocotools import mask as mask_util
 from mmdet_maskdiff.datasets import (FewShotCocoDataset, SupportBank,
                                      build_support_bank, make_synthetic_fsis)
 from mmdet_maskdiff.datasets import support_bank as support_bank_module
+from mmdet_maskdiff.datasets.support_bank import support_bank_metadata
 from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
 
 W, H = 120, 100
@@ -174,9 +175,13 @@ def test_fixed_and_sample(drawn):
     # more shots than instances: all of them, then repeats
     shots = bank.sample(torch.tensor([0]), 5)
     assert sorted(shots[0, :2].tolist()) == [0, 2]
-    # every instance of class 0 excluded: falls back to all of them
-    shots = bank.sample(torch.tensor([0, 0]), 1, exclude_img_ids=[1, 3])
-    assert set(shots.flatten().tolist()) <= {0, 2}
+    # every instance of class 0 excluded: no shot (-1), never a query
+    # instance; class 1 still gets shots from the other images
+    shots = bank.sample(
+        torch.tensor([0, 1, 0]), 2, exclude_img_ids=[1, 3])
+    assert shots[0].tolist() == shots[2].tolist() == [-1, -1]
+    assert (shots[1] >= 0).all()
+    assert not torch.isin(bank.img_ids[shots[1]], torch.tensor([1, 3])).any()
 
 
 def test_sample_large_pool_excludes_query_images():
@@ -292,3 +297,16 @@ def test_bank_of_a_k_shot_synthetic_set(tmp_path):
     fixed = bank.fixed(torch.arange(8), 2)
     assert (bank.labels[fixed] == torch.arange(8)[:, None]).all()
     assert osp.isfile(paths['train_ann'])
+
+
+def test_metadata_bank_selects_what_the_real_bank_crops(drawn):
+    """support_bank_metadata (no pixels, used by check_fsis_data) and
+    build_support_bank hold the same instances in the same order."""
+    root, _ = drawn
+    for cap in (None, 1):
+        real = build_support_bank(
+            _dataset(root), crop_size=8, max_per_class=cap, seed=3)
+        meta = support_bank_metadata(_dataset(root), max_per_class=cap, seed=3)
+        assert torch.equal(real.labels, meta.labels)
+        assert torch.equal(real.img_ids, meta.img_ids)
+        assert meta.crops.shape[1:] == (3, 1, 1)

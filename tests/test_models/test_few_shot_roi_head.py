@@ -234,3 +234,68 @@ def test_zero_positive_rois_give_a_zero_mask_loss(build_model, support_bank,
     loss_mask.backward()
     for p in model.roi_head.mask_head.parameters():
         assert p.grad is not None and torch.count_nonzero(p.grad) == 0
+
+
+def _conditions_of_one_step(model, data):
+    seen = []
+    original = model.roi_head.mask_head.loss_and_target
+
+    def spy(condition, **kwargs):
+        seen.append(condition)
+        return original(condition, **kwargs)
+
+    model.roi_head.mask_head.loss_and_target = spy
+    model.train()
+    losses = model(**data, mode='loss')
+    return seen[0], losses
+
+
+def test_class_only_in_the_query_gets_null_shots_not_itself(
+        build_model, train_batch):
+    """K = 1 novel case: the only support instance of a class lies in the
+    query image. The RoI must not see it (that would be its own object);
+    it gets null shots, other classes still get real ones."""
+    model = build_model()
+    data = inputs(model, train_batch, True)
+    query_id = data['data_samples'][0].metainfo['img_id']
+    gt_labels = data['data_samples'][0].gt_instances.labels.unique().tolist()
+    lonely = gt_labels[0]
+    entries = [(lonely, query_id, RED)]
+    for label in range(len(SYNTHETIC_CLASSES)):
+        if label != lonely:
+            entries += [(label, query_id, RED), (label, query_id + 1000, BLUE)]
+    model.set_support_bank(coloured_bank(entries))
+    condition, _ = _conditions_of_one_step(model, data)
+    is_lonely = condition.labels == lonely
+    assert is_lonely.any()
+    null = condition.shots[is_lonely]
+    assert torch.equal(null[:, :, :3], torch.zeros_like(null[:, :, :3]))
+    assert torch.equal(null[:, :, 3], -torch.ones_like(null[:, :, 3]))
+    assert torch.equal(condition.prototypes[is_lonely],
+                       torch.zeros_like(condition.prototypes[is_lonely]))
+    assert condition.train_rois is None  # 'null': every RoI trains
+    if (~is_lonely).any():
+        blue = normalised(BLUE)[None, None, :, None, None]
+        others = condition.shots[~is_lonely][:, :, :3]
+        assert torch.allclose(others, blue.expand_as(others), atol=1e-5)
+
+
+def test_support_fallback_drop_leaves_lonely_rois_out_of_the_loss(
+        build_model, train_batch):
+    model = build_model(**{'train_cfg.rcnn.support_fallback': 'drop'})
+    data = inputs(model, train_batch, True)
+    query_id = data['data_samples'][0].metainfo['img_id']
+    # every class lives only in the query image: every RoI is dropped
+    model.set_support_bank(
+        coloured_bank([(label, query_id, RED)
+                       for label in range(len(SYNTHETIC_CLASSES))]))
+    condition, losses = _conditions_of_one_step(model, data)
+    assert len(condition) > 0
+    assert condition.train_rois is not None
+    assert not condition.train_rois.any()
+    assert losses['loss_mask'].item() == 0.0
+
+
+def test_support_fallback_setting_is_checked(build_model):
+    with pytest.raises(ValueError, match='support_fallback'):
+        build_model(**{'train_cfg.rcnn.support_fallback': 'self'})

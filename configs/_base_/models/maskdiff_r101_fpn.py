@@ -49,7 +49,10 @@ model = dict(
         # box RoI extractor
         mask_roi_extractor=None,
         mask_head=diffusion_mask_head),
-    train_cfg=dict(rcnn=dict(mask_size=mask_size)))
+    # support_fallback: a training RoI whose class has no support instance
+    # outside the query batch gets null shots ('null') or leaves the mask
+    # loss ('drop'); it never gets its own object (docs/defaults.md)
+    train_cfg=dict(rcnn=dict(mask_size=mask_size, support_fallback='null')))
 
 # The point-estimate baseline on identical detections: mmdet's FCNMaskHead
 # (Mask R-CNN's head) in place of the diffusion head, see coco_*shot_fcn.py.
@@ -59,6 +62,8 @@ fcn_mask_roi_extractor = dict(
     roi_layer=dict(type='RoIAlign', output_size=14, sampling_ratio=0),
     out_channels=256,
     featmap_strides=[4, 8, 16, 32])
+# Class-agnostic mask predictor, as in iMTFA (Ganea et al. 2021): the novel
+# classes use the mask branch that every class trains.
 fcn_mask_head = dict(
     _delete_=True,
     type='FCNMaskHead',
@@ -66,4 +71,5 @@ fcn_mask_head = dict(
     in_channels=256,
     conv_out_channels=256,
     num_classes=80,
+    class_agnostic=True,
     loss_mask=dict(type='CrossEntropyLoss', use_mask=True, loss_weight=1.0))

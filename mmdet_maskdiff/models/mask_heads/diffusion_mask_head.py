@@ -283,12 +283,16 @@ class DiffusionMaskHead(BaseModule):
         mask_targets = self.get_targets(sampling_results, batch_gt_instances,
                                         rcnn_train_cfg)
         if len(condition) == 0:
-            # keep every parameter in the graph (DDP) with a zero loss
-            zero = sum(p.sum() for p in self.parameters()) * 0.
-            return dict(
-                loss_mask=dict(loss_mask=zero), mask_targets=mask_targets)
+            return self._zero_loss(mask_targets)
         cond, cond_vector = self.build_condition(condition)
         labels, x0 = condition.labels, mask_targets[:, None]
+        if condition.train_rois is not None:
+            keep = condition.train_rois.nonzero().flatten()
+            cond, labels, x0 = cond[keep], labels[keep], x0[keep]
+            if cond_vector is not None:
+                cond_vector = cond_vector[keep]
+            if len(labels) == 0:
+                return self._zero_loss(mask_targets)
         if self.max_train_rois and len(labels) > self.max_train_rois:
             keep = torch.randperm(
                 len(labels), device=labels.device)[:self.max_train_rois]
@@ -306,6 +310,11 @@ class DiffusionMaskHead(BaseModule):
         losses = self.diffusion.training_losses(model_fn, x0, t)
         loss = losses['loss'].mean() * self.loss_weight
         return dict(loss_mask=dict(loss_mask=loss), mask_targets=mask_targets)
+
+    def _zero_loss(self, mask_targets: Tensor) -> dict:
+        """A zero loss that keeps every parameter in the graph (DDP)."""
+        zero = sum(p.sum() for p in self.parameters()) * 0.
+        return dict(loss_mask=dict(loss_mask=zero), mask_targets=mask_targets)
 
     # ------------------------------------------------------------------ #
     # inference

@@ -25,12 +25,17 @@ class MaskCondition:
             binary mask in [-1, 1], shape (N, K, 4, m, m).
         prototypes (Tensor, optional): Mask-pooled neck features of the
             support shots, averaged over the K shots, shape (N, D).
+        train_rois (Tensor, optional): bool (N, ), training only: the RoIs
+            that enter the loss (None: all). False for RoIs that
+            ``FewShotRoIHead`` drops because their class has no support
+            instance outside the query batch (``support_fallback='drop'``).
     """
     labels: Tensor
     region_image: Optional[Tensor] = None
     region_feats: Optional[Tensor] = None
     shots: Optional[Tensor] = None
     prototypes: Optional[Tensor] = None
+    train_rois: Optional[Tensor] = None
 
     def __len__(self) -> int:
         return self.labels.shape[0]

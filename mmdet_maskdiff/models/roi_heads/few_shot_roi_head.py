@@ -18,6 +18,10 @@ from mmdet.utils import InstanceList
 from mmdet_maskdiff.datasets.support_bank import SupportBank
 from ..mask_heads.mask_condition import MaskCondition
 
+#: what a training RoI whose class has no support instance outside the query
+#: batch gets (``train_cfg.rcnn.support_fallback``)
+SUPPORT_FALLBACKS = ('null', 'drop')
+
 
 @dataclass
 class QueryContext:
@@ -78,12 +82,23 @@ class FewShotRoIHead(StandardRoIHead):
     images; at test time the first K shots of each class are used and their
     encoding is cached until the weights may change (the cache is dropped by
     ``train()``, by a new bank, and before every val/test run by the hook).
+    The pool of training shots is the training set's instances (at most
+    ``SupportSetHook.max_train_per_class`` per class).
     Support features are computed without gradients: they are a frozen
     encoding by the detector's backbone (MaskDiff trains the mask model with
     the detector fixed).
 
     With any other mask head (e.g. mmdet's ``FCNMaskHead`` as a baseline)
     it behaves exactly like :class:`StandardRoIHead`.
+
+    **Never its own shot.** A training RoI never receives its own object
+    (or anything else from the query images) as k. When every support
+    instance of its class lies in the query batch — always for a novel
+    class at K = 1 — ``train_cfg.rcnn.support_fallback`` says what happens:
+    ``'null'`` (default) gives it null shots (zero crops, empty masks, zero
+    prototype), so it still trains the region and class pathways; ``'drop'``
+    leaves it out of the mask loss. The choice was measured
+    (``docs/defaults.md``, "Training shots").
 
     Args:
         support_roi_extractor (dict, optional): RoI extractor for the support
@@ -99,6 +114,12 @@ class FewShotRoIHead(StandardRoIHead):
         self.support_roi_extractor = (
             MODELS.build(support_roi_extractor)
             if support_roi_extractor is not None else None)
+        fallback = (self.train_cfg or {}).get('support_fallback', 'null')
+        if fallback not in SUPPORT_FALLBACKS:
+            raise ValueError(
+                'FewShotRoIHead: train_cfg.rcnn.support_fallback must be one '
+                f'of {SUPPORT_FALLBACKS}, got {fallback!r}')
+        self.support_fallback = fallback
         self.support_bank: Optional[SupportBank] = None
         self._context: Optional[QueryContext] = None
         self._test_support: Optional[Tuple[Tensor, SupportFeatures]] = None
@@ -242,9 +263,13 @@ class FewShotRoIHead(StandardRoIHead):
             if head.use_prototypes:
                 condition.prototypes = x[0].new_zeros((0, x[0].shape[1]))
             return condition
-        support = (
-            self._training_support(labels)
-            if training else self._test_support_for(labels))
+        if training:
+            support, has_shots = self._training_support(
+                labels, x[0].shape[1])
+            if self.support_fallback == 'drop' and not bool(has_shots.all()):
+                condition.train_rois = has_shots
+        else:
+            support = self._test_support_for(labels)
         condition.shots = support.shots
         condition.prototypes = support.prototypes
         return condition
@@ -256,16 +281,55 @@ class FewShotRoIHead(StandardRoIHead):
                 'builds the K-shot support bank) or call set_support_bank()')
         return self.support_bank
 
-    def _training_support(self, labels: Tensor) -> SupportFeatures:
-        """Random shots per RoI class, from images other than the queries."""
+    def _training_support(self, labels: Tensor,
+                          feat_channels: int) -> Tuple[SupportFeatures,
+                                                       Tensor]:
+        """Random shots per RoI class, from images other than the queries.
+
+        A class whose every support instance lies in a query image (a novel
+        class at K = 1, whose only instance is the RoI's own object) gets
+        null shots — zero crops, empty masks, zero prototype — never the
+        object itself (see ``support_fallback`` in the class docstring).
+
+        Returns:
+            tuple[SupportFeatures, Tensor]: the shots of every RoI and a bool
+            (N, ) that is False for RoIs given null shots.
+        """
         bank = self._require_bank()
         classes, inverse = labels.unique(return_inverse=True)
         indices = bank.sample(
             classes.cpu(),
             self.mask_head.num_shots,
             exclude_img_ids=self._context.img_ids)
-        support = self._encode_shots(indices)
-        return support.select(inverse)
+        has_shots = indices[:, 0] >= 0
+        support = self._null_support(len(classes), feat_channels,
+                                     labels.device)
+        if bool(has_shots.any()):
+            encoded = self._encode_shots(indices[has_shots])
+            rows = has_shots.nonzero().flatten().to(labels.device)
+            support.shots[rows] = encoded.shots.to(support.shots.dtype)
+            if support.prototypes is not None:
+                support.prototypes[rows] = encoded.prototypes.to(
+                    support.prototypes.dtype)
+        return support.select(inverse), has_shots.to(labels.device)[inverse]
+
+    def _null_support(self, num_classes: int, feat_channels: int,
+                      device: torch.device) -> SupportFeatures:
+        """Null shots for ``num_classes`` classes: zero image channels (the
+        normalised mean colour), mask channel -1 (empty), zero prototype."""
+        size = self.mask_head.mask_size
+        dtype = self._context.images.dtype
+        shots = torch.zeros((num_classes, self.mask_head.num_shots, 4, size,
+                             size),
+                            dtype=dtype,
+                            device=device)
+        shots[:, :, 3] = -1
+        prototypes = None
+        if self.mask_head.use_prototypes:
+            prototypes = torch.zeros((num_classes, feat_channels),
+                                     dtype=dtype,
+                                     device=device)
+        return SupportFeatures(shots, prototypes)
 
     def _test_support_for(self, labels: Tensor) -> SupportFeatures:
         """Cached first-K shots of every class present in the bank."""

@@ -1,0 +1,249 @@
+"""Check a few-shot training setup on its annotations alone (no pixels).
+
+Three properties decide whether novel-class numbers mean anything, and none of
+them shows at demo size:
+
+* **the stage-2 data mix** — the share of sampled instances that are novel,
+  through the config's own dataset, sampler and batch sampler (the objects
+  mmengine's ``Runner.build_dataloader`` builds);
+* **no self-support** — no training RoI gets a shot from its own image
+  (hence never its own object), checked with the support pool that
+  ``SupportSetHook`` would build and ``SupportBank.sample``, the function the
+  RoI head calls;
+* **one K-shot sample** — the training set's K-shot members, the support set
+  and the detector checkpoint that is loaded use the same seed and K.
+
+``tools/analysis_tools/check_fsis_data.py`` prints these for any config and
+data root; the tests run them on a COCO-shaped annotation set
+(:mod:`mmdet_maskdiff.datasets.coco_shaped`) and the real configs.
+"""
+import itertools
+import os.path as osp
+from collections import Counter
+from typing import Any, Dict, List, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+
+from mmdet.registry import DATASETS
+from mmdet_maskdiff.datasets.support_bank import support_bank_metadata
+from .config_tree import iter_config_dicts
+
+
+def point_data_root(cfg: Config, data_root: str) -> None:
+    """Move every ``FewShotCocoDataset`` and ``FewShotCocoMetric`` of ``cfg``
+    to ``data_root`` (in place; relative paths inside are kept)."""
+    data_root = osp.join(data_root, '')
+    for _, node in iter_config_dicts(cfg._cfg_dict):
+        kind = node.get('type')
+        if kind == 'FewShotCocoDataset':
+            node['data_root'] = data_root
+        elif kind == 'FewShotCocoMetric' and node.get('ann_file'):
+            ann = node['ann_file']
+            node['ann_file'] = osp.join(data_root, 'annotations',
+                                        osp.basename(ann))
+
+
+def _k_shot_members(dataset: Any) -> List[Any]:
+    """``dataset`` and the datasets it wraps that read K-shot files."""
+    found = []
+    stack = [dataset]
+    while stack:
+        node = stack.pop()
+        if getattr(node, 'few_shot_root', None):
+            found.append(node)
+        stack.extend(getattr(node, 'datasets', None) or [])
+        child = getattr(node, 'dataset', None)
+        if child is not None:
+            stack.append(child)
+    return found
+
+
+def _sample_of(dataset: Any) -> Dict[str, Any]:
+    return dict(
+        seed=dataset.seed,
+        num_novel_shots=dataset.num_novel_shots,
+        num_base_shots=dataset.num_base_shots,
+        few_shot_root=dataset.few_shot_root)
+
+
+def _support_hook(cfg: Config) -> Optional[dict]:
+    for hook in cfg.get('custom_hooks', None) or []:
+        if hook.get('type') == 'SupportSetHook':
+            return hook
+    return None
+
+
+def _checkpoint_sample(path: str) -> Optional[Dict[str, Any]]:
+    """The K-shot sample of the training set stored in a checkpoint's meta
+    (mmengine saves the training config there), or None."""
+    if not path or not osp.isfile(path):
+        return None
+    meta = torch.load(path, map_location='cpu', weights_only=False).get(
+        'meta', {})
+    text = meta.get('cfg')
+    if not text:
+        return None
+    cfg = Config.fromstring(text, '.py')
+    for _, node in iter_config_dicts(cfg.train_dataloader.to_dict()):
+        if node.get('few_shot_root'):
+            return dict(
+                seed=node.get('seed', 0),
+                num_novel_shots=node.get('num_novel_shots'))
+    return None
+
+
+def check_sample_consistency(cfg: Config, train_dataset: Any) -> dict:
+    """The K-shot samples of the training set, the support set and the
+    loaded checkpoint, and whether they agree.
+
+    Returns:
+        dict: ``train`` (list of samples), ``support`` (sample or None),
+        ``checkpoint`` (``load_from`` and its stored sample or None) and
+        ``consistent`` (bool: every seed and novel K present agree).
+    """
+    train = [_sample_of(m) for m in _k_shot_members(train_dataset)]
+    hook = _support_hook(cfg)
+    support = None
+    if hook is not None:
+        support = _sample_of(
+            DATASETS.build(dict(hook['dataset'], lazy_init=True)))
+    load_from = cfg.get('load_from')
+    stored = _checkpoint_sample(load_from) if load_from else None
+    samples = train + [s for s in (support, stored) if s is not None]
+    seeds = {s['seed'] for s in samples}
+    novel = {s['num_novel_shots'] for s in samples if s['num_novel_shots']}
+    return dict(
+        train=train,
+        support=support,
+        checkpoint=dict(load_from=load_from, sample=stored),
+        consistent=len(seeds) <= 1 and len(novel) <= 1)
+
+
+def check_training_data(cfg: Config,
+                        num_batches: int = 1500,
+                        seed: int = 0) -> dict:
+    """Sample ``num_batches`` training batches (indices only) and report the
+    data mix and the training shots.
+
+    Args:
+        cfg (Config): A training config (any stage; the support check runs
+            when it has a ``SupportSetHook`` and a conditioned mask head).
+        num_batches (int): Batches to draw (one rank's batches).
+        seed (int): Seed of the sampler and of the shot draws.
+
+    Returns:
+        dict: ``instances`` (per split and class), ``novel_share``,
+        ``support`` (RoIs checked, own-image shots found, RoIs given null
+        shots per split) and ``sample`` (:func:`check_sample_consistency`).
+    """
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    loader = Runner.build_dataloader(
+        cfg.train_dataloader, seed=seed, diff_rank_seed=False)
+    dataset = loader.dataset
+    classes = dataset.metainfo['classes']
+    novel = set(dataset.metainfo.get('novel_classes', ()))
+    batches = list(itertools.islice(iter(loader.batch_sampler), num_batches))
+
+    per_class: Counter = Counter()
+    for batch in batches:
+        for idx in batch:
+            for inst in dataset.get_data_info(idx)['instances']:
+                if not inst.get('ignore_flag', 0):
+                    per_class[classes[inst['bbox_label']]] += 1
+    num_novel = sum(n for c, n in per_class.items() if c in novel)
+    total = sum(per_class.values())
+    report = dict(
+        num_batches=len(batches),
+        batch_size=len(batches[0]) if batches else 0,
+        instances=dict(
+            base=total - num_novel, novel=num_novel,
+            per_novel_class={c: per_class.get(c, 0)
+                             for c in classes if c in novel}),
+        novel_share=num_novel / total if total else 0.0,
+        sample=check_sample_consistency(cfg, dataset))
+    report['support'] = _check_training_shots(cfg, dataset, batches, novel,
+                                              seed)
+    return report
+
+
+def _check_training_shots(cfg: Config, dataset: Any,
+                          batches: List[List[int]], novel: set,
+                          seed: int) -> Optional[dict]:
+    """Draw the training shots of every batch as ``FewShotRoIHead`` does."""
+    hook = _support_hook(cfg)
+    mask_head = cfg.model.get('roi_head', {}).get('mask_head') or {}
+    if hook is None or 'num_shots' not in mask_head:
+        return None
+    pool = dataset
+    if hook.get('train_dataset'):
+        pool = DATASETS.build(hook['train_dataset'])
+    bank = support_bank_metadata(pool, hook.get('max_train_per_class', 200),
+                                 hook.get('seed', 0))
+    classes = dataset.metainfo['classes']
+    generator = torch.Generator().manual_seed(seed)
+    checked = own_image = 0
+    null: Counter = Counter()
+    for batch in batches:
+        infos = [dataset.get_data_info(i) for i in batch]
+        img_ids = torch.tensor([info['img_id'] for info in infos])
+        labels = torch.tensor([
+            inst['bbox_label'] for info in infos
+            for inst in info['instances'] if not inst.get('ignore_flag', 0)
+        ],
+                              dtype=torch.long)
+        if labels.numel() == 0:
+            continue
+        shots = bank.sample(
+            labels, mask_head['num_shots'], exclude_img_ids=img_ids,
+            generator=generator)
+        given = shots[:, 0] >= 0
+        own_image += int(
+            torch.isin(bank.img_ids[shots[given]], img_ids).any(1).sum())
+        for label in labels[~given].tolist():
+            null['novel' if classes[label] in novel else 'base'] += 1
+        checked += labels.numel()
+    return dict(
+        rois=checked,
+        own_image_shots=own_image,
+        null_shots=dict(base=null['base'], novel=null['novel']),
+        pool=len(bank))
+
+
+def format_report(report: dict) -> str:
+    """The report of :func:`check_training_data` as text."""
+    inst = report['instances']
+    lines = [
+        f"sampled {report['num_batches']} batches of "
+        f"{report['batch_size']} images: {inst['base']} base and "
+        f"{inst['novel']} novel instances -> novel share "
+        f"{100 * report['novel_share']:.2f} %",
+    ]
+    per = inst['per_novel_class']
+    if per:
+        lines.append(f'  novel instances per class: min {min(per.values())}'
+                     f', max {max(per.values())} over {len(per)} classes')
+    support = report.get('support')
+    if support is not None:
+        lines.append(
+            f"training shots: {support['rois']} RoIs checked against a pool "
+            f"of {support['pool']} instances; shots from the RoI's own image: "
+            f"{support['own_image_shots']}; null shots (no other instance of "
+            f"the class): base {support['null_shots']['base']}, novel "
+            f"{support['null_shots']['novel']}")
+    sample = report['sample']
+    lines.append('K-shot sample: training set ' + '; '.join(
+        f"seed {s['seed']}, novel K {s['num_novel_shots']}"
+        for s in sample['train']) + ' | support set ' +
+                 (f"seed {sample['support']['seed']}, novel K "
+                  f"{sample['support']['num_novel_shots']}"
+                  if sample['support'] else 'none') + ' | load_from ' +
+                 f"{sample['checkpoint']['load_from']} " +
+                 (f"(trained on seed {sample['checkpoint']['sample']['seed']}"
+                  f", novel K {sample['checkpoint']['sample']['num_novel_shots']})"
+                  if sample['checkpoint']['sample'] else '(not on disk)'))
+    lines.append('consistent' if sample['consistent'] else
+                 'MISMATCH: the K-shot samples above differ')
+    return '\n'.join(lines)

@@ -1,0 +1,107 @@
+"""The COCO-shaped check: the real stage-2 configs on 3,000 annotation-only
+images with COCO's 80 names, ids and proportions (issue: novel classes
+starved in stage 2, self-support, one K-shot sample)."""
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import mmdet_maskdiff  # noqa: F401
+from mmdet_maskdiff.utils.fsis_data_check import (check_training_data,
+                                                  format_report,
+                                                  point_data_root)
+from _tool_helpers import describe, run_tool
+
+
+def _config(name, root, **options):
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(f'configs/maskdiff/{name}')
+    point_data_root(cfg, root)
+    cfg.merge_from_dict(options)
+    return cfg
+
+
+@pytest.mark.parametrize('name', ['coco_1shot.py', 'coco_1shot_fcn.py'])
+def test_stage2_samples_novel_instances_at_the_configured_share(
+        coco_shaped_data, name):
+    cfg = _config(name, coco_shaped_data)
+    share = cfg.train_dataloader.sampler.few_shot_share
+    report = check_training_data(cfg, num_batches=1500)
+    assert report['batch_size'] == 2
+    assert report['novel_share'] >= 0.05
+    assert report['novel_share'] == pytest.approx(share, abs=0.03)
+    # every one of the 20 novel classes is sampled, often
+    per_class = report['instances']['per_novel_class']
+    assert len(per_class) == 20 and min(per_class.values()) >= 20
+
+
+def test_uniform_concat_sampling_starves_the_novel_classes(coco_shaped_data):
+    """What the check guards against: the old uniform sampler."""
+    cfg = _config(
+        'coco_1shot.py', coco_shaped_data,
+        **{'train_dataloader.sampler': dict(_delete_=True, type='InfiniteSampler',
+                                            shuffle=True)})
+    report = check_training_data(cfg, num_batches=1500)
+    assert report['novel_share'] < 0.01
+
+
+def test_no_training_roi_gets_a_shot_from_its_own_image(coco_shaped_data):
+    report = check_training_data(
+        _config('coco_1shot.py', coco_shaped_data), num_batches=600)
+    support = report['support']
+    assert support['rois'] > 1000
+    assert support['own_image_shots'] == 0
+    # K = 1: a novel class's only instance is the query itself -> null shots
+    assert support['null_shots']['novel'] > 0
+    assert support['null_shots']['base'] == 0
+    assert report['sample']['consistent']
+
+
+def test_k_shot_sample_of_data_support_and_checkpoint_agree(
+        coco_shaped_data, tmp_path):
+    ckpt = str(tmp_path / 'stage1b.pth')
+
+    def stage1b_trained_on(seed):
+        text = ('train_dataloader = dict(dataset=dict(type='
+                "'FewShotCocoDataset', few_shot_root='few_shot/', "
+                f'seed={seed}, num_novel_shots=1))')
+        torch.save(dict(meta=dict(cfg=text), state_dict={}), ckpt)
+
+    stage1b_trained_on(0)
+    cfg = _config('coco_1shot.py', coco_shaped_data, load_from=ckpt)
+    report = check_training_data(cfg, num_batches=2)
+    assert report['sample']['checkpoint']['sample']['seed'] == 0
+    assert report['sample']['consistent']
+
+    stage1b_trained_on(1)
+    report = check_training_data(cfg, num_batches=2)
+    assert not report['sample']['consistent']
+    assert 'MISMATCH' in format_report(report)
+
+    cfg = _config('coco_1shot.py', coco_shaped_data,
+                  **{'custom_hooks.0.dataset.seed': 1})
+    assert not check_training_data(cfg, num_batches=2)['sample']['consistent']
+
+
+def test_check_tool_prints_the_figures_and_fails_on_a_mismatch(
+        coco_shaped_data):
+    config = osp.join('configs', 'maskdiff', 'coco_1shot.py')
+    proc = run_tool('analysis_tools/check_fsis_data.py',
+                    [config, '--data-root', coco_shaped_data, '--batches',
+                     '300'], cwd='.')
+    assert proc.returncode == 0, describe(proc)
+    assert 'novel share' in proc.stdout
+    assert "shots from the RoI's own image: 0" in proc.stdout
+    proc = run_tool('analysis_tools/check_fsis_data.py', [
+        config, '--data-root', coco_shaped_data, '--batches', '5',
+        '--cfg-options', 'custom_hooks.0.dataset.seed=1'
+    ], cwd='.')
+    assert proc.returncode == 1, describe(proc)
+    assert 'MISMATCH' in proc.stdout
+    proc = run_tool('analysis_tools/check_fsis_data.py',
+                    [config, '--data-root', coco_shaped_data, '--batches',
+                     '0'], cwd='.')
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == 'error: --batches must be >= 1, got 0'
