@@ -48,12 +48,12 @@ CASES = {
     'missing_area': (dict(area=None), 'zero area'),
     'non_finite': (dict(bbox=(2, 4, float('nan'), 9)), 'non-finite'),
     'no_bbox': (dict(bbox=None), 'no valid bbox'),
-    'zero_area_mask': (dict(segmentation=[[5, 5, 5, 5, 5, 5]]),
-                       'zero-area mask'),
-    'polygon_outside': (dict(segmentation=[[2, 4, 90, 4, 90, 13]]),
-                        'polygon outside'),
-    'rle_other_size': (dict(segmentation=dict(size=[10, 10], counts='0')),
-                       'RLE of size'),
+    'zero_area_mask':
+    (dict(segmentation=[[5, 5, 5, 5, 5, 5]]), 'zero-area mask'),
+    'polygon_outside':
+    (dict(segmentation=[[2, 4, 90, 4, 90, 13]]), 'polygon outside'),
+    'rle_other_size':
+    (dict(segmentation=dict(size=[10, 10], counts='0')), 'RLE of size'),
     'no_mask': (dict(segmentation=[]), None),  # box-only annotation
 }
 
@@ -104,8 +104,7 @@ def _dataset(ann_file, **kwargs):
 
 def _widths(dataset):
     return [
-        inst['bbox'][2] - inst['bbox'][0]
-        for i in range(len(dataset))
+        inst['bbox'][2] - inst['bbox'][0] for i in range(len(dataset))
         for inst in dataset.get_data_info(i)['instances']
     ]
 
@@ -161,13 +160,14 @@ def test_generator_and_loaders_agree(case, tmp_path):
         with open(path, 'w') as f:
             json.dump(
                 dict(
-                    images=[dict(id=1, file_name='1.jpg', width=W,
-                                 height=H)],
+                    images=[dict(id=1, file_name='1.jpg', width=W, height=H)],
                     annotations=[candidate],
                     categories=CATEGORIES), f)
         with pytest.raises(ValueError, match=phrase):
             _dataset(
-                source, few_shot_root=root, num_base_shots=1,
+                source,
+                few_shot_root=root,
+                num_base_shots=1,
                 num_novel_shots=1)
     else:
         generate_few_shot_splits(source, root, shots=(1, ), seeds=(0, ))
