@@ -9,7 +9,7 @@ import pytest
 import torch
 from _tool_helpers import REPO, describe, run_tool
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 
 import mmdet_maskdiff  # noqa: F401  (registers the package's modules)
 from mmdet.registry import MODELS
@@ -37,6 +37,13 @@ def _cpu_cfg(path: str) -> Config:
     return cfg
 
 
+def _build(model_cfg):
+    """Build a model in mmdet's scope without leaving it set for the next
+    tests (some dataset tests need the default scope unset)."""
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MODELS.build(model_cfg)
+
+
 def _reg_rows(labels):
     return [4 * c + i for c in labels for i in range(4)]
 
@@ -50,9 +57,8 @@ def stage_1b_cfg():
 def base_checkpoint(tmp_path_factory):
     """Stage 1a's model (linear classifier with bias) at CPU scale, saved as
     an mmengine checkpoint with resume-only entries."""
-    init_default_scope('mmdet')
     torch.manual_seed(0)
-    model = MODELS.build(_cpu_cfg(STAGE_1A).model)
+    model = _build(_cpu_cfg(STAGE_1A).model)
     state = model.state_dict()
     # distinct, non-random-looking values so that a copied row is exact
     state[f'{CLS}.bias'] = torch.arange(NUM + 1, dtype=torch.float32) + 1
@@ -121,7 +127,7 @@ def test_surgery_of_a_tiny_checkpoint(base_checkpoint, stage_1b_cfg, tmp_path):
 
     # the output fits the stage-1b model: nothing unexpected, and only the
     # cosine classifier's scale (a config setting) comes from the config
-    model = MODELS.build(stage_1b_cfg.model)
+    model = _build(stage_1b_cfg.model)
     missing, unexpected = model.load_state_dict(new, strict=False)
     assert unexpected == []
     assert missing == [f'{CLS}.scale']
