@@ -6,7 +6,9 @@ and data change (``mmdet_maskdiff.demo.cpu_scale``):
 
 1. generate the synthetic FSIS dataset (6 base / 2 novel shape classes);
 2. stage 1a: base detector on the base classes;
-3. stage 1b: TFA fine-tuning on the balanced K-shot set;
+3. stage 1b: TFA's novel-row initialisation of the box predictor
+   (``tools/model_converters/tfa_novel_init.py``), then TFA fine-tuning
+   on the balanced K-shot set;
 4. stage 2: the diffusion mask head with the detector frozen, and the same
    stage with mmdet's FCNMaskHead as the point-estimate baseline;
 5. test both (and the untrained diffusion head as a floor), print base /

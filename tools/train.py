@@ -15,6 +15,7 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 import mmdet_maskdiff  # noqa: F401  (registers components, applies fixes)
 from mmdet_maskdiff.utils import (InputError, build_runner, check_checkpoint,
                                   load_config, run_cli)
+from mmdet_maskdiff.utils.novel_head_init import surgery_command
 
 
 def parse_args() -> argparse.Namespace:
@@ -98,7 +99,11 @@ def main() -> None:
         cfg.resume = True
         cfg.load_from = args.resume
     elif cfg.get('load_from'):
-        check_checkpoint(cfg.load_from)
+        command = surgery_command(cfg.load_from, args.config)
+        check_checkpoint(
+            cfg.load_from,
+            hint=f'make it from the previous stage with: {command}'
+            if command else '')
 
     runner = build_runner(cfg)
     runner.train()

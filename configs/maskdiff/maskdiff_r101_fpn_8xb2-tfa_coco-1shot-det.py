@@ -4,12 +4,19 @@
 #   tools/dist_train.sh configs/maskdiff/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py 8
 # Choose the K-shot sample with --cfg-options train_dataloader.dataset.seed=N
 # (TFA seeds 0-9; N >= 1 reads data/coco/few_shot/seedN/).
-# Loads: stage 1a's final checkpoint (below); a missing file is an error.
+# Loads: stage 1a's final checkpoint with TFA's novel-class initialisation
+# of the box predictor (novel rows re-drawn, base and background rows copied,
+# the classifier bias dropped for the cosine classifier), made once for all K
+# and seeds by
+#   python tools/model_converters/tfa_novel_init.py \
+#       configs/maskdiff/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py \
+#       work_dirs/maskdiff_r101_fpn_8xb2-110k_coco-base-det/iter_110000.pth
+# A missing file is an error (tools/train.py prints that command).
 # Produces: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det/iter_16000.pth
 _base_ = ['./maskdiff_r101_fpn_8xb2-110k_coco-base-det.py']
 
 load_from = ('work_dirs/maskdiff_r101_fpn_8xb2-110k_coco-base-det/'
-             'iter_110000.pth')
+             'iter_110000_novel-init.pth')
 
 model = dict(
     frozen_modules=('backbone', 'neck', 'rpn_head',

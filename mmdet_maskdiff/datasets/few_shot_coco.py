@@ -7,7 +7,6 @@ kept, and a few-shot mode that builds the data list from TFA-layout K-shot
 files (see :mod:`.few_shot_splits`).
 """
 import logging
-import math
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -17,18 +16,14 @@ from mmengine.logging import print_log
 from mmengine.utils import is_abs
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
-from pycocotools import mask as mask_util
 
 from .class_splits import (COCO_ALL_CLASSES, ClassSpec, ClassSplits,
                            get_class_splits, resolve_classes)
 from .few_shot_splits import (category_ids_by_name,
                               check_annotation_references,
                               few_shot_split_path, read_coco_json)
-from .support_bank import segmentation_to_rle
+from .instance_validity import instance_problem
 
-# A bbox or polygon may overhang the image by this many pixels (rounding in
-# real annotation files) before it counts as outside the image.
-OUTSIDE_TOLERANCE = 1.0
 INVALID_POLICIES = ('raise', 'skip')
 
 
@@ -43,83 +38,6 @@ def _palette(classes: Sequence[str]) -> List[Tuple[int, int, int]]:
             palette.append(((97 * i + 61) % 256, (151 * i + 23) % 256,
                             (211 * i + 127) % 256))
     return palette
-
-
-def _mask_problem(segmentation: Union[list, dict], width: int,
-                  height: int) -> Optional[str]:
-    """Why a polygon / RLE segmentation is unusable, or ``None``."""
-    if isinstance(segmentation, list):
-        for polygon in segmentation:
-            if (not isinstance(polygon, list) or len(polygon) < 6
-                    or len(polygon) % 2):
-                return ('has a polygon that is not a flat list of at least '
-                        '3 (x, y) points')
-            xs, ys = polygon[0::2], polygon[1::2]
-            if (min(xs) < -OUTSIDE_TOLERANCE or min(ys) < -OUTSIDE_TOLERANCE
-                    or max(xs) > width + OUTSIDE_TOLERANCE
-                    or max(ys) > height + OUTSIDE_TOLERANCE):
-                return (f'has a polygon outside the {width}x{height} image')
-    elif isinstance(segmentation, dict):
-        if 'counts' not in segmentation or 'size' not in segmentation:
-            return "has an RLE segmentation without 'counts' and 'size'"
-        if list(segmentation['size']) != [height, width]:
-            return (f"has an RLE of size {segmentation['size']}, not the "
-                    f'image size [{height}, {width}]')
-    else:
-        return (f'has a segmentation of unknown type '
-                f'{type(segmentation).__name__}')
-    rle = segmentation_to_rle(segmentation, height, width)
-    if float(mask_util.area(rle)) <= 0:
-        return 'has a zero-area mask'
-    return None
-
-
-def annotation_problem(ann: dict,
-                       width: int,
-                       height: int,
-                       check_mask: bool = True) -> Optional[str]:
-    """Why an annotation is unusable, or ``None`` when it is fine.
-
-    Args:
-        ann (dict): a COCO annotation.
-        width (int): image width.
-        height (int): image height.
-        check_mask (bool): also check ``segmentation`` (polygons inside the
-            image, RLE of the image size, positive decoded area).
-
-    Returns:
-        str | None: a phrase such as ``'has a zero-area mask'``.
-    """
-    bbox = ann.get('bbox')
-    try:
-        x, y, w, h = (float(v) for v in bbox)
-    except (TypeError, ValueError):
-        return f'has no valid bbox [x, y, w, h] (got {bbox!r})'
-    if not all(math.isfinite(v) for v in (x, y, w, h)):
-        return f'has a non-finite bbox {bbox}'
-    try:
-        area = float(ann.get('area', 0))
-    except (TypeError, ValueError):
-        area = 0.0
-    if not area > 0:
-        return f"has zero area (area={ann.get('area')})"
-    if w < 1 or h < 1:
-        return f'has a degenerate bbox {bbox} (width or height < 1 px)'
-    if (x < -OUTSIDE_TOLERANCE or y < -OUTSIDE_TOLERANCE
-            or x + w > width + OUTSIDE_TOLERANCE
-            or y + h > height + OUTSIDE_TOLERANCE):
-        return f'has a bbox {bbox} outside the {width}x{height} image'
-    if check_mask and ann.get('segmentation'):
-        return _mask_problem(ann['segmentation'], width, height)
-    return None
-
-
-def _is_skipped_by_mmdet(ann: dict, width: int, height: int) -> bool:
-    """mmdet ``CocoDataset.parse_data_info``'s rule for dropping a box."""
-    x1, y1, w, h = ann['bbox']
-    inter_w = max(0, min(x1 + w, width) - max(x1, 0))
-    inter_h = max(0, min(y1 + h, height) - max(y1, 0))
-    return inter_w * inter_h == 0 or ann['area'] <= 0 or w < 1 or h < 1
 
 
 @DATASETS.register_module()
@@ -139,9 +57,11 @@ class FewShotCocoDataset(CocoDataset):
     Annotations whose class is outside the label space are ignored (as in
     mmdet); those of a class outside ``ann_classes`` are dropped (counted in
     the log). Invalid annotations of this file are *skipped* with a logged
-    count — mmdet's rule: no overlap with the image, ``area <= 0``, width or
-    height < 1 px — because large files such as ``instances_train2017.json``
-    contain a few.
+    count, because large files such as ``instances_train2017.json`` contain
+    a few. Valid means :func:`.instance_validity.instance_problem` finds
+    nothing (box of at least 1 px inside the image, positive area, a usable
+    mask): the one rule of the split generator, both modes and the support
+    bank.
 
     **Few-shot mode** (``few_shot_root`` set): the data list is built from the
     K-shot file of every class in the label space (and in ``ann_classes``):
@@ -317,7 +237,8 @@ class FewShotCocoDataset(CocoDataset):
         if self._num_invalid:
             print_log(
                 f'{name}: skipped {self._num_invalid} invalid annotations '
-                '(zero area or bbox outside the image) of '
+                '(zero area, box under 1 px or outside the image, or an '
+                'unusable mask) of '
                 f'{self.few_shot_root or self.ann_file}',
                 logger='current',
                 level=logging.WARNING)
@@ -427,7 +348,7 @@ class FewShotCocoDataset(CocoDataset):
                     raise ValueError(f"annotation {ann['id']} of few-shot "
                                      f'file {path} refers to image {img_id}, '
                                      "which is not in 'images'")
-                problem = annotation_problem(ann, img['width'], img['height'])
+                problem = instance_problem(ann, img['width'], img['height'])
                 if problem is not None:
                     if self.on_invalid_few_shot == 'raise':
                         raise ValueError(
@@ -485,8 +406,9 @@ class FewShotCocoDataset(CocoDataset):
             if label not in self._kept_labels:
                 self._num_dropped += 1
                 continue
-            if _is_skipped_by_mmdet(ann, img_info['width'],
-                                    img_info['height']):
+            # K-shot annotations were checked already (and pass again)
+            if instance_problem(ann, img_info['width'],
+                                img_info['height']) is not None:
                 self._num_invalid += 1
                 continue
             x1, y1, w, h = ann['bbox']

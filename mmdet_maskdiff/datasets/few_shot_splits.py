@@ -16,9 +16,10 @@ Sampling (ours, not TFA's): TFA draws *images* until the cumulative number of
 instances reaches K. Here *instances* are drawn instead, which always gives
 exactly K:
 
-1. candidates = the annotations of the class that are not crowd, have a
-   positive ``area`` and a bbox with positive width and height, sorted by
-   annotation id;
+1. candidates = the annotations of the class that are not crowd and pass
+   the datasets' validity rule (:mod:`.instance_validity`: a box of at least
+   1 px inside the image, positive area, a usable mask), sorted by
+   annotation id — so that :class:`.FewShotCocoDataset` accepts every file;
 2. they are shuffled once with ``random.Random(derive_seed(seed, class))``
    (a SHA-256 of the seed and the class name, so it does not depend on
    Python's hash randomisation, on the other classes or on the list of K);
@@ -36,6 +37,8 @@ import os
 import os.path as osp
 import random
 from typing import Dict, Iterable, List, Optional, Sequence
+
+from .instance_validity import is_valid_instance
 
 DEFAULT_SHOTS = (1, 2, 3, 5, 10, 30)
 DEFAULT_SEEDS = tuple(range(10))
@@ -159,27 +162,6 @@ def derive_seed(seed: int, class_name: str) -> int:
     return int.from_bytes(digest[:8], 'big')
 
 
-def is_valid_instance(ann: dict) -> bool:
-    """Whether an annotation can be a K-shot instance.
-
-    Args:
-        ann (dict): a COCO annotation.
-
-    Returns:
-        bool: not crowd, positive ``area`` and a bbox ``[x, y, w, h]`` with
-        ``w > 0`` and ``h > 0``.
-    """
-    if ann.get('iscrowd', 0):
-        return False
-    try:
-        if not float(ann.get('area', 0)) > 0:
-            return False
-        x, y, w, h = (float(v) for v in ann['bbox'])
-    except (KeyError, TypeError, ValueError):
-        return False
-    return w > 0 and h > 0
-
-
 def sample_instances(candidates: Sequence[dict], shots: Iterable[int],
                      seed: int, class_name: str) -> Dict[int, List[dict]]:
     """Draw nested K-shot sets of instances of one class.
@@ -203,8 +185,8 @@ def sample_instances(candidates: Sequence[dict], shots: Iterable[int],
     order = sorted(candidates, key=lambda ann: ann['id'])
     if shots and shots[-1] > len(order):
         raise ValueError(
-            f"class '{class_name}' has {len(order)} valid (non-crowd, "
-            f'positive-area) instances, fewer than K={shots[-1]}')
+            f"class '{class_name}' has {len(order)} valid non-crowd "
+            f'instances, fewer than K={shots[-1]}')
     random.Random(derive_seed(seed, class_name)).shuffle(order)
     return {k: order[:k] for k in shots}
 
@@ -273,7 +255,12 @@ def generate_few_shot_splits(
     images = {img['id']: img for img in data['images']}
     per_cat: Dict[int, List[dict]] = {}
     for ann in data['annotations']:
-        if is_valid_instance(ann):
+        img = images[ann['image_id']]
+        if 'width' not in img or 'height' not in img:
+            raise ValueError(f"image {img['id']} of {ann_file} has no "
+                             "'width' and 'height' (needed to check its "
+                             'annotations)')
+        if is_valid_instance(ann, img['width'], img['height']):
             per_cat.setdefault(ann['category_id'], []).append(ann)
 
     # check every class before writing anything
@@ -281,9 +268,9 @@ def generate_few_shot_splits(
         available = len(per_cat.get(name2cat[name]['id'], []))
         if available < shots[-1]:
             raise ValueError(
-                f"class '{name}' has {available} valid (non-crowd, "
-                f'positive-area) instances in {ann_file}, fewer than '
-                f'K={shots[-1]}')
+                f"class '{name}' has {available} valid non-crowd "
+                f'instances in {ann_file}, fewer than K={shots[-1]} (valid: '
+                'mmdet_maskdiff.datasets.instance_validity)')
 
     header = {key: data[key] for key in ('info', 'licenses') if key in data}
     paths = []

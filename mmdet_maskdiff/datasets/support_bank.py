@@ -19,6 +19,8 @@ from mmengine.logging import print_log
 from pycocotools import mask as mask_util
 from torch import Tensor
 
+from .instance_validity import mask_problem, segmentation_to_rle
+
 IdsLike = Union[Tensor, Sequence[int]]
 
 
@@ -241,25 +243,6 @@ def _draw(pool_size: int, num_rows: int, num_shots: int,
     return draws
 
 
-def segmentation_to_rle(segmentation: Union[list, dict], height: int,
-                        width: int) -> dict:
-    """A COCO polygon list or RLE (list or compressed counts) as one
-    compressed RLE of a (height, width) mask.
-
-    Raises:
-        TypeError: ``segmentation`` is neither a list nor a dict.
-    """
-    if isinstance(segmentation, list):
-        return mask_util.merge(
-            mask_util.frPyObjects(segmentation, height, width))
-    if isinstance(segmentation, dict):
-        if isinstance(segmentation['counts'], list):
-            return mask_util.frPyObjects(segmentation, height, width)
-        return segmentation
-    raise TypeError('segmentation must be polygons (list) or RLE (dict), '
-                    f'got {type(segmentation).__name__}')
-
-
 def decode_mask(segmentation: Union[list, dict], height: int,
                 width: int) -> np.ndarray:
     """Decode a COCO polygon list or RLE to a binary mask.
@@ -391,7 +374,9 @@ def build_support_bank(dataset,
             class, a random subset fixed by ``seed`` (in bank order).
         seed (int): seed of that subset. Defaults to 0.
         on_invalid (str): ``'raise'`` (default) or ``'skip'`` (with a logged
-            count) for an instance without a mask or with a zero-area mask.
+            count) for an instance without a mask or whose mask fails the
+            datasets' rule (:func:`.instance_validity.mask_problem`: zero
+            area, polygon outside the image, RLE of another size).
             K-shot files are checked when loaded, so ``'raise'`` suits them;
             ``'skip'`` suits a large pool such as the base-training set.
 
@@ -399,7 +384,7 @@ def build_support_bank(dataset,
         SupportBank: with ``class_names = dataset.metainfo['classes']``.
 
     Raises:
-        ValueError: an instance without a mask, a zero-area mask, or an image
+        ValueError: an instance without a mask, an invalid mask, or an image
             whose size differs from its annotation (messages name the image
             path and the instance index).
     """
@@ -435,19 +420,17 @@ def build_support_bank(dataset,
                              f'but annotated as {width}x{height}')
         for j, label in items:
             instance = info['instances'][j]
-            problem = None
             if not instance.get('mask'):
                 problem = ('has no mask (support instances need a '
                            'segmentation)')
-            else:
-                full_mask = decode_mask(instance['mask'], height, width)
-                if not full_mask.any():
-                    problem = 'has a zero-area mask'
+            else:  # the datasets' own rule (instance_validity)
+                problem = mask_problem(instance['mask'], width, height)
             if problem is not None:
                 if on_invalid == 'raise':
                     raise ValueError(f'instance {j} of image {path} {problem}')
                 num_skipped += 1
                 continue
+            full_mask = decode_mask(instance['mask'], height, width)
             matrix = crop_affine(instance['bbox'], context, crop_size)
             crop = cv2.warpAffine(
                 img,
@@ -484,7 +467,7 @@ def build_support_bank(dataset,
     if num_skipped:
         print_log(
             f'support bank: skipped {num_skipped} instances without a mask '
-            'or with a zero-area mask',
+            'or with an invalid mask',
             logger='current',
             level=logging.WARNING)
     counts = bank.num_per_class().tolist()

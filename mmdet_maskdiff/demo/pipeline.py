@@ -17,6 +17,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from mmdet_maskdiff.datasets.synthetic_fsis import make_synthetic_fsis
+from mmdet_maskdiff.utils.novel_head_init import (default_output_path,
+                                                  tfa_novel_init)
 from .cpu_scale import cpu_scale_options
 from .report import format_table, summarize
 
@@ -146,6 +148,24 @@ def train_stage(name: str, settings: DemoSettings, max_iters: int,
     return ckpt
 
 
+def novel_init_stage(settings: DemoSettings, base_ckpt: str) -> str:
+    """TFA's novel-row initialisation of stage 1a's box predictor for the
+    stage-1b config (what ``tools/model_converters/tfa_novel_init.py``
+    does), written to ``<work_dir>/ft_det/``.
+
+    Returns:
+        str: The checkpoint stage 1b starts from.
+    """
+    cfg = build_cfg('ft_det', settings, '', settings.ft_iters, None)
+    out = osp.join(settings.work_dir, 'ft_det',
+                   osp.basename(default_output_path(base_ckpt)))
+    out, notes = tfa_novel_init(
+        base_ckpt, cfg, out=out, config_name=settings.configs()['ft_det'])
+    for note in notes:
+        print(f'[demo] novel init: {note}')
+    return out
+
+
 def test_stage(name: str, config_name: str, settings: DemoSettings,
                ckpt: str) -> dict:
     """Evaluate ``ckpt`` on the synthetic test set.
@@ -175,7 +195,8 @@ def run_pipeline(settings: DemoSettings) -> dict:
     make_synthetic_fsis(settings.data_root)
     base = train_stage('base_det', settings, settings.base_iters, None,
                        settings.base_work_dir)
-    ft = train_stage('ft_det', settings, settings.ft_iters, base)
+    ft = train_stage('ft_det', settings, settings.ft_iters,
+                     novel_init_stage(settings, base))
     checkpoints = dict(
         maskdiff=train_stage('maskdiff', settings, settings.mask_iters, ft),
         fcn=train_stage('fcn', settings, settings.mask_iters, ft))

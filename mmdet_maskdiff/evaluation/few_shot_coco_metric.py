@@ -200,11 +200,23 @@ class FewShotCocoMetric(CocoMetric):
 
     def _classwise(self, coco_eval: COCOeval, metric: str,
                    splits: Dict[str, Tuple[str, ...]],
+                   name2id: Dict[str, int],
                    eval_results: dict) -> List[list]:
-        """Per-class AP rows from the ``all`` evaluation (and result keys)."""
+        """Per-class AP rows from the ``all`` evaluation (and result keys).
+
+        The K axis of ``coco_eval.eval['precision']`` follows
+        ``coco_eval.params.catIds``, which ``COCOeval.evaluate`` sorts by
+        category id; a class's column is found by its category id, so the
+        rows are right whatever the dataset's class order.
+        """
         precisions = coco_eval.eval['precision']  # (T, R, K, A, M)
+        column = {
+            cat_id: k
+            for k, cat_id in enumerate(coco_eval.params.catIds)
+        }
         rows = []
-        for k, name in enumerate(self.dataset_meta['classes']):
+        for name in self.dataset_meta['classes']:
+            k = column[name2id[name]]
             values = []
             for iou_index, area_index in ((slice(None), 0), (0, 0), (5, 0),
                                           (slice(None), 1), (slice(None), 2),
@@ -291,8 +303,8 @@ class FewShotCocoMetric(CocoMetric):
                                         if line.lstrip().startswith('Average'))
                     logger.info(f'{metric} (all classes):\n{summary}')
                     if self.classwise:
-                        per_class = self._classwise(coco_eval, metric, splits,
-                                                    eval_results)
+                        per_class = self._classwise(
+                            coco_eval, metric, splits, name2id, eval_results)
                         header = [[
                             'category', 'split', 'mAP', 'mAP_50', 'mAP_75',
                             'mAP_s', 'mAP_m', 'mAP_l'

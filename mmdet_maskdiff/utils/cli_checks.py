@@ -73,10 +73,12 @@ def load_config(path: str) -> Config:
     return cfg
 
 
-def check_checkpoint(path: str) -> None:
-    """Raise :class:`InputError` when a local checkpoint does not exist."""
+def check_checkpoint(path: str, hint: str = '') -> None:
+    """Raise :class:`InputError` when a local checkpoint does not exist;
+    ``hint`` (e.g. the command that makes the file) ends the message."""
     if '://' not in path and not osp.isfile(path):
-        raise InputError(f'checkpoint file {path} does not exist')
+        raise InputError(f'checkpoint file {path} does not exist' +
+                         (f'; {hint}' if hint else ''))
 
 
 def build_runner(cfg: Config) -> Runner:

@@ -27,7 +27,9 @@ CONFIGS = [
 ]
 IDS = [osp.relpath(p, CONFIG_DIR) for p in CONFIGS]
 BY_STEM = {osp.splitext(osp.basename(p))[0]: p for p in CONFIGS}
-CHECKPOINT = re.compile(r'^work_dirs/(?P<stem>[^/]+)/iter_(?P<iter>\d+)\.pth$')
+# a stage's final checkpoint, or TFA's novel-row initialisation of it
+CHECKPOINT = re.compile(r'^work_dirs/(?P<stem>[^/]+)/iter_(?P<iter>\d+)'
+                        r'(_novel-init)?\.pth$')
 SHOTS = re.compile(r'(\d+)shot')
 FAKE_ROOT = '/nonexistent/synthetic_fsis'
 

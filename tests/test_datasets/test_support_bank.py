@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from mmdet.datasets import CocoDataset
 from pycocotools import mask as mask_util
 
 from mmdet_maskdiff.datasets import (FewShotCocoDataset, SupportBank,
@@ -236,12 +237,24 @@ def test_zero_area_mask_raises(drawn):
     root, data = drawn
     data['annotations'][1]['segmentation'] = _rle(np.zeros((H, W), np.uint8))
     (root / 'zero.json').write_text(json.dumps(data))
+    # FewShotCocoDataset applies the same rule when loading: never reaches
+    # the bank
+    dataset = _dataset(root, 'zero.json')
+    assert dataset._num_invalid == 1
+    assert build_support_bank(dataset).img_ids.tolist() == [1, 3, 4, 4]
+    # a dataset that does not check masks (mmdet's CocoDataset)
+    coco = CocoDataset(
+        data_root=str(root),
+        ann_file='zero.json',
+        data_prefix=dict(img=''),
+        metainfo=dict(classes=CLASSES),
+        pipeline=[])
     with pytest.raises(
             ValueError,
             match=r'instance 0 of image .*2\.png has a zero-area '
             'mask'):
-        build_support_bank(_dataset(root, 'zero.json'))
-    bank = build_support_bank(_dataset(root, 'zero.json'), on_invalid='skip')
+        build_support_bank(coco)
+    bank = build_support_bank(coco, on_invalid='skip')
     assert bank.img_ids.tolist() == [1, 3, 4, 4]
     del data['annotations'][1]['segmentation']
     (root / 'nomask.json').write_text(json.dumps(data))

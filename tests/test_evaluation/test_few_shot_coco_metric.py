@@ -1,6 +1,7 @@
 import contextlib
 import io
 import json
+import logging
 import random
 
 import cv2
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from mmdet.registry import METRICS
+from mmengine.logging import MMLogger
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -248,3 +250,61 @@ def test_errors(problem):
         FewShotCocoMetric(class_splits=dict(rare='RARE'))
     with pytest.raises(ValueError, match="'bbox' and 'segm'"):
         FewShotCocoMetric(metric='proposal')
+
+
+class _Records(logging.Handler):
+    """Collects the messages logged while it is attached."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _table_rows(messages, title):
+    """Cells of the AsciiTable logged after ``title`` (header excluded)."""
+    text = next(m for m in messages if m.startswith(title))
+    rows = [[cell.strip() for cell in line.strip('|').split('|')]
+            for line in text.splitlines() if line.startswith('|')]
+    return rows[1:]
+
+
+@pytest.mark.parametrize('classes', [CLASSES, ('d', 'potted plant', 'b', 'a')])
+def test_classwise_rows_follow_category_ids(problem, classes):
+    """COCOeval orders its precision array by category id (2, 4, 5, 9 here);
+    the dataset orders classes otherwise. Each labelled row must equal
+    pycocotools run on that class alone."""
+    gt_path, samples = problem
+    assert [NAME2ID[c] for c in classes] != sorted(NAME2ID.values())
+    # relabel the predictions into this class order
+    relabelled = []
+    for s in samples:
+        p = s['pred_instances']
+        labels = torch.tensor(
+            [classes.index(CLASSES[i]) for i in p['labels'].tolist()])
+        relabelled.append(dict(s, pred_instances=dict(p, labels=labels)))
+    metric = FewShotCocoMetric(
+        ann_file=gt_path, class_splits=SPLITS, classwise=True)
+    records = _Records()
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(records)
+    try:
+        results = _run(metric, relabelled, classes=classes)
+    finally:
+        logger.removeHandler(records)
+    for iou_type in ('bbox', 'segm'):
+        rows = _table_rows(records.messages, f'per-class {iou_type} AP')
+        assert [r[0] for r in rows] == list(classes)
+        seen = set()
+        for row in rows:
+            name = row[0]
+            ref = _pycocotools(gt_path, samples, [name], iou_type)
+            expected = [f'{v:.3f}' if v > -1 else 'nan' for v in ref]
+            assert row[2:] == expected, (iou_type, name)
+            assert row[1] == ('base' if name in SPLITS['base'] else 'novel')
+            assert results[f'coco/{iou_type}_{name}_precision'] == float(
+                f'{round(ref[0], 3)}')
+            seen.add(row[2])
+        assert len(seen) > 1  # classes differ, so a mislabel would show

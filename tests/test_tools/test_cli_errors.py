@@ -3,7 +3,10 @@ stderr (``error: ...``), exit status 2 and no traceback."""
 import os.path as osp
 
 import pytest
-from _tool_helpers import TINY_CONFIG, describe, run_tool, tool_env
+from _tool_helpers import REPO, TINY_CONFIG, describe, run_tool, tool_env
+
+STAGE_1B = osp.join(REPO, 'configs', 'maskdiff',
+                    'maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py')
 
 
 def _write(tmp_path, name: str, text: str) -> str:
@@ -42,6 +45,13 @@ CASES = {
      ['checkpoint file', 'no_such_ckpt.pth', 'does not exist']),
     'train_misspelt_type': ('train.py', lambda tmp: [_misspelt(tmp)],
                             ['StandardRoIHeed', 'registry']),
+    # stage 1b without its novel-init checkpoint: the command that makes it
+    'train_missing_novel_init': ('train.py', lambda tmp: [STAGE_1B], [
+        'checkpoint file', 'iter_110000_novel-init.pth', 'does not exist',
+        'python tools/model_converters/tfa_novel_init.py ' + STAGE_1B +
+        ' work_dirs/maskdiff_r101_fpn_8xb2-110k_coco-base-det/'
+        'iter_110000.pth'
+    ]),
 }
 
 

@@ -30,6 +30,9 @@ def test_run_demo_end_to_end(tmp_path):
     assert (data_root / 'annotations' / 'instances_test.json').is_file()
     for stage in ('base_det', 'ft_det', 'maskdiff', 'fcn'):
         assert (work_dir / stage / 'iter_2.pth').is_file(), stage
+    # stage 1b started from TFA's novel-row initialisation of stage 1a
+    assert (work_dir / 'ft_det' / 'iter_2_novel-init.pth').is_file()
+    assert 'novel init: removed roi_head.bbox_head.fc_cls.bias' in proc.stdout
 
     # the printed table: both heads, every split
     lines = proc.stdout.splitlines()

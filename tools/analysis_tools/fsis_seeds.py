@@ -12,14 +12,16 @@ MaskDiff claims *stability* across the random K-shot samples (TFA seeds
           work_dirs/coco_1shot_seed*/metrics.json --out work_dirs/seeds_1shot
 
 * ``demo``: run the CPU demo for several seeds (one shared base detector;
-  fine-tuning and both mask heads per seed), then collect::
+  TFA's novel-row initialisation, fine-tuning and both mask heads per seed),
+  then collect::
 
       python tools/analysis_tools/fsis_seeds.py demo --seeds 0 1 2 --shots 5
 
 Writes ``<out>.json`` and ``<out>.md`` (per method: split × metric,
 mean ± std, plus the 95% interval 1.96·std/√n in the JSON).
-For COCO, train each seed with
-``--cfg-options train_dataloader.dataset.seed=N`` (stage 1b) and
+For COCO, make stage 1b's starting checkpoint once (one file serves every
+seed, as in TFA: ``tools/model_converters/tfa_novel_init.py``, README), train
+each seed with ``--cfg-options train_dataloader.dataset.seed=N`` (stage 1b) and
 ``train_dataloader.dataset.datasets.1.seed=N custom_hooks.0.dataset.seed=N``
 (stage 2), test, then ``collect``.
 """
