@@ -3,7 +3,6 @@ import json
 import os
 import os.path as osp
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -35,10 +34,8 @@ def test_classes():
     assert len(colours) == len(SYNTHETIC_CLASSES)
 
 
-def test_default_size_is_fast_and_complete(tmp_path):
-    start = time.time()
+def test_default_size_is_complete(tmp_path):
     paths = make_synthetic_fsis(str(tmp_path / 'syn'))
-    assert time.time() - start < 30
     with open(paths['train_ann']) as f:
         train = json.load(f)
     with open(paths['test_ann']) as f:
