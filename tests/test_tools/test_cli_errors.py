@@ -3,6 +3,7 @@ stderr (``error: ...``), exit status 2 and no traceback."""
 import os.path as osp
 
 import pytest
+import torch
 from _tool_helpers import TINY_CONFIG, describe, run_tool, tool_env
 
 
@@ -43,6 +44,9 @@ CASES = {
     'train_misspelt_type': ('train.py', lambda tmp: [_misspelt(tmp)],
                             ['StandardRoIHeed', 'registry']),
 }
+if not torch.cuda.is_available():  # mmengine's AmpOptimWrapper would assert
+    CASES['train_amp_on_cpu'] = ('train.py', lambda tmp: [TINY_CONFIG, '--amp'],
+                                 ['mixed precision', '--amp', 'CUDA GPU'])
 
 
 @pytest.mark.parametrize('case', sorted(CASES))
