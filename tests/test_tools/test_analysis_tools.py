@@ -1,10 +1,11 @@
-"""tools/analysis_tools: the seed aggregation and the mask-head benchmark."""
+"""tools/analysis_tools: the seed aggregation and the benchmarks."""
 import json
 import math
+import os.path as osp
 import statistics
 
 import pytest
-from _tool_helpers import describe, run_tool
+from _tool_helpers import REPO, describe, run_tool
 
 from mmdet_maskdiff.demo.report import (aggregate_seeds, format_table,
                                         summarize)
@@ -90,3 +91,51 @@ def test_benchmark_quick_mode(tmp_path):
         assert row['ratio'] == pytest.approx(
             row['seconds'] / rows[0]['seconds'])
     assert '| FCNMaskHead |' in (tmp_path / 'bench.md').read_text()
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--iters', '0'], ['--iters must be >= 1']),
+    (['--detections', '0'], ['--detections must be >= 1']),
+    (['--warmup', '-1'], ['--warmup must be >= 0']),
+    (['--synthetic', 'no_such_dir'], ['no_such_dir', 'make_synthetic_fsis']),
+    (['--baseline', 'no_such.py'], ['config file no_such.py does not exist']),
+])
+def test_benchmark_bad_input_is_one_line(args, words, tmp_path):
+    config = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')
+    proc = run_tool('analysis_tools/benchmark.py', [config] + args,
+                    cwd=str(tmp_path))
+    assert proc.returncode == 2, describe(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), describe(proc)
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.slow
+def test_whole_model_benchmark_cpu_mode(synthetic_data, tmp_path):
+    """Both configs of K = 1 through the Runner at CPU scale, one run."""
+    config = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')
+    out = tmp_path / 'whole'
+    proc = run_tool(
+        'analysis_tools/benchmark.py', [
+            config, '--synthetic', synthetic_data['root'], '--iters', '2',
+            '--warmup', '0', '--detections', '5', '--work-dir',
+            str(tmp_path / 'work'), '--out', str(out)
+        ],
+        cwd=str(tmp_path),
+        timeout=600)
+    assert proc.returncode == 0, describe(proc)
+    report = json.loads((tmp_path / 'whole.json').read_text())
+    base, maskdiff = report['rows']
+    assert (base['mask_head'], maskdiff['mask_head']) == ('FCNMaskHead',
+                                                          'DiffusionMaskHead')
+    assert base['time_ratio'] == 1.0 and base['memory_ratio'] == 1.0
+    assert maskdiff['time_ratio'] == pytest.approx(
+        maskdiff['seconds_per_batch'] / base['seconds_per_batch'])
+    for row in (base, maskdiff):
+        assert row['batches'] == 2 and row['images_per_batch'] == 1
+        assert row['images_per_second'] == pytest.approx(
+            1 / row['seconds_per_batch'])
+        assert 0 < row['mask_share'] <= 1 and row['peak_rss_mb'] > 0
+    table = (tmp_path / 'whole.md').read_text()
+    assert '| coco_1shot_fcn.py | FCNMaskHead |' in table
