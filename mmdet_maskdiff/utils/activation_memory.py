@@ -111,11 +111,14 @@ class Stage2ActivationMemory:
         recompute_per_roi_bytes: per RoI, the activations of the largest
             checkpointed block, recomputed in the backward pass (0 without
             checkpointing).
+        recompute_fixed_bytes: the part of that block's activations that
+            does not grow with N.
         parameter_bytes: the denoiser's parameters (not included above).
     """
     fixed_bytes: int
     per_roi_bytes: int
     recompute_per_roi_bytes: int
+    recompute_fixed_bytes: int
     parameter_bytes: int
 
     def saved_bytes(self, num_rois: int) -> int:
@@ -125,8 +128,8 @@ class Stage2ActivationMemory:
     def peak_bytes(self, num_rois: int) -> int:
         """Saved bytes plus one recomputed block: the activation peak of the
         backward pass at ``num_rois`` RoIs."""
-        return self.saved_bytes(num_rois) + \
-            self.recompute_per_roi_bytes * num_rois
+        return (self.saved_bytes(num_rois) + self.recompute_fixed_bytes +
+                self.recompute_per_roi_bytes * num_rois)
 
 
 def _unet_blocks(denoiser: nn.Module) -> Dict[str, nn.Module]:
@@ -186,21 +189,36 @@ def stage2_activation_memory(
         seed: seed of the random RoIs.
 
     Returns:
-        Stage2ActivationMemory: the linear model ``fixed + per_roi · N``.
+        Stage2ActivationMemory: the linear model ``fixed + per_roi · N``
+        (and, with checkpointing, the same for the largest block).
     """
     _check_count('num_rois', num_rois)
     small = _count(head, num_rois, amp_dtype, seed).activation_bytes
     large = _count(head, 2 * num_rois, amp_dtype, seed).activation_bytes
-    per_roi = max(0, (large - small) // num_rois)
-    fixed = max(0, small - per_roi * num_rois)
-    recompute = 0
+    fixed, per_roi = _line(small, large, num_rois)
+    recompute_fixed = recompute = 0
     if head.denoiser.with_cp:
         head.denoiser.with_cp = False
         try:
-            per_block = _count(head, num_rois, amp_dtype, seed).per_block
+            blocks_small = _count(head, num_rois, amp_dtype, seed).per_block
+            blocks_large = _count(head, 2 * num_rois, amp_dtype,
+                                  seed).per_block
         finally:
             head.denoiser.with_cp = True
-        recompute = -(-max(per_block.values()) // num_rois)  # ceil
+        lines = [
+            _line(blocks_small[name], blocks_large[name], num_rois)
+            for name in blocks_small
+        ]
+        recompute_fixed = max(fixed for fixed, _ in lines)
+        recompute = max(slope for _, slope in lines)
     parameter_bytes = sum(p.numel() * p.element_size()
                           for p in head.denoiser.parameters())
-    return Stage2ActivationMemory(fixed, per_roi, recompute, parameter_bytes)
+    return Stage2ActivationMemory(fixed, per_roi, recompute, recompute_fixed,
+                                  parameter_bytes)
+
+
+def _line(small: int, large: int, num_rois: int) -> tuple:
+    """(fixed, per-RoI) bytes through the counts at N and 2N RoIs; the
+    per-RoI part is rounded up, so the line never underestimates."""
+    per_roi = max(0, -(-(large - small) // num_rois))
+    return max(0, small - per_roi * num_rois), per_roi

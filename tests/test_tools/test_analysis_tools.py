@@ -139,3 +139,20 @@ def test_whole_model_benchmark_cpu_mode(synthetic_data, tmp_path):
         assert 0 < row['mask_share'] <= 1 and row['peak_rss_mb'] > 0
     table = (tmp_path / 'whole.md').read_text()
     assert '| coco_1shot_fcn.py | FCNMaskHead |' in table
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--rois', '0'], ['--rois must be >= 1']),
+    ([osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot_fcn.py')],
+     ['coco_1shot_fcn.py', 'FCNMaskHead, not DiffusionMaskHead']),
+])
+def test_stage2_memory_bad_input_is_one_line(args, words, tmp_path):
+    if not args[0].endswith('.py'):
+        args = [osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')] + args
+    proc = run_tool('analysis_tools/stage2_memory.py', args,
+                    cwd=str(tmp_path))
+    assert proc.returncode == 2, describe(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), describe(proc)
+    for word in words:
+        assert word in lines[0], lines[0]
