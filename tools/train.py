@@ -16,8 +16,7 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import mmdet_maskdiff  # noqa: F401  (registers components, applies fixes)
 from mmdet_maskdiff.utils import (InputError, build_runner, check_checkpoint,
-                                  check_mixed_precision, load_config,
-                                  run_cli)
+                                  check_mixed_precision, load_config, run_cli)
 
 
 def parse_args() -> argparse.Namespace:

@@ -483,8 +483,8 @@ class MaskDenoisingUNet(nn.Module):
             skips.append(h)
         h = self._run_block(self.middle_block, h, emb, labels)
         for block in self.up_blocks:
-            h = self._run_block(block, torch.cat([h, skips.pop()], dim=1),
-                                emb, labels)
+            h = self._run_block(block, torch.cat([h, skips.pop()], dim=1), emb,
+                                labels)
         return self.out(h)
 
     def _run_block(self, block: ConditionedSequential, h: Tensor, emb: Tensor,

@@ -50,10 +50,7 @@ class SavedTensorCounter:
     def __init__(self,
                  exclude: Iterable[Tensor] = (),
                  blocks: Optional[Mapping[str, nn.Module]] = None) -> None:
-        self._excluded_ptrs = {
-            t.untyped_storage().data_ptr()
-            for t in exclude
-        }
+        self._excluded_ptrs = {t.untyped_storage().data_ptr() for t in exclude}
         self._blocks = dict(blocks or {})
         self._stack = ExitStack()
         self._kept = []
@@ -90,8 +87,7 @@ class SavedTensorCounter:
                 module.register_forward_pre_hook(enter).remove)
             self._stack.callback(module.register_forward_hook(leave).remove)
         self._stack.enter_context(
-            torch.autograd.graph.saved_tensors_hooks(self._pack,
-                                                     lambda t: t))
+            torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -163,18 +159,18 @@ def _count(head: nn.Module, num_rois: int, amp_dtype: Optional[torch.dtype],
     blocks = {} if denoiser.with_cp else _unet_blocks(denoiser)
     counter = SavedTensorCounter(exclude=head.parameters(), blocks=blocks)
     with counter, torch.autocast(
-            'cpu', dtype=amp_dtype or torch.bfloat16,
+            'cpu',
+            dtype=amp_dtype or torch.bfloat16,
             enabled=amp_dtype is not None):
         loss = head.diffusion_loss(cond, cond_vector, labels, x0).mean()
         del loss  # the graph dies here; the counts are taken
     return counter
 
 
-def stage2_activation_memory(
-        head: nn.Module,
-        num_rois: int = 1,
-        amp_dtype: Optional[torch.dtype] = None,
-        seed: int = 0) -> Stage2ActivationMemory:
+def stage2_activation_memory(head: nn.Module,
+                             num_rois: int = 1,
+                             amp_dtype: Optional[torch.dtype] = None,
+                             seed: int = 0) -> Stage2ActivationMemory:
     """Measure the denoiser's stage-2 activations of a
     :class:`DiffusionMaskHead`, on the CPU, at ``num_rois`` and
     ``2 * num_rois`` RoIs (forward only: the saved tensors are known once

@@ -96,8 +96,7 @@ def check_mixed_precision(cfg: Config, path: str) -> None:
     kind = wrapper.get('type')
     if not (isinstance(kind, str) and kind.endswith('AmpOptimWrapper')):
         return
-    if not (is_cuda_available() or is_npu_available()
-            or is_mlu_available()):
+    if not (is_cuda_available() or is_npu_available() or is_mlu_available()):
         raise InputError(
             f'mixed precision (--amp, or optim_wrapper.type={kind} in '
             f'{path}) needs a CUDA GPU (or NPU / MLU); none is available, so '
@@ -106,10 +105,10 @@ def check_mixed_precision(cfg: Config, path: str) -> None:
     if is_cuda_available() and dtype.endswith('bfloat16'):
         import torch
         if not torch.cuda.is_bf16_supported():
+            device = torch.cuda.get_device_name()
             raise InputError(
-                f'optim_wrapper.dtype={dtype} but {torch.cuda.get_device_name()}'
-                ' has no bfloat16; use --cfg-options '
-                'optim_wrapper.dtype=float16')
+                f'optim_wrapper.dtype={dtype} but {device} has no bfloat16; '
+                'use --cfg-options optim_wrapper.dtype=float16')
 
 
 def build_runner(cfg: Config) -> Runner:

@@ -24,9 +24,10 @@ BUDGET = 16 * 2**30  # 16 GiB of activations
 
 def coco_head(**overrides):
     cfg = Config.fromfile(ENTRY)
-    cfg.merge_from_dict(
-        {f'model.roi_head.mask_head.{k}': v
-         for k, v in overrides.items()})
+    cfg.merge_from_dict({
+        f'model.roi_head.mask_head.{k}': v
+        for k, v in overrides.items()
+    })
     head_cfg = cfg.model.roi_head.mask_head
     torch.manual_seed(0)
     return MODELS.build(head_cfg).train(), head_cfg

@@ -250,8 +250,8 @@ def test_max_train_rois_trains_on_a_random_subset():
 
 @pytest.mark.parametrize('value', [0, -3, 2.5, True, '64'])
 def test_max_train_rois_must_be_a_positive_int(value):
-    with pytest.raises(ValueError,
-                       match=r'DiffusionMaskHead: max_train_rois must be'):
+    with pytest.raises(
+            ValueError, match=r'DiffusionMaskHead: max_train_rois must be'):
         make_head(max_train_rois=value)
 
 
@@ -272,8 +272,9 @@ def _amp_loss(head, amp, seed=0):
     ]
     condition = random_condition(6, seed=seed)
     cond, _ = head.build_condition(condition)
-    x0 = (torch.rand(6, 1, M, M, generator=torch.Generator().manual_seed(
-        seed)) > 0.5).float() * 2 - 1
+    x0 = (torch.rand(
+        6, 1, M, M, generator=torch.Generator().manual_seed(seed))
+          > 0.5).float() * 2 - 1
     torch.manual_seed(seed)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
         loss = head.diffusion_loss(cond, None, condition.labels, x0)

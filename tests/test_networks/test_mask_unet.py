@@ -171,8 +171,9 @@ def _loss_and_grads(with_cp, seed=0):
     """One training forward/backward (dropout on, prototype input); the
     same seed gives the same weights, inputs and dropout masks."""
     model = randomize(
-        MaskDenoisingUNet(**SMALL, dropout=0.3, cond_vector_dim=8,
-                          with_cp=with_cp), seed).train()
+        MaskDenoisingUNet(
+            **SMALL, dropout=0.3, cond_vector_dim=8, with_cp=with_cp),
+        seed).train()
     y_t, t, cond, labels = inputs(model, batch=3, seed=seed + 1)
     vector = torch.randn(3, 8, generator=torch.Generator().manual_seed(seed))
     torch.manual_seed(seed + 2)  # dropout

@@ -31,10 +31,7 @@ def test_summarize_picks_split_columns_in_percent():
 
 def test_aggregate_seeds_mean_std_interval():
     values = [2.0, 3.0, 7.0]
-    runs = {
-        seed: {'novel': {'segm_mAP': v}}
-        for seed, v in enumerate(values)
-    }
+    runs = {seed: {'novel': {'segm_mAP': v}} for seed, v in enumerate(values)}
     cell = aggregate_seeds(runs)['novel']['segm_mAP']
     std = statistics.stdev(values)  # sample std, n - 1
     assert cell['mean'] == pytest.approx(4.0)
@@ -51,8 +48,8 @@ def test_fsis_seeds_collect(tmp_path):
         paths.append(str(path))
     out = tmp_path / 'seeds'
     proc = run_tool(
-        'analysis_tools/fsis_seeds.py', ['collect', *paths, '--out',
-                                         str(out)],
+        'analysis_tools/fsis_seeds.py',
+        ['collect', *paths, '--out', str(out)],
         cwd=str(tmp_path))
     assert proc.returncode == 0, describe(proc)
     stats = json.loads((tmp_path / 'seeds.json').read_text())
@@ -64,9 +61,11 @@ def test_fsis_seeds_collect(tmp_path):
 def test_fsis_seeds_collect_rejects_files_without_metrics(tmp_path):
     path = tmp_path / 'other.json'
     path.write_text(json.dumps({'loss': 1.0}))
-    proc = run_tool('analysis_tools/fsis_seeds.py',
-                    ['collect', str(path), '--out',
-                     str(tmp_path / 's')], cwd=str(tmp_path))
+    proc = run_tool(
+        'analysis_tools/fsis_seeds.py',
+        ['collect', str(path), '--out',
+         str(tmp_path / 's')],
+        cwd=str(tmp_path))
     assert proc.returncode != 0
     assert 'no FewShotCocoMetric results' in proc.stderr
 
@@ -76,7 +75,8 @@ def test_benchmark_quick_mode(tmp_path):
     out = tmp_path / 'bench'
     proc = run_tool(
         'analysis_tools/benchmark_mask_head.py',
-        ['--quick', '--device', 'cpu', '--out', str(out)],
+        ['--quick', '--device', 'cpu', '--out',
+         str(out)],
         cwd=str(tmp_path),
         timeout=300)
     assert proc.returncode == 0, describe(proc)
@@ -88,8 +88,8 @@ def test_benchmark_quick_mode(tmp_path):
     assert len(diffusion) == 3 * 2 * 2  # steps x guidance x samples
     assert all(r['seconds'] > 0 for r in rows)
     for row in diffusion:
-        assert row['ratio'] == pytest.approx(
-            row['seconds'] / rows[0]['seconds'])
+        assert row['ratio'] == pytest.approx(row['seconds'] /
+                                             rows[0]['seconds'])
     assert '| FCNMaskHead |' in (tmp_path / 'bench.md').read_text()
 
 
@@ -102,8 +102,8 @@ def test_benchmark_quick_mode(tmp_path):
 ])
 def test_benchmark_bad_input_is_one_line(args, words, tmp_path):
     config = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')
-    proc = run_tool('analysis_tools/benchmark.py', [config] + args,
-                    cwd=str(tmp_path))
+    proc = run_tool(
+        'analysis_tools/benchmark.py', [config] + args, cwd=str(tmp_path))
     assert proc.returncode == 2, describe(proc)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: '), describe(proc)
@@ -120,7 +120,8 @@ def test_whole_model_benchmark_cpu_mode(synthetic_data, tmp_path):
         'analysis_tools/benchmark.py', [
             config, '--synthetic', synthetic_data['root'], '--iters', '2',
             '--warmup', '0', '--detections', '5', '--work-dir',
-            str(tmp_path / 'work'), '--out', str(out)
+            str(tmp_path / 'work'), '--out',
+            str(out)
         ],
         cwd=str(tmp_path),
         timeout=600)
@@ -143,14 +144,13 @@ def test_whole_model_benchmark_cpu_mode(synthetic_data, tmp_path):
 
 @pytest.mark.parametrize('args, words', [
     (['--rois', '0'], ['--rois must be >= 1']),
-    ([osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot_fcn.py')],
-     ['coco_1shot_fcn.py', 'FCNMaskHead, not DiffusionMaskHead']),
+    ([osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot_fcn.py')
+      ], ['coco_1shot_fcn.py', 'FCNMaskHead, not DiffusionMaskHead']),
 ])
 def test_stage2_memory_bad_input_is_one_line(args, words, tmp_path):
     if not args[0].endswith('.py'):
         args = [osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')] + args
-    proc = run_tool('analysis_tools/stage2_memory.py', args,
-                    cwd=str(tmp_path))
+    proc = run_tool('analysis_tools/stage2_memory.py', args, cwd=str(tmp_path))
     assert proc.returncode == 2, describe(proc)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: '), describe(proc)

@@ -45,7 +45,8 @@ CASES = {
                             ['StandardRoIHeed', 'registry']),
 }
 if not torch.cuda.is_available():  # mmengine's AmpOptimWrapper would assert
-    CASES['train_amp_on_cpu'] = ('train.py', lambda tmp: [TINY_CONFIG, '--amp'],
+    CASES['train_amp_on_cpu'] = ('train.py',
+                                 lambda tmp: [TINY_CONFIG, '--amp'],
                                  ['mixed precision', '--amp', 'CUDA GPU'])
 
 

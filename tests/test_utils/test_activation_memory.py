@@ -41,8 +41,8 @@ def test_attributes_bytes_to_the_innermost_block():
     outer = nn.Sequential(nn.Linear(4, 4), inner)
     x = torch.randn(3, 4)
     with SavedTensorCounter(
-            exclude=outer.parameters(),
-            blocks=dict(outer=outer, inner=inner)) as counter:
+            exclude=outer.parameters(), blocks=dict(outer=outer,
+                                                    inner=inner)) as counter:
         outer(x).sum()
     # each Linear saves its 3x4 input (48 bytes); the first one's is x
     assert counter.per_block == dict(outer=48, inner=48)

@@ -8,8 +8,8 @@ from mmdet_maskdiff.utils import InputError, check_mixed_precision
 
 
 def config(**wrapper):
-    return Config(dict(optim_wrapper=dict(optimizer=dict(type='SGD'),
-                                          **wrapper)))
+    return Config(
+        dict(optim_wrapper=dict(optimizer=dict(type='SGD'), **wrapper)))
 
 
 def test_plain_optim_wrapper_passes_anywhere():
@@ -18,8 +18,10 @@ def test_plain_optim_wrapper_passes_anywhere():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='needs a CPU-only host')
 def test_amp_on_the_cpu_is_one_clear_error():
-    with pytest.raises(InputError, match=r'mixed precision .*AmpOptimWrapper '
-                       r'in cfg\.py\) needs a CUDA GPU'):
+    with pytest.raises(
+            InputError,
+            match=r'mixed precision .*AmpOptimWrapper '
+            r'in cfg\.py\) needs a CUDA GPU'):
         check_mixed_precision(
             config(type='AmpOptimWrapper', dtype='bfloat16'), 'cfg.py')
 

@@ -62,26 +62,38 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--checkpoint', help='weights of the MaskDiff config')
     parser.add_argument(
         '--baseline-checkpoint', help='weights of the baseline config')
-    parser.add_argument('--iters', type=int, default=20,
-                        help='timed batches / iterations')
-    parser.add_argument('--warmup', type=int, default=3,
-                        help='untimed batches / iterations first')
-    parser.add_argument('--batch-size', type=int, default=None,
-                        help='images per batch (default: test 1, train the '
-                        "config's)")
     parser.add_argument(
-        '--detections', type=int, default=None,
+        '--iters', type=int, default=20, help='timed batches / iterations')
+    parser.add_argument(
+        '--warmup',
+        type=int,
+        default=3,
+        help='untimed batches / iterations first')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help='images per batch (default: test 1, train the '
+        "config's)")
+    parser.add_argument(
+        '--detections',
+        type=int,
+        default=None,
         help="detections per image (test_cfg.rcnn.max_per_img; default: the "
         "config's, 100 at COCO scale)")
     parser.add_argument(
-        '--synthetic', metavar='DATA_ROOT',
+        '--synthetic',
+        metavar='DATA_ROOT',
         help='CPU mode: both configs at CPU scale on the synthetic dataset '
         'at DATA_ROOT (mmdet_maskdiff.demo.cpu_scale)')
     parser.add_argument(
-        '--amp', action='store_true',
+        '--amp',
+        action='store_true',
         help='train mode: AmpOptimWrapper in bfloat16 (GPU only)')
     parser.add_argument(
-        '--cfg-options', nargs='+', default=[],
+        '--cfg-options',
+        nargs='+',
+        default=[],
         help='key=value overrides applied to both configs')
     parser.add_argument('--work-dir', default='work_dirs/benchmark')
     parser.add_argument('--out', default='work_dirs/benchmark/benchmark')
@@ -109,9 +121,8 @@ def check_args(args: argparse.Namespace) -> None:
         args.baseline = stem + BASELINE_SUFFIX + ext
     for path in (args.config, args.baseline):
         if not osp.isfile(path):
-            raise InputError(f'config file {path} does not exist' +
-                             (' (pass --baseline)'
-                              if path == args.baseline else ''))
+            raise InputError(f'config file {path} does not exist' + (
+                ' (pass --baseline)' if path == args.baseline else ''))
     if args.synthetic and not osp.isdir(args.synthetic):
         raise InputError(
             f'--synthetic {args.synthetic} is not a directory; write it with '
@@ -129,7 +140,9 @@ class _Timer:
     (CUDA-synchronised) and the process CPU seconds of each call; on CUDA
     the allocator peak is reset before call number ``reset_peak_at``."""
 
-    def __init__(self, owner: object, name: str,
+    def __init__(self,
+                 owner: object,
+                 name: str,
                  reset_peak_at: Optional[int] = None) -> None:
         self.seconds: List[float] = []
         self.cpu_seconds: List[float] = []
@@ -162,8 +175,8 @@ def _build_cfg(args: argparse.Namespace, config: str,
             cpu_scale_options(cfg, args.synthetic, load_from=None))
     if args.cfg_options:
         parsed = argparse.Namespace()
-        DictAction(option_strings=[], dest='opts')(None, parsed,
-                                                   args.cfg_options)
+        DictAction(
+            option_strings=[], dest='opts')(None, parsed, args.cfg_options)
         cfg.merge_from_dict(parsed.opts)
     cfg.work_dir = work_dir
     cfg.load_from = checkpoint
@@ -240,8 +253,9 @@ def run_child(args: argparse.Namespace, config: str,
     timed = steps.seconds[args.warmup:]
     # one mask-branch call per batch (score_thr 0: never zero detections)
     mask_timed = masks.seconds[len(masks.seconds) - len(timed):]
-    batch = (cfg.test_dataloader.batch_size if args.mode == 'test' else
-             cfg.train_dataloader.batch_size)
+    batch = (
+        cfg.test_dataloader.batch_size
+        if args.mode == 'test' else cfg.train_dataloader.batch_size)
     total = sum(timed)
     row: Dict[str, object] = dict(
         config=config,
@@ -252,7 +266,8 @@ def run_child(args: argparse.Namespace, config: str,
         cpu_seconds_per_batch=sum(steps.cpu_seconds[args.warmup:]) /
         len(timed),
         images_per_second=batch * len(timed) / total,
-        mask_share=min(1.0, sum(mask_timed) / total),
+        mask_share=min(1.0,
+                       sum(mask_timed) / total),
     )
     if torch.cuda.is_available():
         row['peak_memory_mb'] = torch.cuda.max_memory_allocated() / 2**20
@@ -278,12 +293,11 @@ def _child(args: argparse.Namespace, config: str,
            checkpoint: Optional[str]) -> Dict[str, object]:
     with tempfile.NamedTemporaryFile(suffix='.json', delete=False) as f:
         out = f.name
-    cmd = [sys.executable, osp.abspath(__file__)] + sys.argv[1:] + [
-        '--child-out', out, '--child-config', config
-    ]
+    cmd = [sys.executable, osp.abspath(__file__)
+           ] + sys.argv[1:] + ['--child-out', out, '--child-config', config]
     cmd += ['--child-checkpoint', checkpoint] if checkpoint else []
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         from mmdet_maskdiff.utils import InputError
         errors = [
@@ -309,8 +323,7 @@ def _format(rows: List[Dict[str, object]], mode: str) -> List[str]:
     columns = [
         'config', 'mask head', 'images/s', 's/batch', 'x baseline time',
         'CPU s/batch', 'x baseline CPU time', f'mask head share ({share})',
-        'peak GPU memory (MB)' if gpu else 'peak RSS (MB)',
-        'x baseline memory'
+        'peak GPU memory (MB)' if gpu else 'peak RSS (MB)', 'x baseline memory'
     ]
     saved = 'saved_for_backward_mb' in base
     if saved:
@@ -349,8 +362,8 @@ def _main() -> None:
     base = rows[0]
     memory = 'peak_memory_mb' if 'peak_memory_mb' in base else 'peak_rss_mb'
     for row in rows:
-        row['time_ratio'] = row['seconds_per_batch'] / base[
-            'seconds_per_batch']
+        row['time_ratio'] = (
+            row['seconds_per_batch'] / base['seconds_per_batch'])
         row['cpu_time_ratio'] = row['cpu_seconds_per_batch'] / base[
             'cpu_seconds_per_batch']
         row['memory_ratio'] = row[memory] / base[memory]

@@ -45,15 +45,21 @@ GIB = 2**30
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', nargs='?',
-                        default='configs/maskdiff/coco_1shot.py')
-    parser.add_argument('--baseline',
-                        help='FCN config (default: <config>_fcn.py)')
-    parser.add_argument('--rois', type=int, nargs='+', default=None,
-                        help="RoI counts to extrapolate to (default: the "
-                        "config's max_train_rois and 256)")
-    parser.add_argument('--detector', action='store_true',
-                        help='also measure the frozen detector forward')
+    parser.add_argument(
+        'config', nargs='?', default='configs/maskdiff/coco_1shot.py')
+    parser.add_argument(
+        '--baseline', help='FCN config (default: <config>_fcn.py)')
+    parser.add_argument(
+        '--rois',
+        type=int,
+        nargs='+',
+        default=None,
+        help="RoI counts to extrapolate to (default: the "
+        "config's max_train_rois and 256)")
+    parser.add_argument(
+        '--detector',
+        action='store_true',
+        help='also measure the frozen detector forward')
     parser.add_argument('--out', default='work_dirs/stage2_memory')
     return parser.parse_args()
 
@@ -70,15 +76,16 @@ def denoiser_flops(head, with_cp: bool) -> dict:
     m = head.mask_size
     y = torch.randn(1, denoiser.mask_channels, m, m)
     cond = torch.randn(1, denoiser.cond_channels, m, m)
-    vector = (torch.randn(1, denoiser.cond_vector_dim)
-              if denoiser.cond_vector_dim else None)
+    vector = (
+        torch.randn(1, denoiser.cond_vector_dim)
+        if denoiser.cond_vector_dim else None)
     t = torch.zeros(1, dtype=torch.long)
     labels = torch.zeros(1, dtype=torch.long)
     denoiser.with_cp = with_cp
     with torch.no_grad():
         forward = _flops(lambda: denoiser(y, t, cond, labels, vector))
-    step = _flops(lambda: denoiser(y, t, cond, labels, vector).square().sum()
-                  .backward())
+    step = _flops(
+        lambda: denoiser(y, t, cond, labels, vector).square().sum().backward())
     return dict(forward=forward, train_step=step)
 
 
@@ -130,10 +137,7 @@ def main() -> None:
                     2**20,
                     peak_gib={n: memory.peak_bytes(n) / GIB
                               for n in rois}))
-    flops = {
-        f'with_cp={cp}': denoiser_flops(head, cp)
-        for cp in (False, True)
-    }
+    flops = {f'with_cp={cp}': denoiser_flops(head, cp) for cp in (False, True)}
     head.denoiser.with_cp = bool(head_cfg.denoiser.get('with_cp', False))
     stem, ext = osp.splitext(args.config)
     baseline = args.baseline or stem + '_fcn' + ext
@@ -147,9 +151,14 @@ def main() -> None:
             fcn_flops = _flops(lambda: fcn(feats))
     params = sum(p.numel() for p in head.denoiser.parameters())
     report = dict(
-        date=date.today().isoformat(), config=args.config, rois=rois,
-        denoiser_params=params, memory=rows, flops_per_roi=flops,
-        fcn_flops_per_roi=fcn_flops, detector_forward_mib=detector)
+        date=date.today().isoformat(),
+        config=args.config,
+        rois=rois,
+        denoiser_params=params,
+        memory=rows,
+        flops_per_roi=flops,
+        fcn_flops_per_roi=fcn_flops,
+        detector_forward_mib=detector)
     os.makedirs(osp.dirname(args.out) or '.', exist_ok=True)
     with open(args.out + '.json', 'w') as f:
         json.dump(report, f, indent=2)
@@ -159,7 +168,7 @@ def main() -> None:
         '',
         '| checkpointing | precision | saved / RoI (MiB) | recomputed block '
         '/ RoI (MiB) | ' + ' | '.join(f'peak at {n} RoIs (GiB)'
-                                       for n in rois) + ' |',
+                                      for n in rois) + ' |',
         '|' + ' --- |' * (4 + len(rois)),
     ]
     for row in rows:
@@ -169,8 +178,11 @@ def main() -> None:
             f"{row['recompute_per_roi_mib']:.1f} | " +
             ' | '.join(f"{row['peak_gib'][n]:.1f}" for n in rois) + ' |')
     lines += [
-        '', '| FLOPs per RoI | GFLOPs |', '| --- | --- |',
-        f"| denoiser forward | {flops['with_cp=False']['forward'] / 1e9:.1f} |",
+        '',
+        '| FLOPs per RoI | GFLOPs |',
+        '| --- | --- |',
+        '| denoiser forward | '
+        f"{flops['with_cp=False']['forward'] / 1e9:.1f} |",
         '| denoiser training step (fwd + bwd) | '
         f"{flops['with_cp=False']['train_step'] / 1e9:.1f} |",
         '| same, checkpointing | '

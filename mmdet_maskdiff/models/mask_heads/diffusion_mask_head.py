@@ -144,9 +144,9 @@ class DiffusionMaskHead(BaseModule):
         if not 0.0 <= class_dropout_prob < 1.0:
             raise ValueError('class_dropout_prob must be in [0, 1), got '
                              f'{class_dropout_prob}')
-        if max_train_rois is not None and (
-                isinstance(max_train_rois, bool)
-                or not isinstance(max_train_rois, int) or max_train_rois < 1):
+        rois_ok = max_train_rois is None or (type(max_train_rois) is int
+                                             and max_train_rois >= 1)
+        if not rois_ok:
             raise ValueError('DiffusionMaskHead: max_train_rois must be None '
                              f'or an int >= 1, got {max_train_rois!r}')
         self.num_classes = num_classes
