@@ -299,6 +299,30 @@ def test_bf16_autocast_runs_the_denoiser_in_bf16_and_the_loss_in_fp32():
     assert all(torch.isfinite(g).all() for g in grads)
 
 
+def test_checkpointed_denoiser_gives_the_same_loss_and_gradients():
+    """The head's whole training path (class dropout, random t, noise,
+    dropout in the UNet) with ``denoiser.with_cp`` on and off."""
+    masks = fixed_masks()
+    sampling_results, gts = positives(masks, repeats=2)
+    targets = torch.from_numpy(masks).float().repeat(2, 1, 1)
+    condition = condition_from_masks(targets, gts[0].labels.repeat(2))
+    results = []
+    for with_cp in (False, True):
+        head = randomize_(
+            make_head(denoiser={
+                **TINY_UNET, 'dropout': 0.2,
+                'with_cp': with_cp
+            }))
+        torch.manual_seed(3)
+        loss = head.loss_and_target(condition, sampling_results, gts,
+                                    TRAIN_CFG)['loss_mask']['loss_mask']
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in head.parameters()]))
+    (loss, grads), (loss_cp, grads_cp) = results
+    assert loss > 0 and torch.equal(loss, loss_cp)
+    assert all(torch.equal(g, g_cp) for g, g_cp in zip(grads, grads_cp))
+
+
 def test_mismatched_train_mask_size_raises():
     head = make_head()
     sampling_results, gts = positives(fixed_masks())
