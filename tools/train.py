@@ -3,7 +3,9 @@
 Differences, all additive: the plugin is imported (its components register
 and the stack fixes apply, see ``mmdet_maskdiff.compat``), and bad input —
 a missing config or checkpoint, a config that forgets ``custom_imports`` —
-stops with one line instead of a traceback.
+stops with one line instead of a traceback. ``--amp`` autocasts to bfloat16
+(mmdet's: float16) unless the config sets ``optim_wrapper.dtype``, and
+without a GPU it is refused with one line (mmengine would assert).
 """
 import argparse
 import os
@@ -14,7 +16,7 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import mmdet_maskdiff  # noqa: F401  (registers components, applies fixes)
 from mmdet_maskdiff.utils import (InputError, build_runner, check_checkpoint,
-                                  load_config, run_cli)
+                                  check_mixed_precision, load_config, run_cli)
 from mmdet_maskdiff.utils.novel_head_init import surgery_command
 
 
@@ -26,7 +28,9 @@ def parse_args() -> argparse.Namespace:
         '--amp',
         action='store_true',
         default=False,
-        help='enable automatic-mixed-precision training')
+        help='mixed-precision training (AmpOptimWrapper) in bfloat16 unless '
+        'the config sets optim_wrapper.dtype; needs a GPU. The diffusion '
+        'head keeps its diffusion maths and loss in fp32')
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
@@ -81,6 +85,9 @@ def main() -> None:
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
+        # bfloat16 has fp32's exponent range: no loss-scale tuning needed
+        cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+    check_mixed_precision(cfg, args.config)
 
     if args.auto_scale_lr:
         scale = cfg.get('auto_scale_lr', {})

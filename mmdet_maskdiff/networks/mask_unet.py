@@ -20,6 +20,12 @@ Conditioning:
   label ``num_classes`` is the learned null class.
 * Optional pooled support prototype: projected and added to the time
   embedding (our choice; not in the paper).
+
+Memory: ``with_cp=True`` recomputes every UNet block in the backward pass
+instead of keeping its activations (``torch.utils.checkpoint``,
+non-reentrant), as ``with_cp`` does in mmdet's backbones. Only the block
+inputs are kept: at the COCO size, 3.3× less stage-2 memory for +27 % step
+time on an H200 (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
 __all__ = [
@@ -249,6 +256,11 @@ class MaskDenoisingUNet(nn.Module):
         mask_size: m, the side of y_t; divisible by
             2 ** (len(channel_mults) − 1).
         norm_groups: GroupNorm groups (its gcd with each width is used).
+        with_cp: activation checkpointing per UNet block (every down block,
+            the middle block, every up block): their activations are
+            recomputed in the backward pass instead of being stored. Takes
+            effect only while autograd records (training). Same outputs and
+            gradients as without it (dropout masks are replayed).
     """
 
     def __init__(self,
@@ -264,7 +276,8 @@ class MaskDenoisingUNet(nn.Module):
                  dropout: float = 0.0,
                  cond_vector_dim: int = 0,
                  mask_size: int = 64,
-                 norm_groups: int = 32) -> None:
+                 norm_groups: int = 32,
+                 with_cp: bool = False) -> None:
         super().__init__()
         channel_mults = tuple(channel_mults)
         attention_channels = tuple(attention_channels)
@@ -276,6 +289,7 @@ class MaskDenoisingUNet(nn.Module):
         self.cond_vector_dim = cond_vector_dim
         self.mask_size = mask_size
         self.widths = widths
+        self.with_cp = with_cp
         emb_channels = 4 * base_channels
 
         self.time_mlp = nn.Sequential(
@@ -340,6 +354,9 @@ class MaskDenoisingUNet(nn.Module):
         for name in positive:
             _check_int(name, args[name], minimum=1)
         _check_int('cond_vector_dim', args['cond_vector_dim'], minimum=0)
+        if not isinstance(args['with_cp'], bool):
+            raise ValueError('with_cp must be True or False, got '
+                             f"{args['with_cp']!r}")
         mults = args['channel_mults']
         if not mults or any(
                 isinstance(m, bool) or not isinstance(m, int) or m < 1
@@ -462,9 +479,18 @@ class MaskDenoisingUNet(nn.Module):
         h = self.in_conv_mask(y_t) + encoding.cond_feat
         skips = [h]
         for block in self.down_blocks:
-            h = block(h, emb, labels)
+            h = self._run_block(block, h, emb, labels)
             skips.append(h)
-        h = self.middle_block(h, emb, labels)
+        h = self._run_block(self.middle_block, h, emb, labels)
         for block in self.up_blocks:
-            h = block(torch.cat([h, skips.pop()], dim=1), emb, labels)
+            h = self._run_block(block, torch.cat([h, skips.pop()], dim=1), emb,
+                                labels)
         return self.out(h)
+
+    def _run_block(self, block: ConditionedSequential, h: Tensor, emb: Tensor,
+                   labels: Tensor) -> Tensor:
+        """One UNet block, checkpointed when ``with_cp`` and autograd
+        records (mmdet backbones' ``with_cp`` pattern)."""
+        if self.with_cp and torch.is_grad_enabled():
+            return cp.checkpoint(block, h, emb, labels, use_reentrant=False)
+        return block(h, emb, labels)

@@ -1,6 +1,10 @@
+from .activation_memory import (SavedTensorCounter, Stage2ActivationMemory,
+                                stage2_activation_memory)
 from .cli_checks import (InputError, build_runner, check_checkpoint,
-                         load_config, run_cli)
+                         check_mixed_precision, load_config, run_cli)
 
 __all__ = [
-    'InputError', 'build_runner', 'check_checkpoint', 'load_config', 'run_cli'
+    'SavedTensorCounter', 'Stage2ActivationMemory', 'stage2_activation_memory',
+    'InputError', 'build_runner', 'check_checkpoint', 'check_mixed_precision',
+    'load_config', 'run_cli'
 ]

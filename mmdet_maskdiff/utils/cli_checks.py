@@ -81,6 +81,38 @@ def check_checkpoint(path: str, hint: str = '') -> None:
                          (f'; {hint}' if hint else ''))
 
 
+def check_mixed_precision(cfg: Config, path: str) -> None:
+    """Refuse mixed precision where mmengine cannot run it.
+
+    ``AmpOptimWrapper`` (``tools/train.py --amp``) asserts a GPU, NPU or MLU
+    deep inside the runner; on the CPU this stops with one line instead
+    (train in fp32 there: drop ``--amp``). A bfloat16 run on a CUDA card
+    without bfloat16 is refused the same way.
+
+    Raises:
+        InputError: mixed precision is configured but cannot run here.
+    """
+    from mmengine.device import (is_cuda_available, is_mlu_available,
+                                 is_npu_available)
+    wrapper = cfg.get('optim_wrapper') or {}
+    kind = wrapper.get('type')
+    if not (isinstance(kind, str) and kind.endswith('AmpOptimWrapper')):
+        return
+    if not (is_cuda_available() or is_npu_available() or is_mlu_available()):
+        raise InputError(
+            f'mixed precision (--amp, or optim_wrapper.type={kind} in '
+            f'{path}) needs a CUDA GPU (or NPU / MLU); none is available, so '
+            'train in fp32 without --amp')
+    dtype = str(wrapper.get('dtype'))
+    if is_cuda_available() and dtype.endswith('bfloat16'):
+        import torch
+        if not torch.cuda.is_bf16_supported():
+            device = torch.cuda.get_device_name()
+            raise InputError(
+                f'optim_wrapper.dtype={dtype} but {device} has no bfloat16; '
+                'use --cfg-options optim_wrapper.dtype=float16')
+
+
 def build_runner(cfg: Config) -> Runner:
     """Build the default runner, or ``cfg.runner_type`` when given."""
     if 'runner_type' in cfg:

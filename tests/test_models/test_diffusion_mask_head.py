@@ -248,6 +248,81 @@ def test_max_train_rois_trains_on_a_random_subset():
         assert out['mask_targets'].shape[0] == 6  # targets are not subset
 
 
+@pytest.mark.parametrize('value', [0, -3, 2.5, True, '64'])
+def test_max_train_rois_must_be_a_positive_int(value):
+    with pytest.raises(
+            ValueError, match=r'DiffusionMaskHead: max_train_rois must be'):
+        make_head(max_train_rois=value)
+
+
+def _amp_loss(head, amp, seed=0):
+    """``diffusion_loss`` of 6 RoIs under CPU bfloat16 autocast or not;
+    records the dtype the denoiser is fed and its first conv computes in."""
+    seen = {}
+
+    def record_input(module, args):
+        seen['y_t'] = args[0].dtype
+
+    def record_output(module, args, out):
+        seen['conv'] = out.dtype
+
+    hooks = [
+        head.denoiser.register_forward_pre_hook(record_input),
+        head.denoiser.in_conv_mask.register_forward_hook(record_output),
+    ]
+    condition = random_condition(6, seed=seed)
+    cond, _ = head.build_condition(condition)
+    x0 = (torch.rand(
+        6, 1, M, M, generator=torch.Generator().manual_seed(seed))
+          > 0.5).float() * 2 - 1
+    torch.manual_seed(seed)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
+        loss = head.diffusion_loss(cond, None, condition.labels, x0)
+    for hook in hooks:
+        hook.remove()
+    return loss, seen
+
+
+def test_bf16_autocast_runs_the_denoiser_in_bf16_and_the_loss_in_fp32():
+    head = randomize_(make_head())
+    loss32, seen32 = _amp_loss(head, amp=False)
+    loss16, seen16 = _amp_loss(head, amp=True)
+    assert seen32 == dict(y_t=torch.float32, conv=torch.float32)
+    # the UNet computes in bf16; y_t (forward process) stays fp32
+    assert seen16 == dict(y_t=torch.float32, conv=torch.bfloat16)
+    assert loss16.dtype == torch.float32 and loss16.shape == (6, )
+    # same timesteps and noise: only the network's precision differs
+    torch.testing.assert_close(loss16, loss32, rtol=0.05, atol=1e-3)
+    loss16.mean().backward()
+    grads = [p.grad for p in head.denoiser.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 for g in grads)
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_checkpointed_denoiser_gives_the_same_loss_and_gradients():
+    """The head's whole training path (class dropout, random t, noise,
+    dropout in the UNet) with ``denoiser.with_cp`` on and off."""
+    masks = fixed_masks()
+    sampling_results, gts = positives(masks, repeats=2)
+    targets = torch.from_numpy(masks).float().repeat(2, 1, 1)
+    condition = condition_from_masks(targets, gts[0].labels.repeat(2))
+    results = []
+    for with_cp in (False, True):
+        head = randomize_(
+            make_head(denoiser={
+                **TINY_UNET, 'dropout': 0.2,
+                'with_cp': with_cp
+            }))
+        torch.manual_seed(3)
+        loss = head.loss_and_target(condition, sampling_results, gts,
+                                    TRAIN_CFG)['loss_mask']['loss_mask']
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in head.parameters()]))
+    (loss, grads), (loss_cp, grads_cp) = results
+    assert loss > 0 and torch.equal(loss, loss_cp)
+    assert all(torch.equal(g, g_cp) for g, g_cp in zip(grads, grads_cp))
+
+
 def test_mismatched_train_mask_size_raises():
     head = make_head()
     sampling_results, gts = positives(fixed_masks())

@@ -1,10 +1,11 @@
-"""tools/analysis_tools: the seed aggregation and the mask-head benchmark."""
+"""tools/analysis_tools: the seed aggregation and the benchmarks."""
 import json
 import math
+import os.path as osp
 import statistics
 
 import pytest
-from _tool_helpers import describe, run_tool
+from _tool_helpers import REPO, describe, run_tool
 
 from mmdet_maskdiff.demo.report import (aggregate_seeds, format_table,
                                         summarize)
@@ -30,10 +31,7 @@ def test_summarize_picks_split_columns_in_percent():
 
 def test_aggregate_seeds_mean_std_interval():
     values = [2.0, 3.0, 7.0]
-    runs = {
-        seed: {'novel': {'segm_mAP': v}}
-        for seed, v in enumerate(values)
-    }
+    runs = {seed: {'novel': {'segm_mAP': v}} for seed, v in enumerate(values)}
     cell = aggregate_seeds(runs)['novel']['segm_mAP']
     std = statistics.stdev(values)  # sample std, n - 1
     assert cell['mean'] == pytest.approx(4.0)
@@ -50,8 +48,8 @@ def test_fsis_seeds_collect(tmp_path):
         paths.append(str(path))
     out = tmp_path / 'seeds'
     proc = run_tool(
-        'analysis_tools/fsis_seeds.py', ['collect', *paths, '--out',
-                                         str(out)],
+        'analysis_tools/fsis_seeds.py',
+        ['collect', *paths, '--out', str(out)],
         cwd=str(tmp_path))
     assert proc.returncode == 0, describe(proc)
     stats = json.loads((tmp_path / 'seeds.json').read_text())
@@ -63,9 +61,11 @@ def test_fsis_seeds_collect(tmp_path):
 def test_fsis_seeds_collect_rejects_files_without_metrics(tmp_path):
     path = tmp_path / 'other.json'
     path.write_text(json.dumps({'loss': 1.0}))
-    proc = run_tool('analysis_tools/fsis_seeds.py',
-                    ['collect', str(path), '--out',
-                     str(tmp_path / 's')], cwd=str(tmp_path))
+    proc = run_tool(
+        'analysis_tools/fsis_seeds.py',
+        ['collect', str(path), '--out',
+         str(tmp_path / 's')],
+        cwd=str(tmp_path))
     assert proc.returncode != 0
     assert 'no FewShotCocoMetric results' in proc.stderr
 
@@ -75,7 +75,8 @@ def test_benchmark_quick_mode(tmp_path):
     out = tmp_path / 'bench'
     proc = run_tool(
         'analysis_tools/benchmark_mask_head.py',
-        ['--quick', '--device', 'cpu', '--out', str(out)],
+        ['--quick', '--device', 'cpu', '--out',
+         str(out)],
         cwd=str(tmp_path),
         timeout=300)
     assert proc.returncode == 0, describe(proc)
@@ -87,6 +88,71 @@ def test_benchmark_quick_mode(tmp_path):
     assert len(diffusion) == 3 * 2 * 2  # steps x guidance x samples
     assert all(r['seconds'] > 0 for r in rows)
     for row in diffusion:
-        assert row['ratio'] == pytest.approx(
-            row['seconds'] / rows[0]['seconds'])
+        assert row['ratio'] == pytest.approx(row['seconds'] /
+                                             rows[0]['seconds'])
     assert '| FCNMaskHead |' in (tmp_path / 'bench.md').read_text()
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--iters', '0'], ['--iters must be >= 1']),
+    (['--detections', '0'], ['--detections must be >= 1']),
+    (['--warmup', '-1'], ['--warmup must be >= 0']),
+    (['--synthetic', 'no_such_dir'], ['no_such_dir', 'make_synthetic_fsis']),
+    (['--baseline', 'no_such.py'], ['config file no_such.py does not exist']),
+])
+def test_benchmark_bad_input_is_one_line(args, words, tmp_path):
+    config = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')
+    proc = run_tool(
+        'analysis_tools/benchmark.py', [config] + args, cwd=str(tmp_path))
+    assert proc.returncode == 2, describe(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), describe(proc)
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.slow
+def test_whole_model_benchmark_cpu_mode(synthetic_data, tmp_path):
+    """Both configs of K = 1 through the Runner at CPU scale, one run."""
+    config = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')
+    out = tmp_path / 'whole'
+    proc = run_tool(
+        'analysis_tools/benchmark.py', [
+            config, '--synthetic', synthetic_data['root'], '--iters', '2',
+            '--warmup', '0', '--detections', '5', '--work-dir',
+            str(tmp_path / 'work'), '--out',
+            str(out)
+        ],
+        cwd=str(tmp_path),
+        timeout=600)
+    assert proc.returncode == 0, describe(proc)
+    report = json.loads((tmp_path / 'whole.json').read_text())
+    base, maskdiff = report['rows']
+    assert (base['mask_head'], maskdiff['mask_head']) == ('FCNMaskHead',
+                                                          'DiffusionMaskHead')
+    assert base['time_ratio'] == 1.0 and base['memory_ratio'] == 1.0
+    assert maskdiff['time_ratio'] == pytest.approx(
+        maskdiff['seconds_per_batch'] / base['seconds_per_batch'])
+    for row in (base, maskdiff):
+        assert row['batches'] == 2 and row['images_per_batch'] == 1
+        assert row['images_per_second'] == pytest.approx(
+            1 / row['seconds_per_batch'])
+        assert 0 < row['mask_share'] <= 1 and row['peak_rss_mb'] > 0
+    table = (tmp_path / 'whole.md').read_text()
+    assert '| coco_1shot_fcn.py | FCNMaskHead |' in table
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--rois', '0'], ['--rois must be >= 1']),
+    ([osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot_fcn.py')
+      ], ['coco_1shot_fcn.py', 'FCNMaskHead, not DiffusionMaskHead']),
+])
+def test_stage2_memory_bad_input_is_one_line(args, words, tmp_path):
+    if not args[0].endswith('.py'):
+        args = [osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')] + args
+    proc = run_tool('analysis_tools/stage2_memory.py', args, cwd=str(tmp_path))
+    assert proc.returncode == 2, describe(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), describe(proc)
+    for word in words:
+        assert word in lines[0], lines[0]

@@ -3,6 +3,7 @@ stderr (``error: ...``), exit status 2 and no traceback."""
 import os.path as osp
 
 import pytest
+import torch
 from _tool_helpers import REPO, TINY_CONFIG, describe, run_tool, tool_env
 
 STAGE_1B = osp.join(REPO, 'configs', 'maskdiff',
@@ -53,6 +54,10 @@ CASES = {
         'iter_110000.pth'
     ]),
 }
+if not torch.cuda.is_available():  # mmengine's AmpOptimWrapper would assert
+    CASES['train_amp_on_cpu'] = ('train.py',
+                                 lambda tmp: [TINY_CONFIG, '--amp'],
+                                 ['mixed precision', '--amp', 'CUDA GPU'])
 
 
 @pytest.mark.parametrize('case', sorted(CASES))

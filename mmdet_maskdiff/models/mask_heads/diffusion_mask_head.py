@@ -92,8 +92,9 @@ class DiffusionMaskHead(BaseModule):
             null class (classifier-free guidance). Defaults to 0.1.
         loss_weight (float): Weight of the diffusion loss. Defaults to 1.0.
         max_train_rois (int, optional): Train on at most this many positive
-            RoIs per batch, a random subset (bounds the denoiser's cost, which
-            grows with the RoI count). None uses all. Defaults to None.
+            RoIs per batch (per GPU), a random subset (bounds the denoiser's
+            memory and time, which grow linearly with the RoI count). None
+            uses all. Defaults to None.
         test_sampler (dict): Test-time sampler: ``type`` ('ddim' | 'ddpm'),
             ``steps`` (respaced steps; None = all T), ``eta``,
             ``guidance_weight`` w, ``num_samples``, ``seed`` (None = global
@@ -143,6 +144,11 @@ class DiffusionMaskHead(BaseModule):
         if not 0.0 <= class_dropout_prob < 1.0:
             raise ValueError('class_dropout_prob must be in [0, 1), got '
                              f'{class_dropout_prob}')
+        rois_ok = max_train_rois is None or (type(max_train_rois) is int
+                                             and max_train_rois >= 1)
+        if not rois_ok:
+            raise ValueError('DiffusionMaskHead: max_train_rois must be None '
+                             f'or an int >= 1, got {max_train_rois!r}')
         self.num_classes = num_classes
         self.mask_size = mask_size
         self.region_source = region_source
@@ -300,16 +306,45 @@ class DiffusionMaskHead(BaseModule):
             if cond_vector is not None:
                 cond_vector = cond_vector[keep]
         labels = drop_labels(labels, self.class_dropout_prob, self.num_classes)
-        x0 = x0.to(cond.dtype) * 2 - 1
-        t = torch.randint(
-            0, self.num_timesteps, (x0.shape[0], ), device=x0.device)
+        loss = self.diffusion_loss(cond, cond_vector, labels, x0 * 2 - 1)
+        loss = loss.mean() * self.loss_weight
+        return dict(loss_mask=dict(loss_mask=loss), mask_targets=mask_targets)
+
+    def diffusion_loss(self, cond: Tensor, cond_vector: Optional[Tensor],
+                       labels: Tensor, x0: Tensor) -> Tensor:
+        """The simple loss ‖target − denoiser(y_t, t, x, k, c)‖² of N RoIs
+        (DDPM Eq. 14) at random timesteps, in float32.
+
+        Mixed precision (``--amp`` / ``AmpOptimWrapper`` with
+        ``dtype='bfloat16'``): only the denoiser runs under the caller's
+        autocast; the forward process q(y_t | y_0), the regression target
+        and the squared error are computed in float32 with autocast off,
+        and the denoiser's output is cast to float32 before the loss.
+
+        Args:
+            cond (Tensor): (N, cond_channels, m, m) condition [x, k].
+            cond_vector (Tensor, optional): (N, D) prototypes, or None.
+            labels (Tensor): (N,) long classes (null class after dropout).
+            x0 (Tensor): (N, 1, m, m) masks scaled to {-1, 1}.
+
+        Returns:
+            Tensor: (N,) float32 per-RoI losses.
+        """
+        device_type = x0.device.type
+        amp_enabled = torch.is_autocast_enabled(device_type)
+        amp_dtype = torch.get_autocast_dtype(device_type)
 
         def model_fn(x_t: Tensor, t_model: Tensor) -> Tensor:
-            return self.denoiser(x_t, t_model, cond, labels, cond_vector)
+            with torch.autocast(
+                    device_type, dtype=amp_dtype, enabled=amp_enabled):
+                out = self.denoiser(x_t, t_model, cond, labels, cond_vector)
+            return out.float()
 
-        losses = self.diffusion.training_losses(model_fn, x0, t)
-        loss = losses['loss'].mean() * self.loss_weight
-        return dict(loss_mask=dict(loss_mask=loss), mask_targets=mask_targets)
+        t = torch.randint(
+            0, self.num_timesteps, (x0.shape[0], ), device=x0.device)
+        with torch.autocast(device_type, enabled=False):
+            losses = self.diffusion.training_losses(model_fn, x0.float(), t)
+        return losses['loss']
 
     def _zero_loss(self, mask_targets: Tensor) -> dict:
         """A zero loss that keeps every parameter in the graph (DDP)."""
