@@ -34,6 +34,12 @@ DEFAULT_SAMPLER = dict(
     trajectory_every=None)
 
 
+def _take(tensors: Tuple[Optional[Tensor], ...],
+          index: Tensor) -> Tuple[Optional[Tensor], ...]:
+    """The rows ``index`` of every tensor (None stays None)."""
+    return tuple(None if t is None else t[index] for t in tensors)
+
+
 @MODELS.register_module()
 class DiffusionMaskHead(BaseModule):
     """Mask head that samples each instance mask from p(y | x, k, c).
@@ -291,20 +297,17 @@ class DiffusionMaskHead(BaseModule):
         if len(condition) == 0:
             return self._zero_loss(mask_targets)
         cond, cond_vector = self.build_condition(condition)
-        labels, x0 = condition.labels, mask_targets[:, None]
+        rois = (cond, cond_vector, condition.labels, mask_targets[:, None])
         if condition.train_rois is not None:
-            keep = condition.train_rois.nonzero().flatten()
-            cond, labels, x0 = cond[keep], labels[keep], x0[keep]
-            if cond_vector is not None:
-                cond_vector = cond_vector[keep]
-            if len(labels) == 0:
+            rois = _take(rois, condition.train_rois.nonzero().flatten())
+            if len(rois[2]) == 0:
                 return self._zero_loss(mask_targets)
-        if self.max_train_rois and len(labels) > self.max_train_rois:
-            keep = torch.randperm(
-                len(labels), device=labels.device)[:self.max_train_rois]
-            cond, labels, x0 = cond[keep], labels[keep], x0[keep]
-            if cond_vector is not None:
-                cond_vector = cond_vector[keep]
+        if self.max_train_rois and len(rois[2]) > self.max_train_rois:
+            rois = _take(
+                rois,
+                torch.randperm(len(rois[2]),
+                               device=rois[2].device)[:self.max_train_rois])
+        cond, cond_vector, labels, x0 = rois
         labels = drop_labels(labels, self.class_dropout_prob, self.num_classes)
         loss = self.diffusion_loss(cond, cond_vector, labels, x0 * 2 - 1)
         loss = loss.mean() * self.loss_weight
