@@ -3,9 +3,18 @@ import json
 import math
 import statistics
 
-import pytest
-from _tool_helpers import describe, run_tool
+import os.path as osp
 
+import pytest
+import torch
+from _tool_helpers import REPO, TINY_CONFIG, describe, run_tool, tool_env
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import mmdet_maskdiff  # noqa: F401
+from mmdet.registry import MODELS
+from mmdet_maskdiff.demo.cpu_scale import (cpu_scale_options,
+                                           to_cfg_options_args)
 from mmdet_maskdiff.demo.report import (aggregate_seeds, format_table,
                                         summarize)
 
@@ -90,3 +99,65 @@ def test_benchmark_quick_mode(tmp_path):
         assert row['ratio'] == pytest.approx(
             row['seconds'] / rows[0]['seconds'])
     assert '| FCNMaskHead |' in (tmp_path / 'bench.md').read_text()
+
+
+@pytest.mark.slow
+def test_mask_quality_on_the_fcn_baseline_config(synthetic_data, tmp_path):
+    """tools/analysis_tools/mask_quality.py on the FCNMaskHead baseline
+    config of the COCO benchmark, at CPU scale through --cfg-options: the
+    oracle-box table (base / novel / all) is printed and written."""
+    init_default_scope('mmdet')
+    config = osp.join(REPO, 'configs', 'maskdiff', 'coco_5shot_fcn.py')
+    cfg = Config.fromfile(config)
+    options = cpu_scale_options(cfg, synthetic_data['root'], load_from=None)
+    cfg.merge_from_dict(options)
+    torch.manual_seed(0)
+    ckpt = str(tmp_path / 'fcn.pth')
+    torch.save(
+        dict(state_dict=MODELS.build(cfg.model).state_dict(), meta={}), ckpt)
+    out = tmp_path / 'quality.json'
+    proc = run_tool(
+        'analysis_tools/mask_quality.py', [
+            config, ckpt, '--work-dir',
+            str(tmp_path / 'work'), '--out',
+            str(out), '--cfg-options'
+        ] + to_cfg_options_args(options),
+        cwd=str(tmp_path),
+        timeout=300)
+    assert proc.returncode == 0, describe(proc)
+    assert '| coco_5shot_fcn.py | novel |' in proc.stdout, describe(proc)
+    report = json.loads(out.read_text())
+    assert list(report['summary']) == ['base', 'novel', 'all']
+    for row in report['summary'].values():
+        assert set(row) == {
+            'segm_mAP', 'segm_mAP_50', 'segm_mAP_75', 'segm_mAP_85',
+            'segm_mAP_95', 'mIoU'
+        }
+        assert all(0 <= v <= 100 for v in row.values())
+    assert report['metrics']['oracle/all/mIoU'] * 100 == pytest.approx(
+        report['summary']['all']['mIoU'], abs=0.05)
+
+
+@pytest.mark.slow
+def test_mask_quality_input_errors(synthetic_data, tmp_path):
+    ckpt = tmp_path / 'x.pth'
+    ckpt.write_bytes(b'')
+    env = tool_env(synthetic_data['root'])
+    proc = run_tool(
+        'analysis_tools/mask_quality.py',
+        [TINY_CONFIG, str(ckpt), '--out', 'table.txt'],
+        cwd=str(tmp_path),
+        env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        'error: --out table.txt: the output file must be a .json')
+    proc = run_tool(
+        'analysis_tools/mask_quality.py', [
+            TINY_CONFIG,
+            str(ckpt), '--cfg-options', 'test_evaluator.type=VOCMetric'
+        ],
+        cwd=str(tmp_path),
+        env=env)
+    assert proc.returncode == 2
+    assert 'has no CocoMetric or FewShotCocoMetric' in proc.stderr, describe(
+        proc)
