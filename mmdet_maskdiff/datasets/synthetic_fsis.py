@@ -340,16 +340,17 @@ def _pattern(kind: str, height: int, width: int,
         return 1. - ((u % period < 1) | (v % period < 1)).astype(np.float32)
     if kind == 'speckle':
         return (rng.random((height, width)) > 0.35).astype(np.float32)
-    return (0.5 + 0.5 * np.sin(2 * math.pi * u / (2 * period) +
-                               2 * np.sin(2 * math.pi * v /
-                                          (3 * period)))).astype(np.float32)
+    wobble = 2 * np.sin(2 * math.pi * v / (3 * period))
+    return (0.5 + 0.5 * np.sin(math.pi * u / period + wobble)).astype(
+        np.float32)
 
 
 def _two_tone(pattern: np.ndarray, colour: np.ndarray, second: np.ndarray,
               rng: np.random.Generator) -> np.ndarray:
     """``colour`` where the pattern is 1, ``second`` where 0, plus noise."""
-    img = (colour[None, None, :] * pattern[..., None] + second[None, None, :] *
-           (1. - pattern[..., None]))
+    img = (
+        colour[None, None, :] * pattern[..., None] + second[None, None, :] *
+        (1. - pattern[..., None]))
     img += rng.normal(0, 8, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -406,10 +407,11 @@ def _hard_finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _keeps_enough(placed: List[dict], cover: np.ndarray) -> bool:
     """Whether every placed instance stays visible enough under ``cover``."""
-    return all(
-        int((p['mask'] & (1 - cover)).sum()) >= max(
-            _HARD_MIN_VISIBLE * p['full_area'], _HARD_MIN_AREA)
-        for p in placed)
+    for p in placed:
+        visible = int((p['mask'] & (1 - cover)).sum())
+        if visible < max(_HARD_MIN_VISIBLE * p['full_area'], _HARD_MIN_AREA):
+            return False
+    return True
 
 
 def _make_hard_image(image_size: int, rng: np.random.Generator,
@@ -433,16 +435,17 @@ def _make_hard_image(image_size: int, rng: np.random.Generator,
         label = stream.next()
         for _attempt in range(30):
             radius = min(
-                math.exp(rng.uniform(*log_radius)) * scale, (min(h, w) - 4) / 2)
+                math.exp(rng.uniform(*log_radius)) * scale,
+                (min(h, w) - 4) / 2)
             low, high = radius + 1, np.array([w, h]) - radius - 2
             if placed and rng.random() < _HARD_NEAR_PROB:
                 anchor = placed[int(rng.integers(len(placed)))]
                 direction = rng.uniform(0, 2 * math.pi)
                 dist = (anchor['radius'] + radius) * rng.uniform(0.3, 0.9)
                 centre = np.clip(
-                    anchor['centre'] + dist * np.array(
-                        [math.cos(direction),
-                         math.sin(direction)]), low, high)
+                    anchor['centre'] +
+                    dist * np.array([math.cos(direction),
+                                     math.sin(direction)]), low, high)
             else:
                 centre = rng.uniform(low, high)
             full = draw_shape(SYNTHETIC_HARD_CLASSES[label], h, w, centre,
@@ -549,6 +552,23 @@ def synthetic_classes(difficulty: str = 'easy') -> Tuple[str, ...]:
     """The class names (label order, base then novel) of a difficulty."""
     splits = SYNTHETIC_SPLITS_BY_DIFFICULTY[difficulty]
     return splits['base'] + splits['novel']
+
+
+def synthetic_difficulty(out_dir: str) -> str:
+    """The difficulty of the dataset under ``out_dir``, from its manifest
+    (``'easy'`` when the manifest does not exist (yet) or names none)."""
+    manifest = synthetic_paths(out_dir)['manifest']
+    if not osp.isfile(manifest):
+        return 'easy'
+    with open(manifest, encoding='utf-8') as f:
+        try:
+            difficulty = json.load(f).get('difficulty', 'easy')
+        except json.JSONDecodeError:
+            raise ValueError(f'{manifest} is not valid JSON; regenerate the '
+                             'dataset with overwrite=True') from None
+    if difficulty not in SYNTHETIC_SPLITS_BY_DIFFICULTY:
+        raise ValueError(f'{manifest}: unknown difficulty {difficulty!r}')
+    return difficulty
 
 
 def synthetic_paths(out_dir: str) -> Dict[str, str]:
@@ -684,6 +704,6 @@ __all__ = [
     'SYNTHETIC_CLASS_SPLITS', 'SYNTHETIC_CLASSES',
     'SYNTHETIC_HARD_CLASS_SPLITS', 'SYNTHETIC_HARD_CLASSES',
     'SYNTHETIC_SPLITS_BY_DIFFICULTY', 'SYNTHETIC_SPLIT_NAMES',
-    'make_synthetic_fsis', 'synthetic_classes', 'synthetic_paths',
-    'draw_shape', 'count_instances'
+    'make_synthetic_fsis', 'synthetic_classes', 'synthetic_difficulty',
+    'synthetic_paths', 'draw_shape', 'count_instances'
 ]

@@ -28,7 +28,8 @@ ALL_SPLIT = 'all'
 SplitSpecs = Mapping[str, Union[str, Sequence[str]]]
 
 
-def check_split_specs(class_splits: SplitSpecs) -> Dict[str, Union[str, Sequence[str]]]:
+def check_split_specs(
+        class_splits: SplitSpecs) -> Dict[str, Union[str, Sequence[str]]]:
     """Validate a metric's ``class_splits`` (split name -> class names or a
     keyword ``'BASE'`` / ``'NOVEL'`` / ``'ALL'``) and return it as a dict.
 

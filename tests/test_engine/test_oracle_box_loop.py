@@ -24,7 +24,9 @@ from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.registry import HOOKS, MODELS
 from mmengine.hooks import Hook
 from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
-                                                    SYNTHETIC_CLASSES)
+                                                    SYNTHETIC_CLASSES,
+                                                    make_synthetic_fsis,
+                                                    synthetic_paths)
 from mmdet_maskdiff.demo.cpu_scale import cpu_scale_options
 from mmdet_maskdiff.evaluation.mask_quality import (MASK_QUALITY_ITEMS,
                                                     apply_mask_quality,
@@ -220,15 +222,13 @@ def test_full_box_masks_score_the_box_mask_ap(tiny_cfg, synthetic_data,
     assert metrics['coco/all/segm_mAP_95'] < 0.2
 
 
-def test_diffusion_mask_head_on_ground_truth(synthetic_data, tmp_path):
-    """MaskDiff's stage-2 config (SupportSetHook, DiffusionSamplerHook,
-    MaskDiffRCNN) at a tiny size: every ground-truth instance gets one
-    sampled mask with its label and score 1, and the metrics are filled."""
+def _tiny_maskdiff_cfg(data_root, **options):
+    """configs/maskdiff/coco_5shot.py at CPU scale on ``data_root``, shrunk
+    further (16x16 masks, T = 100, a 2-level UNet), plus ``options``."""
     init_default_scope('mmdet')
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'maskdiff',
                                    'coco_5shot.py'))
-    cfg.merge_from_dict(
-        cpu_scale_options(cfg, synthetic_data['root'], load_from=None))
+    cfg.merge_from_dict(cpu_scale_options(cfg, data_root, load_from=None))
     cfg.merge_from_dict({
         'model.roi_head.mask_head.mask_size': 16,
         'model.roi_head.mask_head.num_timesteps': 100,
@@ -236,14 +236,18 @@ def test_diffusion_mask_head_on_ground_truth(synthetic_data, tmp_path):
         'model.roi_head.mask_head.denoiser.num_res_blocks': 1,
         'model.roi_head.mask_head.denoiser.attention_channels': (32, ),
         'default_hooks.logger.interval': 100,
+        **options
     })
     cfg.custom_hooks.append(dict(type='RecordOutputsForTest'))
-    RecordOutputsForTest.outputs = []
-    torch.manual_seed(0)
-    metrics = _oracle_run(cfg, MODELS.build(cfg.model), tmp_path)
+    return cfg
 
+
+def _check_oracle_outputs(metrics, ann_file, num_classes):
+    """One mask per ground-truth instance, its label, score 1; metrics
+    filled for base / novel / all."""
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(synthetic_data['test_ann'])
+        gt = COCO(ann_file)
+    assert len(gt.dataset['categories']) == num_classes
     outputs = RecordOutputsForTest.outputs
     assert len(outputs) == len(gt.getImgIds())
     for sample in outputs:
@@ -258,3 +262,38 @@ def test_diffusion_mask_head_on_ground_truth(synthetic_data, tmp_path):
         for item in MASK_QUALITY_ITEMS:
             assert 0 <= metrics[f'coco/{split}/segm_{item}'] <= 1
         assert 0 <= metrics[f'oracle/{split}/mIoU'] <= 1
+
+
+def test_diffusion_mask_head_on_ground_truth(synthetic_data, tmp_path):
+    """MaskDiff's stage-2 config (SupportSetHook, DiffusionSamplerHook,
+    MaskDiffRCNN) at a tiny size: every ground-truth instance gets one
+    sampled mask with its label and score 1, and the metrics are filled."""
+    cfg = _tiny_maskdiff_cfg(synthetic_data['root'])
+    RecordOutputsForTest.outputs = []
+    torch.manual_seed(0)
+    metrics = _oracle_run(cfg, MODELS.build(cfg.model), tmp_path)
+    _check_oracle_outputs(metrics, synthetic_data['test_ann'], 8)
+
+
+def test_hard_set_with_neck_features(tmp_path_factory, tmp_path):
+    """The hard synthetic set through cpu_scale_options (12 classes, the
+    'synthetic_hard' split) with region_source='both' (image crop + neck RoI
+    features): the variant of issue 15's comparison runs end to end."""
+    root = str(tmp_path_factory.mktemp('hard_fsis'))
+    make_synthetic_fsis(
+        root,
+        num_train_images=30,
+        num_test_images=4,
+        shots=(5, ),
+        seeds=(0, ),
+        difficulty='hard')
+    cfg = _tiny_maskdiff_cfg(
+        root, **{'model.roi_head.mask_head.region_source': 'both'})
+    assert cfg.model.roi_head.bbox_head.num_classes == 12
+    assert cfg.test_dataloader.dataset.class_splits == 'synthetic_hard'
+    RecordOutputsForTest.outputs = []
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    assert model.roi_head.mask_head.uses_region_features
+    metrics = _oracle_run(cfg, model, tmp_path)
+    _check_oracle_outputs(metrics, synthetic_paths(root)['test_ann'], 12)

@@ -163,23 +163,23 @@ def predict_on_ground_truth(model: nn.Module, data_batch: dict,
     roi_head = getattr(detector, 'roi_head', None)
     if roi_head is None or not getattr(roi_head, 'with_mask', False):
         raise ValueError(
-            'oracle-box evaluation needs a two-stage detector with a mask head '
-            f'(model.roi_head.mask_head); got {type(detector).__name__}')
+            'oracle-box evaluation needs a two-stage detector with a mask '
+            f'head (model.roi_head.mask_head); got {type(detector).__name__}')
     data = detector.data_preprocessor(data_batch, False)
     inputs, samples = data['inputs'], data['data_samples']
     metas = [sample.metainfo for sample in samples]
     detections = []
     for meta in metas:
         if meta.get('img_id') not in truth:
-            raise ValueError(f"test image {meta.get('img_id')!r} is not in the "
-                             'test dataset read for the ground truth')
+            raise ValueError(
+                f"test image {meta.get('img_id')!r} is not in the "
+                'test dataset read for the ground truth')
         detections.append(
             oracle_detections(truth[meta['img_id']], meta, inputs.device))
     feats = detector.extract_feat(inputs)
     context = getattr(detector, 'query_context', None)
     with context(inputs, samples) if context else nullcontext():
-        results = roi_head.predict_mask(
-            feats, metas, detections, rescale=True)
+        results = roi_head.predict_mask(feats, metas, detections, rescale=True)
     for meta, result in zip(metas, results):
         image = truth[meta['img_id']]
         result.gt_mask_iou = mask_ious(result.masks, image['masks'],
