@@ -69,6 +69,35 @@ def test_fsis_seeds_collect(tmp_path):
     assert '12.0 ± 2.8' in (tmp_path / 'seeds.md').read_text()
 
 
+def test_fsis_seeds_collect_demo_results_with_oracle_rows(tmp_path):
+    """A demo results.json gives the end-to-end rows and, from its
+    oracle_summary, '<method>, oracle boxes' rows with AP85/AP95/mIoU."""
+    paths = []
+    for seed, miou in enumerate([70.0, 80.0]):
+        path = tmp_path / f'results{seed}.json'
+        path.write_text(
+            json.dumps(
+                dict(
+                    summary=dict(MaskDiff=dict(novel=dict(segm_mAP=10.0))),
+                    oracle_summary=dict(
+                        MaskDiff=dict(
+                            novel=dict(segm_mAP_95=5.0 + seed, mIoU=miou))))))
+        paths.append(str(path))
+    proc = run_tool(
+        'analysis_tools/fsis_seeds.py',
+        ['collect', *paths, '--out', str(tmp_path / 'seeds')],
+        cwd=str(tmp_path))
+    assert proc.returncode == 0, describe(proc)
+    stats = json.loads((tmp_path / 'seeds.json').read_text())
+    assert set(stats) == {'MaskDiff', 'MaskDiff, oracle boxes'}
+    oracle = stats['MaskDiff, oracle boxes']['novel']
+    assert oracle['mIoU']['mean'] == pytest.approx(75.0)
+    assert oracle['segm_mAP_95']['mean'] == pytest.approx(5.5)
+    table = (tmp_path / 'seeds.md').read_text()
+    assert '| split | segm_mAP_95 | mIoU |' in table
+    assert '| novel | 5.5 ± 0.7 | 75.0 ± 7.1 |' in table
+
+
 def test_fsis_seeds_collect_rejects_files_without_metrics(tmp_path):
     path = tmp_path / 'other.json'
     path.write_text(json.dumps({'loss': 1.0}))
