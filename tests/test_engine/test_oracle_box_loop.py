@@ -1,7 +1,8 @@
 """OracleBoxTestLoop + MaskIoUMetric (oracle-box mask quality) through
 mmengine's Runner on the synthetic test set: a perfect mask head scores 100,
-a head predicting full-box masks scores what pycocotools gives box masks, and
-both mask heads of the package run."""
+a head predicting full-box masks scores what pycocotools gives box masks,
+both mask heads of the package run, and edge cases (an image without ground
+truth, a model without mask head) are handled."""
 import contextlib
 import copy
 import io
@@ -13,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from pycocotools import mask as mask_util
@@ -21,13 +24,14 @@ from pycocotools.cocoeval import COCOeval
 
 import mmdet_maskdiff  # noqa: F401
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
-from mmdet.registry import HOOKS, MODELS
-from mmengine.hooks import Hook
+from mmdet.registry import DATASETS, HOOKS, MODELS
 from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
                                                     SYNTHETIC_CLASSES,
                                                     make_synthetic_fsis,
                                                     synthetic_paths)
 from mmdet_maskdiff.demo.cpu_scale import cpu_scale_options
+from mmdet_maskdiff.engine.runner import (ground_truth_by_image,
+                                          predict_on_ground_truth)
 from mmdet_maskdiff.evaluation.mask_quality import (MASK_QUALITY_ITEMS,
                                                     apply_mask_quality,
                                                     summarize_mask_quality)
@@ -297,3 +301,42 @@ def test_hard_set_with_neck_features(tmp_path_factory, tmp_path):
     assert model.roi_head.mask_head.uses_region_features
     metrics = _oracle_run(cfg, model, tmp_path)
     _check_oracle_outputs(metrics, synthetic_paths(root)['test_ann'], 12)
+
+
+def test_image_without_ground_truth(tiny_cfg):
+    """An image without annotations (COCO val has some) gets no detection,
+    no mask and no IoU; the other images of the batch are unaffected."""
+    cfg = copy.deepcopy(tiny_cfg)
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    truth = ground_truth_by_image(dataset)
+    batch = pseudo_collate([dataset[0], dataset[1]])
+    empty_id = dataset.get_data_info(0)['img_id']
+    truth[empty_id] = dict(
+        truth[empty_id],
+        bboxes=np.zeros((0, 4), np.float32),
+        labels=np.zeros(0, np.int64),
+        masks=[])
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).eval()
+    with torch.no_grad():
+        samples = predict_on_ground_truth(model, batch, truth)
+    empty, full = samples[0].pred_instances, samples[1].pred_instances
+    assert len(empty) == 0 and empty.masks.shape == (0, 128, 128)
+    assert empty.gt_mask_iou.shape == (0, )
+    other = truth[dataset.get_data_info(1)['img_id']]
+    assert full.labels.tolist() == other['labels'].tolist()
+    assert full.bboxes.numpy() == pytest.approx(other['bboxes'])
+    with pytest.raises(ValueError, match='not in the test dataset'):
+        predict_on_ground_truth(model, batch, {empty_id: truth[empty_id]})
+
+
+def test_model_without_mask_head_is_refused(tiny_cfg):
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.model.roi_head.mask_head = None
+    cfg.model.roi_head.mask_roi_extractor = None
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    model = MODELS.build(cfg.model).eval()
+    with pytest.raises(ValueError, match='needs a two-stage detector with a '
+                       'mask head'):
+        predict_on_ground_truth(model, pseudo_collate([dataset[0]]),
+                                ground_truth_by_image(dataset))
