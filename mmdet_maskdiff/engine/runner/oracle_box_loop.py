@@ -27,6 +27,8 @@ from mmdet.structures import SampleList
 #: what the loop keeps of one test image: boxes (n, 4) x1y1x2y2 and labels
 #: (n, ) at the original size, the COCO segmentations, height, width
 ImageTruth = Dict[str, object]
+#: a COCO segmentation: polygons, RLE (``counts`` list) or compressed RLE
+Segmentation = Union[list, dict]
 
 
 def ground_truth_by_image(dataset) -> Dict[int, ImageTruth]:
@@ -66,7 +68,7 @@ def ground_truth_by_image(dataset) -> Dict[int, ImageTruth]:
     return truth
 
 
-def decode_segmentation(segmentation: Union[list, dict], height: int,
+def decode_segmentation(segmentation: Segmentation, height: int,
                         width: int) -> np.ndarray:
     """A COCO segmentation (polygons, RLE or compressed RLE) as a uint8
     (height, width) mask, decoded the way ``COCO.annToMask`` does."""
@@ -80,8 +82,7 @@ def decode_segmentation(segmentation: Union[list, dict], height: int,
     return mask_util.decode(rle)
 
 
-def mask_ious(pred_masks: Tensor, gt_masks: Sequence[Optional[Union[list,
-                                                                    dict]]],
+def mask_ious(pred_masks: Tensor, gt_masks: Sequence[Optional[Segmentation]],
               height: int, width: int) -> Tensor:
     """IoU of each predicted mask with its own ground-truth mask.
 
