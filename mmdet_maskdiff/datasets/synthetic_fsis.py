@@ -24,6 +24,15 @@ mmdet's ``LoadAnnotations(with_mask=True)`` decode without loss. Boxes are
 the tight boxes of those masks. Classes are drawn from a stream of shuffled
 permutations, so every class gets about the same number of instances.
 
+``difficulty='hard'`` draws a harder set of the same layout (see
+:func:`_make_hard_image`): 12 classes (9 base / 3 novel, the eight above plus
+hexagon, ellipse, bolt and arrow), instance colours and textures only loosely
+tied to the class, textured backgrounds with unannotated clutter, 2-6
+instances of widely varying size (about 12-80 px at 128) placed close to each
+other, occluding bars in front of them, strong occlusion (an instance keeps
+>= 35 % of its pixels) and a slight blur that softens every edge. The easy
+set (the default) is unchanged by its existence, byte for byte.
+
 Layout written under ``out_dir``::
 
     images/train/000001.png ...        images/test/000001.png ...
@@ -55,6 +64,21 @@ SYNTHETIC_CLASSES: Tuple[str, ...] = (
     SYNTHETIC_CLASS_SPLITS['base'] + SYNTHETIC_CLASS_SPLITS['novel'])
 # configs and the command line can say class_splits='synthetic'
 register_class_splits('synthetic', **SYNTHETIC_CLASS_SPLITS)
+
+SYNTHETIC_HARD_CLASS_SPLITS = dict(
+    base=SYNTHETIC_CLASS_SPLITS['base'] + ('hexagon', 'ellipse', 'bolt'),
+    novel=SYNTHETIC_CLASS_SPLITS['novel'] + ('arrow', ))
+SYNTHETIC_HARD_CLASSES: Tuple[str, ...] = (
+    SYNTHETIC_HARD_CLASS_SPLITS['base'] + SYNTHETIC_HARD_CLASS_SPLITS['novel'])
+# ... and class_splits='synthetic_hard' for difficulty='hard'
+register_class_splits('synthetic_hard', **SYNTHETIC_HARD_CLASS_SPLITS)
+
+#: class splits of each difficulty of :func:`make_synthetic_fsis`
+SYNTHETIC_SPLITS_BY_DIFFICULTY: Dict[str, Dict[str, Tuple[str, ...]]] = dict(
+    easy=SYNTHETIC_CLASS_SPLITS, hard=SYNTHETIC_HARD_CLASS_SPLITS)
+#: the ``class_splits`` preset name of each difficulty
+SYNTHETIC_SPLIT_NAMES: Dict[str, str] = dict(
+    easy='synthetic', hard='synthetic_hard')
 
 # BGR colour and texture of each class.
 _STYLE = dict(
@@ -99,7 +123,8 @@ def draw_shape(name: str, height: int, width: int, centre: np.ndarray,
     """Rasterise one shape (no anti-aliasing).
 
     Args:
-        name (str): one of :data:`SYNTHETIC_CLASSES`.
+        name (str): one of :data:`SYNTHETIC_HARD_CLASSES` (which include
+            :data:`SYNTHETIC_CLASSES`).
         height (int): image height.
         width (int): image width.
         centre (np.ndarray): (2,) x, y of the centre.
@@ -144,6 +169,27 @@ def draw_shape(name: str, height: int, width: int, centre: np.ndarray,
               np.cos(4 * t))
         pts = np.stack([x, y - 2.5], 1) * (r / 17.5)
         _polygon(mask, centre, pts, 0.3 * math.sin(angle))
+    elif name == 'hexagon':
+        t = np.arange(6) * math.pi / 3
+        _polygon(mask, centre, r * np.stack([np.cos(t), np.sin(t)], 1), angle)
+    elif name == 'ellipse':
+        cv2.ellipse(
+            mask, (int(round(centre[0])), int(round(centre[1]))),
+            (max(1, int(round(r))), max(1, int(round(0.45 * r)))),
+            math.degrees(angle),
+            0,
+            360,
+            1,
+            -1,
+            lineType=cv2.LINE_8)
+    elif name == 'bolt':
+        pts = np.array([[-0.35, -1.], [0.45, -1.], [0.05, -0.15], [0.5, -0.15],
+                        [-0.4, 1.], [-0.05, 0.1], [-0.5, 0.1]]) * r
+        _polygon(mask, centre, pts, angle)
+    elif name == 'arrow':
+        pts = np.array([[-1., -0.22], [0.15, -0.22], [0.15, -0.6], [1., 0.],
+                        [0.15, 0.6], [0.15, 0.22], [-1., 0.22]]) * r
+        _polygon(mask, centre, pts, angle)
     else:
         raise ValueError(f'unknown synthetic class {name!r}')
     return mask
@@ -243,6 +289,202 @@ def _make_image(image_size: int, rng: np.random.Generator,
     return img, placed
 
 
+# ---------------------------------------------------------------------- #
+# the hard set (difficulty='hard')
+# ---------------------------------------------------------------------- #
+#: BGR reference colour and texture of each hard-set class; an instance mixes
+#: the colour with a random one and keeps the texture half of the time
+_HARD_STYLE = dict(
+    circle=(_STYLE['circle'][0], 'solid'),
+    square=(_STYLE['square'][0], 'stripes'),
+    triangle=(_STYLE['triangle'][0], 'checker'),
+    ring=(_STYLE['ring'][0], 'dots'),
+    cross=(_STYLE['cross'][0], 'stripes'),
+    star=(_STYLE['star'][0], 'waves'),
+    crescent=(_STYLE['crescent'][0], 'grid'),
+    heart=(_STYLE['heart'][0], 'speckle'),
+    hexagon=((120, 200, 120), 'waves'),
+    ellipse=((60, 60, 140), 'checker'),
+    bolt=((200, 200, 200), 'stripes'),
+    arrow=((140, 60, 20), 'dots'))
+_HARD_TEXTURES = ('solid', 'stripes', 'checker', 'dots', 'grid', 'speckle',
+                  'waves')
+_HARD_MIN_VISIBLE = 0.35  # fraction of an instance that must stay visible
+_HARD_MIN_AREA = 16  # visible pixels every instance keeps
+_HARD_RADIUS = (6., 40.)  # at _BASE_SIZE, drawn log-uniformly
+_HARD_NEAR_PROB = 0.6  # chance that an instance is placed next to another
+
+
+def _pattern(kind: str, height: int, width: int,
+             rng: np.random.Generator) -> np.ndarray:
+    """A float32 (H, W) pattern in [0, 1] of random period, angle, phase."""
+    if kind not in _HARD_TEXTURES:
+        raise ValueError(f'unknown texture {kind!r}')
+    yy, xx = np.mgrid[:height, :width].astype(np.float32)
+    theta = rng.uniform(0, math.pi)
+    period = rng.uniform(3, 8)
+    phase = rng.uniform(0, period)
+    u = xx * math.cos(theta) + yy * math.sin(theta) + phase
+    v = yy * math.cos(theta) - xx * math.sin(theta) + phase
+    half = period / 2
+    if kind == 'solid':
+        return np.ones((height, width), np.float32)
+    if kind == 'stripes':
+        return (u // half % 2).astype(np.float32)
+    if kind == 'checker':
+        return ((u // half + v // half) % 2).astype(np.float32)
+    if kind == 'dots':
+        return 1. - ((u % period < period / 2.5) &
+                     (v % period < period / 2.5)).astype(np.float32)
+    if kind == 'grid':
+        return 1. - ((u % period < 1) | (v % period < 1)).astype(np.float32)
+    if kind == 'speckle':
+        return (rng.random((height, width)) > 0.35).astype(np.float32)
+    wobble = 2 * np.sin(2 * math.pi * v / (3 * period))
+    return (0.5 + 0.5 * np.sin(math.pi * u / period + wobble)).astype(
+        np.float32)
+
+
+def _two_tone(pattern: np.ndarray, colour: np.ndarray, second: np.ndarray,
+              rng: np.random.Generator) -> np.ndarray:
+    """``colour`` where the pattern is 1, ``second`` where 0, plus noise."""
+    img = (
+        colour[None, None, :] * pattern[..., None] + second[None, None, :] *
+        (1. - pattern[..., None]))
+    img += rng.normal(0, 8, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _hard_instance_texture(label: int, height: int, width: int,
+                           rng: np.random.Generator) -> np.ndarray:
+    """The full-image texture of one hard-set instance, uint8 (H, W, 3)."""
+    colour, kind = _HARD_STYLE[SYNTHETIC_HARD_CLASSES[label]]
+    mix = rng.uniform(0.15, 0.55)
+    colour = (1 - mix) * np.array(colour, np.float32) + mix * rng.uniform(
+        0, 255, 3)
+    if rng.random() >= 0.5:
+        kind = _HARD_TEXTURES[int(rng.integers(len(_HARD_TEXTURES)))]
+    second = colour * rng.uniform(0.35, 0.75)
+    return _two_tone(_pattern(kind, height, width, rng), colour, second, rng)
+
+
+def _stuff_texture(height: int, width: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """A random texture of unannotated stuff (background, clutter, bars)."""
+    colour = rng.uniform(40, 220, 3)
+    second = 0.5 * colour + 0.5 * rng.uniform(40, 220, 3)
+    kind = _HARD_TEXTURES[int(rng.integers(len(_HARD_TEXTURES)))]
+    return _two_tone(_pattern(kind, height, width, rng), colour, second, rng)
+
+
+def _hard_background(height: int, width: int, rng: np.random.Generator,
+                     scale: float) -> np.ndarray:
+    """Blotches under a random texture, plus 2-5 unannotated clutter
+    blobs, uint8 (H, W, 3)."""
+    img = _background(height, width, rng).astype(np.float32)
+    alpha = rng.uniform(0.3, 0.7)
+    img = (1 - alpha) * img + alpha * _stuff_texture(height, width, rng)
+    img = img.astype(np.uint8)
+    for _ in range(int(rng.integers(2, 6))):
+        radius = rng.uniform(4, 14) * scale
+        t = np.sort(rng.uniform(0, 2 * math.pi, 9))
+        rad = radius * rng.uniform(0.5, 1., 9)
+        pts = np.stack([rad * np.cos(t), rad * np.sin(t)], 1)
+        pts += rng.uniform(0, [width, height])
+        blob = np.zeros((height, width), np.uint8)
+        cv2.fillPoly(blob, [np.round(pts).astype(np.int32)], 1)
+        texture = _stuff_texture(height, width, rng)
+        img[blob > 0] = texture[blob > 0]
+    return img
+
+
+def _hard_finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Soften every edge (Gaussian blur, sigma 0.7) and add pixel noise."""
+    out = cv2.GaussianBlur(img, (3, 3), 0.7).astype(np.float32)
+    out += rng.normal(0, 4, out.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _keeps_enough(placed: List[dict], cover: np.ndarray) -> bool:
+    """Whether every placed instance stays visible enough under ``cover``."""
+    for p in placed:
+        visible = int((p['mask'] & (1 - cover)).sum())
+        if visible < max(_HARD_MIN_VISIBLE * p['full_area'], _HARD_MIN_AREA):
+            return False
+    return True
+
+
+def _make_hard_image(image_size: int, rng: np.random.Generator,
+                     stream: _ClassStream) -> Tuple[np.ndarray, List[dict]]:
+    """One hard-set image and its instances (``label``, visible ``mask``,
+    ``full_area`` of the whole shape).
+
+    2-6 instances, radius log-uniform in 6-40 px (at 128 px), each placed next
+    to an earlier one with probability 0.6 (so they overlap); later instances
+    cover earlier ones, which keep >= 35 % and >= 16 pixels. Then 0-2 bars of
+    stuff texture are drawn in front (kept only if every instance stays that
+    visible), and the whole image is blurred slightly. Masks are the visible
+    pixels of each instance's shape, before the blur.
+    """
+    h = w = image_size
+    scale = image_size / _BASE_SIZE
+    img = _hard_background(h, w, rng, scale)
+    placed: List[dict] = []
+    log_radius = (math.log(_HARD_RADIUS[0]), math.log(_HARD_RADIUS[1]))
+    for _ in range(int(rng.integers(2, 7))):
+        label = stream.next()
+        for _attempt in range(30):
+            radius = min(
+                math.exp(rng.uniform(*log_radius)) * scale,
+                (min(h, w) - 4) / 2)
+            low, high = radius + 1, np.array([w, h]) - radius - 2
+            if placed and rng.random() < _HARD_NEAR_PROB:
+                anchor = placed[int(rng.integers(len(placed)))]
+                direction = rng.uniform(0, 2 * math.pi)
+                dist = (anchor['radius'] + radius) * rng.uniform(0.3, 0.9)
+                centre = np.clip(
+                    anchor['centre'] +
+                    dist * np.array([math.cos(direction),
+                                     math.sin(direction)]), low, high)
+            else:
+                centre = rng.uniform(low, high)
+            full = draw_shape(SYNTHETIC_HARD_CLASSES[label], h, w, centre,
+                              radius, rng.uniform(0, 2 * math.pi))
+            full_area = int(full.sum())
+            if full_area >= _HARD_MIN_AREA and _keeps_enough(placed, full):
+                break
+        else:
+            continue  # no place found; the image gets fewer instances
+        for p in placed:
+            p['mask'] = p['mask'] & (1 - full)
+        texture = _hard_instance_texture(label, h, w, rng)
+        img[full > 0] = texture[full > 0]
+        placed.append(
+            dict(
+                label=label,
+                mask=full,
+                full_area=full_area,
+                centre=centre,
+                radius=radius))
+    for _ in range(int(rng.integers(0, 3))):
+        bar = np.zeros((h, w), np.uint8)
+        start = rng.uniform(0, [w, h])
+        direction = rng.uniform(0, 2 * math.pi)
+        length = rng.uniform(0.3, 0.8) * image_size
+        end = start + length * np.array(
+            [math.cos(direction), math.sin(direction)])
+        thickness = max(1, int(round(rng.uniform(1.5, 4) * scale)))
+        cv2.line(bar, tuple(int(round(v)) for v in start),
+                 tuple(int(round(v)) for v in end), 1, thickness)
+        texture = _stuff_texture(h, w, rng)
+        if not _keeps_enough(placed, bar):
+            continue
+        for p in placed:
+            p['mask'] = p['mask'] & (1 - bar)
+        img[bar > 0] = texture[bar > 0]
+    return _hard_finish(img, rng), placed
+
+
 def _annotation(ann_id: int, img_id: int, label: int,
                 mask: np.ndarray) -> dict:
     ys, xs = np.nonzero(mask)
@@ -261,14 +503,24 @@ def _annotation(ann_id: int, img_id: int, label: int,
             counts=rle['counts'].decode('ascii')))
 
 
-def _write_split(out_dir: str, split: str, num_images: int, image_size: int,
-                 rng: np.random.Generator) -> str:
+def _write_split(out_dir: str,
+                 split: str,
+                 num_images: int,
+                 image_size: int,
+                 rng: np.random.Generator,
+                 difficulty: str = 'easy') -> str:
     img_dir = osp.join(out_dir, 'images', split)
     os.makedirs(img_dir, exist_ok=True)
-    stream = _ClassStream(len(SYNTHETIC_CLASSES), rng)
+    if difficulty == 'easy':
+        classes, make_image = SYNTHETIC_CLASSES, _make_image
+        description = f'mmdet_maskdiff synthetic FSIS ({split})'
+    else:
+        classes, make_image = SYNTHETIC_HARD_CLASSES, _make_hard_image
+        description = f'mmdet_maskdiff synthetic FSIS, hard ({split})'
+    stream = _ClassStream(len(classes), rng)
     images, annotations = [], []
     for img_id in range(1, num_images + 1):
-        img, instances = _make_image(image_size, rng, stream)
+        img, instances = make_image(image_size, rng, stream)
         file_name = f'{img_id:06d}.png'
         if not cv2.imwrite(osp.join(img_dir, file_name), img):
             raise OSError(f'cannot write {osp.join(img_dir, file_name)}')
@@ -283,19 +535,40 @@ def _write_split(out_dir: str, split: str, num_images: int, image_size: int,
                 _annotation(
                     len(annotations) + 1, img_id, inst['label'], inst['mask']))
     data = dict(
-        info=dict(
-            description=f'mmdet_maskdiff synthetic FSIS ({split})',
-            version=str(_FORMAT_VERSION)),
+        info=dict(description=description, version=str(_FORMAT_VERSION)),
         licenses=[],
         images=images,
         annotations=annotations,
         categories=[
             dict(id=i + 1, name=name, supercategory='shape')
-            for i, name in enumerate(SYNTHETIC_CLASSES)
+            for i, name in enumerate(classes)
         ])
     path = osp.join(out_dir, 'annotations', f'instances_{split}.json')
     dump_canonical_json(data, path)
     return path
+
+
+def synthetic_classes(difficulty: str = 'easy') -> Tuple[str, ...]:
+    """The class names (label order, base then novel) of a difficulty."""
+    splits = SYNTHETIC_SPLITS_BY_DIFFICULTY[difficulty]
+    return splits['base'] + splits['novel']
+
+
+def synthetic_difficulty(out_dir: str) -> str:
+    """The difficulty of the dataset under ``out_dir``, from its manifest
+    (``'easy'`` when the manifest does not exist (yet) or names none)."""
+    manifest = synthetic_paths(out_dir)['manifest']
+    if not osp.isfile(manifest):
+        return 'easy'
+    with open(manifest, encoding='utf-8') as f:
+        try:
+            difficulty = json.load(f).get('difficulty', 'easy')
+        except json.JSONDecodeError:
+            raise ValueError(f'{manifest} is not valid JSON; regenerate the '
+                             'dataset with overwrite=True') from None
+    if difficulty not in SYNTHETIC_SPLITS_BY_DIFFICULTY:
+        raise ValueError(f'{manifest}: unknown difficulty {difficulty!r}')
+    return difficulty
 
 
 def synthetic_paths(out_dir: str) -> Dict[str, str]:
@@ -317,7 +590,8 @@ def make_synthetic_fsis(out_dir: str,
                         seed: int = 0,
                         shots: Sequence[int] = (1, 2, 3, 5, 10),
                         seeds: Sequence[int] = (0, 1, 2),
-                        overwrite: bool = False) -> Dict[str, str]:
+                        overwrite: bool = False,
+                        difficulty: str = 'easy') -> Dict[str, str]:
     """Write the synthetic FSIS dataset (COCO format + TFA-layout splits).
 
     If ``out_dir`` already holds a dataset made with the same arguments
@@ -338,6 +612,10 @@ def make_synthetic_fsis(out_dir: str,
         overwrite (bool): replace a dataset made with other arguments
             (``images/``, ``annotations/`` and ``few_shot/`` under
             ``out_dir`` are deleted first). Defaults to False.
+        difficulty (str): ``'easy'`` (8 classes, class-coloured shapes on a
+            plain background) or ``'hard'`` (12 classes, textures, clutter,
+            strong occlusion, scale variation; see the module docstring and
+            :data:`SYNTHETIC_HARD_CLASS_SPLITS`). Defaults to ``'easy'``.
 
     Returns:
         dict[str, str]: ``root``, ``train_ann``, ``test_ann``,
@@ -346,9 +624,14 @@ def make_synthetic_fsis(out_dir: str,
     Raises:
         FileExistsError: ``out_dir`` holds another dataset (or files in
             these sub-folders) and ``overwrite`` is False.
-        ValueError: invalid sizes, or too few training instances of a class
-            for the largest K (use more training images).
+        ValueError: invalid sizes or difficulty, or too few training
+            instances of a class for the largest K (use more training
+            images).
     """
+    if difficulty not in SYNTHETIC_SPLITS_BY_DIFFICULTY:
+        raise ValueError(
+            f'difficulty must be one of '
+            f'{sorted(SYNTHETIC_SPLITS_BY_DIFFICULTY)}, got {difficulty!r}')
     if num_train_images < 1 or num_test_images < 1:
         raise ValueError('num_train_images and num_test_images must be >= 1')
     if image_size < 32:
@@ -362,7 +645,9 @@ def make_synthetic_fsis(out_dir: str,
         seed=int(seed),
         shots=sorted(set(int(k) for k in shots)),
         seeds=sorted(set(int(s) for s in seeds)),
-        classes=list(SYNTHETIC_CLASSES))
+        classes=list(synthetic_classes(difficulty)))
+    if difficulty != 'easy':  # the easy manifest keeps its original keys
+        params['difficulty'] = difficulty
     if osp.isfile(paths['manifest']):
         with open(paths['manifest'], encoding='utf-8') as f:
             try:
@@ -388,8 +673,10 @@ def make_synthetic_fsis(out_dir: str,
 
     train_rng = np.random.default_rng([seed, 0])
     test_rng = np.random.default_rng([seed, 1])
-    _write_split(out_dir, 'train', num_train_images, image_size, train_rng)
-    _write_split(out_dir, 'test', num_test_images, image_size, test_rng)
+    _write_split(out_dir, 'train', num_train_images, image_size, train_rng,
+                 difficulty)
+    _write_split(out_dir, 'test', num_test_images, image_size, test_rng,
+                 difficulty)
     generate_few_shot_splits(
         paths['train_ann'],
         paths['few_shot_root'],
@@ -414,6 +701,9 @@ def count_instances(ann_file: str) -> Dict[str, int]:
 
 
 __all__ = [
-    'SYNTHETIC_CLASS_SPLITS', 'SYNTHETIC_CLASSES', 'make_synthetic_fsis',
+    'SYNTHETIC_CLASS_SPLITS', 'SYNTHETIC_CLASSES',
+    'SYNTHETIC_HARD_CLASS_SPLITS', 'SYNTHETIC_HARD_CLASSES',
+    'SYNTHETIC_SPLITS_BY_DIFFICULTY', 'SYNTHETIC_SPLIT_NAMES',
+    'make_synthetic_fsis', 'synthetic_classes', 'synthetic_difficulty',
     'synthetic_paths', 'draw_shape', 'count_instances'
 ]

@@ -6,12 +6,14 @@ format of ``--cfg-options``) that change only sizes and data:
 
 * every ``FewShotCocoDataset`` in the config (wherever it sits: a data loader,
   a ``ConcatDataset``, a hook) is pointed at the synthetic dataset, with its
-  class split (``class_splits='synthetic'``) and a 128-px resize;
+  class split (``class_splits='synthetic'``, or ``'synthetic_hard'`` for a
+  set made with ``difficulty='hard'``) and a 128-px resize;
 * every ``FewShotCocoMetric`` gets the synthetic annotation file (its
   base / novel split follows the dataset's);
 * the model keeps its structure (MaskDiffRCNN, FewShotRoIHead, the same heads)
-  with a ResNet-18 of 16 base channels, 64-channel FPN, 8 classes, a small UNet
-  on 28x28 masks, no ImageNet weights (nothing is downloaded);
+  with a ResNet-18 of 16 base channels, 64-channel FPN, 8 (hard set: 12)
+  classes, a small UNet on 28x28 masks, no ImageNet weights (nothing is
+  downloaded);
 * the schedule gets ``max_iters`` and a matching lr schedule.
 
 Every value is a scalar, list or tuple, so :func:`to_cfg_options_args` can
@@ -23,6 +25,9 @@ from typing import Any, Dict, List, Optional
 from mmengine.config import Config
 
 from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASSES,
+                                                    SYNTHETIC_SPLIT_NAMES,
+                                                    synthetic_classes,
+                                                    synthetic_difficulty,
                                                     synthetic_paths)
 from mmdet_maskdiff.utils.config_tree import iter_config_dicts
 
@@ -57,6 +62,8 @@ DIFFUSION_HEAD_SIZES = {
     'num_classes': NUM_CLASSES,
     'mask_size': 28,
     'prototype_dim': 64,
+    # the CPU neck's width, read when region_source is 'feature' / 'both'
+    'region_feat_channels': 64,
     'max_train_rois': 64,
     'denoiser.base_channels': 16,
     'denoiser.channel_mults': (1, 2, 2),
@@ -75,14 +82,14 @@ FCN_HEAD_SIZES = {
 
 
 def _dataset_options(path: str, dataset: dict, paths: Dict[str, str],
-                     split: str) -> Dict[str, Any]:
+                     split: str, class_splits: str) -> Dict[str, Any]:
     ann = paths['train_ann'] if split == 'train' else paths['test_ann']
     img = paths['train_img_dir'] if split == 'train' else paths['test_img_dir']
     options = {
         f'{path}.data_root': '',
         f'{path}.ann_file': ann,
         f'{path}.data_prefix.img': img,
-        f'{path}.class_splits': 'synthetic',
+        f'{path}.class_splits': class_splits,
     }
     if dataset.get('few_shot_root'):
         options[f'{path}.few_shot_root'] = paths['few_shot_root']
@@ -96,8 +103,9 @@ def _dataset_options(path: str, dataset: dict, paths: Dict[str, str],
     return options
 
 
-def _model_options(model: dict) -> Dict[str, Any]:
+def _model_options(model: dict, num_classes: int) -> Dict[str, Any]:
     options = {f'model.{k}': v for k, v in MODEL_SIZES.items()}
+    options['model.roi_head.bbox_head.num_classes'] = num_classes
     roi_head = model.get('roi_head', {})
     mask_head = roi_head.get('mask_head') or {}
     if mask_head.get('type') == 'DiffusionMaskHead':
@@ -105,12 +113,14 @@ def _model_options(model: dict) -> Dict[str, Any]:
             f'model.roi_head.mask_head.{k}': v
             for k, v in DIFFUSION_HEAD_SIZES.items()
         })
+        options['model.roi_head.mask_head.num_classes'] = num_classes
         options['model.train_cfg.rcnn.mask_size'] = 28
     elif mask_head.get('type') == 'FCNMaskHead':
         options.update({
             f'model.roi_head.mask_head.{k}': v
             for k, v in FCN_HEAD_SIZES.items()
         })
+        options['model.roi_head.mask_head.num_classes'] = num_classes
         options['model.roi_head.mask_roi_extractor.out_channels'] = 64
     return options
 
@@ -125,7 +135,9 @@ def cpu_scale_options(cfg: Config,
 
     Args:
         cfg (Config): A MaskDiff config (any stage).
-        data_root (str): Root written by ``make_synthetic_fsis``.
+        data_root (str): Root written by ``make_synthetic_fsis``; its
+            manifest's difficulty sets the class split (``'synthetic'`` or
+            ``'synthetic_hard'``) and the number of classes.
         max_iters (int, optional): Training iterations; the lr schedule,
             validation and checkpoint intervals follow. None keeps them.
         lr (float, optional): Base learning rate. None keeps the config's.
@@ -138,17 +150,21 @@ def cpu_scale_options(cfg: Config,
         ``--cfg-options``.
     """
     paths = synthetic_paths(data_root)
+    difficulty = synthetic_difficulty(data_root)
+    class_splits = SYNTHETIC_SPLIT_NAMES[difficulty]
     options: Dict[str, Any] = {}
     for path, node in iter_config_dicts(cfg.to_dict()):
         kind = node.get('type')
         if kind == 'FewShotCocoDataset':
             split = 'test' if node.get('test_mode') else 'train'
-            options.update(_dataset_options(path, node, paths, split))
+            options.update(
+                _dataset_options(path, node, paths, split, class_splits))
         elif kind == 'FewShotCocoMetric':
             options[f'{path}.ann_file'] = paths['test_ann']
         elif kind == 'SupportSetHook':
             options[f'{path}.max_train_per_class'] = 60
-    options.update(_model_options(cfg.model))
+    options.update(
+        _model_options(cfg.model, len(synthetic_classes(difficulty))))
     options.update({
         'train_dataloader.batch_size': batch_size,
         'train_dataloader.num_workers': 0,

@@ -50,6 +50,17 @@ def format_table(summary: Mapping[str, Mapping[str, Mapping[str, float]]]
     return '\n'.join(lines)
 
 
+def _columns_of(runs: Mapping[int, Mapping[str, Mapping[str, float]]]
+                ) -> List[str]:
+    """:data:`COLUMNS`, then any other column of ``runs`` (e.g. the oracle
+    table's ``segm_mAP_85``, ``mIoU``) in the order first seen."""
+    columns = list(COLUMNS)
+    for run in runs.values():
+        for row in run.values():
+            columns += [c for c in row if c not in columns]
+    return columns
+
+
 def aggregate_seeds(runs: Mapping[int, Mapping[str, Mapping[str, float]]]
                     ) -> Dict[str, Dict[str, Dict[str, float]]]:
     """Mean, std and 95% interval of split AP over seeds.
@@ -58,14 +69,16 @@ def aggregate_seeds(runs: Mapping[int, Mapping[str, Mapping[str, float]]]
     the std itself — both are given so numbers compare with either.
 
     Args:
-        runs: seed -> split -> column -> AP (one method's ``summarize`` row).
+        runs: seed -> split -> column -> AP (one method's ``summarize`` row,
+            or an oracle-box ``summarize_mask_quality`` row).
 
     Returns:
         dict: split -> column -> dict(mean, std, ci95, n, min, max).
     """
     stats: Dict[str, Dict[str, Dict[str, float]]] = {}
+    columns = _columns_of(runs)
     for split in SPLITS:
-        for column in COLUMNS:
+        for column in columns:
             values = [
                 run[split][column] for run in runs.values()
                 if column in run.get(split, {})
@@ -89,7 +102,10 @@ def aggregate_seeds(runs: Mapping[int, Mapping[str, Mapping[str, float]]]
 def format_seed_table(stats: Mapping[str, Mapping[str, Mapping[str, float]]]
                       ) -> str:
     """Markdown: one row per split, cells ``mean ± std``."""
-    columns = [c for c in COLUMNS if any(c in s for s in stats.values())]
+    columns = [
+        c for c in _columns_of({0: stats})
+        if any(c in s for s in stats.values())
+    ]
     lines = [
         '| split | ' + ' | '.join(columns) + ' |',
         '|' + ' --- |' * (len(columns) + 1)

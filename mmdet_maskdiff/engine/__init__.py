@@ -1,3 +1,4 @@
 from .hooks import DiffusionSamplerHook, SupportSetHook
+from .runner import OracleBoxTestLoop
 
-__all__ = ['DiffusionSamplerHook', 'SupportSetHook']
+__all__ = ['DiffusionSamplerHook', 'SupportSetHook', 'OracleBoxTestLoop']

@@ -2,6 +2,7 @@
 import contextlib
 import io
 import os.path as osp
+import re
 import tempfile
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -20,7 +21,107 @@ from ..datasets.few_shot_splits import category_ids_by_name
 
 # index of each item in ``COCOeval.stats``
 _STAT_INDEX = dict(mAP=0, mAP_50=1, mAP_75=2, mAP_s=3, mAP_m=4, mAP_l=5)
+# other items: AP at one IoU threshold of ``iou_thrs``, e.g. mAP_85, mAP_95
+_IOU_ITEM = re.compile(r'mAP_(\d{2})$')
 ALL_SPLIT = 'all'
+
+SplitSpecs = Mapping[str, Union[str, Sequence[str]]]
+
+
+def check_split_specs(
+        class_splits: SplitSpecs) -> Dict[str, Union[str, Sequence[str]]]:
+    """Validate a metric's ``class_splits`` (split name -> class names or a
+    keyword ``'BASE'`` / ``'NOVEL'`` / ``'ALL'``) and return it as a dict.
+
+    Raises:
+        ValueError: not a dict, an invalid or reserved split name, or an
+            unknown keyword.
+    """
+    if not isinstance(class_splits, Mapping):
+        raise ValueError('class_splits must be a dict of split name -> '
+                         'class names or split keyword')
+    for name, spec in class_splits.items():
+        if not isinstance(name, str) or not name or '/' in name:
+            raise ValueError(f'invalid split name {name!r} (a non-empty '
+                             "string without '/')")
+        if name.lower() == ALL_SPLIT:
+            raise ValueError(
+                f"split name {name!r} is reserved: '{ALL_SPLIT}'"
+                ' (every dataset class) is always reported')
+        if isinstance(spec, str) and spec.upper() not in SPLIT_NAMES:
+            raise ValueError(
+                f'unknown class split {spec!r} for split {name!r}: '
+                f"expected {', '.join(SPLIT_NAMES)} or class names")
+    return dict(class_splits)
+
+
+def resolve_split_specs(class_splits: SplitSpecs,
+                        dataset_meta: dict) -> Dict[str, Tuple[str, ...]]:
+    """Class names of every split, ``all`` (the dataset's classes) first.
+
+    Keywords resolve against ``dataset_meta['base_classes' /
+    'novel_classes']`` when present, the COCO split otherwise.
+
+    Args:
+        class_splits (Mapping): checked by :func:`check_split_specs`.
+        dataset_meta (dict): must hold ``classes``.
+
+    Returns:
+        dict[str, tuple[str, ...]]: split name -> class names.
+
+    Raises:
+        ValueError: a split class that is not a dataset class, or an empty
+            split.
+    """
+    classes = tuple(dataset_meta['classes'])
+    splits = OrderedDict([(ALL_SPLIT, classes)])
+    for name, spec in class_splits.items():
+        if isinstance(spec, str):
+            key = spec.upper()
+            if key == 'ALL':
+                names = classes
+            elif f'{key.lower()}_classes' in dataset_meta:
+                names = tuple(dataset_meta[f'{key.lower()}_classes'])
+            else:
+                names = COCO_SPLIT[key]
+        else:
+            names = tuple(spec)
+        missing = [c for c in names if c not in classes]
+        if missing:
+            raise ValueError(
+                f"class '{missing[0]}' of split '{name}' is not a dataset "
+                f'class ({len(missing)} such classes); choose '
+                'class_splits matching the test set, e.g. '
+                "dict(novel='NOVEL') for a novel-only test set")
+        if not names:
+            raise ValueError(f"split '{name}' has no class in the "
+                             'dataset; remove it from class_splits')
+        splits[name] = names
+    return splits
+
+
+def ap_at_iou(coco_eval: COCOeval, iou: float) -> float:
+    """AP at one IoU threshold, all areas, as ``COCOeval.summarize`` computes
+    AP50 (mean precision over recall thresholds and categories; -1 without
+    ground truth).
+
+    Args:
+        coco_eval (COCOeval): evaluated and accumulated.
+        iou (float): one of ``coco_eval.params.iouThrs``.
+
+    Raises:
+        KeyError: ``iou`` is not an evaluated threshold.
+    """
+    params = coco_eval.params
+    index = np.flatnonzero(np.isclose(params.iouThrs, iou))
+    if not index.size:
+        raise KeyError(f'AP at IoU {iou:g} needs {iou:g} in iou_thrs, got '
+                       f'{[round(float(t), 3) for t in params.iouThrs]}')
+    area = params.areaRngLbl.index('all')
+    max_dets = params.maxDets.index(params.maxDets[2])
+    precision = coco_eval.eval['precision'][index[0], :, :, area, max_dets]
+    valid = precision[precision > -1]
+    return float(np.mean(valid)) if valid.size else -1.
 
 
 @METRICS.register_module()
@@ -60,10 +161,15 @@ class FewShotCocoMetric(CocoMetric):
             Defaults to ``['bbox', 'segm']``.
         classwise (bool): also report the per-class AP of the ``all`` run
             (keys ``'{metric}_{class}_precision'``) and log a per-class table.
+        metric_items (list[str], optional): as :class:`CocoMetric`'s
+            (``mAP``, ``mAP_50``, ``mAP_75``, ``mAP_s``, ``mAP_m``,
+            ``mAP_l``), plus ``mAP_NN``: AP at IoU 0.NN, one of ``iou_thrs``
+            (e.g. ``mAP_85``, ``mAP_95`` for high-IoU mask quality).
+            Defaults to the six ``CocoMetric`` items.
         **kwargs: the other arguments of :class:`CocoMetric` (``ann_file``,
-            ``metric_items``, ``iou_thrs``, ``proposal_nums``,
-            ``outfile_prefix``, ``format_only``, ``backend_args``,
-            ``collect_device``, ``prefix``).
+            ``iou_thrs``, ``proposal_nums``, ``outfile_prefix``,
+            ``format_only``, ``backend_args``, ``collect_device``,
+            ``prefix``).
     """
 
     def __init__(self,
@@ -82,22 +188,10 @@ class FewShotCocoMetric(CocoMetric):
         super().__init__(metric=list(metrics), **kwargs)
         if class_splits is None:
             class_splits = dict(base='BASE', novel='NOVEL')
-        if not isinstance(class_splits, Mapping):
-            raise ValueError('class_splits must be a dict of split name -> '
-                             'class names or split keyword')
-        for name, spec in class_splits.items():
-            if not isinstance(name, str) or not name or '/' in name:
-                raise ValueError(f'invalid split name {name!r} (a non-empty '
-                                 "string without '/')")
-            if name.lower() == ALL_SPLIT:
-                raise ValueError(
-                    f"split name {name!r} is reserved: '{ALL_SPLIT}'"
-                    ' (every dataset class) is always reported')
-            if isinstance(spec, str) and spec.upper() not in SPLIT_NAMES:
-                raise ValueError(
-                    f'unknown class split {spec!r} for split {name!r}: '
-                    f"expected {', '.join(SPLIT_NAMES)} or class names")
-        self.class_splits = dict(class_splits)
+        self.class_splits = check_split_specs(class_splits)
+        for item in self.metric_items or ():
+            if item not in _STAT_INDEX and not _IOU_ITEM.match(item):
+                raise KeyError(f'metric item "{item}" is not supported')
         self.ann_file = kwargs.get('ann_file')
         self._splits: Optional[Dict[str, Tuple[str, ...]]] = None
 
@@ -128,31 +222,7 @@ class FewShotCocoMetric(CocoMetric):
             ValueError: a split class that is not a dataset class, or an empty
                 split.
         """
-        classes = tuple(dataset_meta['classes'])
-        splits = OrderedDict([(ALL_SPLIT, classes)])
-        for name, spec in self.class_splits.items():
-            if isinstance(spec, str):
-                key = spec.upper()
-                if key == 'ALL':
-                    names = classes
-                elif f'{key.lower()}_classes' in dataset_meta:
-                    names = tuple(dataset_meta[f'{key.lower()}_classes'])
-                else:
-                    names = COCO_SPLIT[key]
-            else:
-                names = tuple(spec)
-            missing = [c for c in names if c not in classes]
-            if missing:
-                raise ValueError(
-                    f"class '{missing[0]}' of split '{name}' is not a dataset "
-                    f'class ({len(missing)} such classes); choose '
-                    'class_splits matching the test set, e.g. '
-                    "dict(novel='NOVEL') for a novel-only test set")
-            if not names:
-                raise ValueError(f"split '{name}' has no class in the "
-                                 'dataset; remove it from class_splits')
-            splits[name] = names
-        return splits
+        return resolve_split_specs(self.class_splits, dataset_meta)
 
     def _name_to_cat_id(self) -> Dict[str, int]:
         """Category name -> id of the ground-truth COCO api."""
@@ -284,9 +354,6 @@ class FewShotCocoMetric(CocoMetric):
                                                                       int],
                          logger: MMLogger) -> Dict[str, float]:
         items = list(self.metric_items or _STAT_INDEX)
-        for item in items:
-            if item not in _STAT_INDEX:
-                raise KeyError(f'metric item "{item}" is not supported')
         eval_results: Dict[str, float] = OrderedDict()
         rows = []
         for metric in self.metrics:
@@ -313,7 +380,11 @@ class FewShotCocoMetric(CocoMetric):
                                     AsciiTable(header + per_class).table)
                 row = [split, metric, str(len(names))]
                 for item in items:
-                    value = float(coco_eval.stats[_STAT_INDEX[item]])
+                    value = (
+                        float(coco_eval.stats[_STAT_INDEX[item]])
+                        if item in _STAT_INDEX else ap_at_iou(
+                            coco_eval,
+                            int(_IOU_ITEM.match(item).group(1)) / 100))
                     eval_results[f'{split}/{metric}_{item}'] = float(
                         f'{round(value, 3)}')
                     row.append(f'{value:.3f}')

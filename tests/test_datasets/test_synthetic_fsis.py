@@ -1,3 +1,4 @@
+import hashlib
 import importlib.util
 import json
 import os
@@ -8,11 +9,20 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_util
 
+import cv2
+
 from mmdet_maskdiff.datasets import synthetic_fsis
+from mmdet_maskdiff.datasets.class_splits import get_class_splits
 from mmdet_maskdiff.datasets.few_shot_splits import load_few_shot_split
-from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
-                                                    SYNTHETIC_CLASSES,
-                                                    make_synthetic_fsis)
+from mmdet_maskdiff.datasets.synthetic_fsis import (
+    SYNTHETIC_CLASS_SPLITS, SYNTHETIC_CLASSES, SYNTHETIC_HARD_CLASS_SPLITS,
+    SYNTHETIC_HARD_CLASSES, make_synthetic_fsis)
+
+#: digest (:func:`_digest`) of ``make_synthetic_fsis(root)`` with the default
+#: arguments, recorded before the hard mode was added: the easy set must not
+#: change (demo numbers and K-shot files are tied to it)
+EASY_DEFAULT_DIGEST = (
+    '0f4de14cedf2901ca15adc2e9cb3e5f7d8ec51b4d030f4b64364dea466193525')
 
 
 def _tree(root):
@@ -23,6 +33,25 @@ def _tree(root):
             with open(path, 'rb') as f:
                 out[osp.relpath(path, root)] = f.read()
     return out
+
+
+def _digest(root):
+    """sha256 of every file under ``root`` by relative path: decoded pixels
+    for PNGs (independent of the PNG encoder's settings), bytes otherwise."""
+    digest = hashlib.sha256()
+    for dirpath, dirs, names in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(names):
+            path = osp.join(dirpath, name)
+            digest.update(osp.relpath(path, root).encode())
+            if name.endswith('.png'):
+                img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+                digest.update(str(img.shape).encode())
+                digest.update(img.tobytes())
+            else:
+                with open(path, 'rb') as f:
+                    digest.update(f.read())
+    return digest.hexdigest()
 
 
 def test_classes():
@@ -63,6 +92,7 @@ def test_default_size_is_complete(tmp_path):
         assert ann['area'] == mask.sum()
         sizes.append(max(ann['bbox'][2:]))
     assert 14 <= min(sizes) and max(sizes) <= 62
+    assert _digest(paths['root']) == EASY_DEFAULT_DIGEST
 
 
 def test_deterministic_and_reused(tmp_path):
@@ -142,3 +172,159 @@ def test_cli(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         cli.run_cli(cli.main)
     assert '--overwrite' in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------- #
+# difficulty='hard'
+# --------------------------------------------------------------------- #
+def _check_annotations(data, image_size):
+    """Every annotation is a valid, non-empty instance with a tight box."""
+    num_classes = len(data['categories'])
+    for ann in data['annotations']:
+        assert 1 <= ann['category_id'] <= num_classes
+        assert ann['iscrowd'] == 0
+        mask = mask_util.decode(ann['segmentation'])
+        assert mask.shape == (image_size, image_size)
+        ys, xs = np.nonzero(mask)
+        x0, y0 = xs.min(), ys.min()
+        assert ann['bbox'] == [x0, y0, xs.max() + 1 - x0, ys.max() + 1 - y0]
+        assert ann['area'] == mask.sum() >= 16
+
+
+def test_hard_classes():
+    assert len(SYNTHETIC_HARD_CLASS_SPLITS['base']) == 9
+    assert len(SYNTHETIC_HARD_CLASS_SPLITS['novel']) == 3
+    # the easy classes keep their split, so both sets share names
+    assert set(SYNTHETIC_CLASS_SPLITS['novel']) < set(
+        SYNTHETIC_HARD_CLASS_SPLITS['novel'])
+    splits = get_class_splits('synthetic_hard')
+    assert splits['ALL'] == SYNTHETIC_HARD_CLASSES
+    assert splits['NOVEL'] == ('crescent', 'heart', 'arrow')
+    for name in SYNTHETIC_HARD_CLASSES:  # every class can be drawn
+        mask = synthetic_fsis.draw_shape(name, 64, 64, np.array([32., 32.]),
+                                         20., 0.3)
+        assert 100 < mask.sum() < 64 * 64
+    with pytest.raises(ValueError, match="difficulty must be one of"):
+        make_synthetic_fsis('unused', difficulty='medium')
+
+
+def test_hard_set_ci_size(tmp_path):
+    """Generated at CI size: valid annotations, 12 classes, 2-6 instances per
+    image, objects from under 16 to over 48 px, K-shot files."""
+    start = time.time()
+    paths = make_synthetic_fsis(
+        str(tmp_path / 'hard'),
+        num_train_images=40,
+        num_test_images=8,
+        shots=(1, 2),
+        seeds=(0, ),
+        difficulty='hard')
+    assert time.time() - start < 30
+    with open(paths['train_ann']) as f:
+        train = json.load(f)
+    with open(paths['test_ann']) as f:
+        test = json.load(f)
+    with open(paths['manifest']) as f:
+        assert json.load(f)['difficulty'] == 'hard'
+    assert [c['name']
+            for c in train['categories']] == list(SYNTHETIC_HARD_CLASSES)
+    assert len(train['images']) == 40 and len(test['images']) == 8
+    _check_annotations(train, 128)
+    _check_annotations(test, 128)
+    per_image = np.bincount([a['image_id'] for a in train['annotations']])[1:]
+    assert per_image.min() >= 1 and per_image.max() <= 6
+    assert per_image.mean() >= 3
+    counts = np.bincount([a['category_id'] for a in train['annotations']],
+                         minlength=13)[1:]
+    assert counts.min() >= 2  # enough for K = 2, balanced by the stream
+    sizes = [max(a['bbox'][2:]) for a in train['annotations']]
+    assert min(sizes) < 16 and max(sizes) > 48  # scale variation
+    for name in SYNTHETIC_HARD_CLASSES:
+        data = load_few_shot_split(paths['few_shot_root'], name, 2, 0)
+        assert len(data['annotations']) == 2
+
+
+def _hidden_fractions(make_image, num_classes):
+    """Render 40 images; the hidden fraction of every instance's shape."""
+    rng = np.random.default_rng(3)
+    stream = synthetic_fsis._ClassStream(num_classes, rng)
+    hidden = []
+    for _ in range(40):
+        _, instances = make_image(128, rng, stream)
+        hidden += [1 - i['mask'].sum() / i['full_area'] for i in instances]
+    return np.array(hidden)
+
+
+def test_hard_masks_are_the_visible_painted_pixels(monkeypatch):
+    """With a flat colour per class and black stuff (background, clutter,
+    occluding bars) and no blur, every mask must be exactly the pixels of its
+    colour: occluded parts (by later instances or by bars) are removed."""
+    monkeypatch.setattr(
+        synthetic_fsis, '_hard_instance_texture', lambda label, h, w, rng: np.
+        full((h, w, 3), 10 + 20 * label, np.uint8))
+    monkeypatch.setattr(synthetic_fsis, '_stuff_texture',
+                        lambda h, w, rng: np.zeros((h, w, 3), np.uint8))
+    monkeypatch.setattr(synthetic_fsis, '_background',
+                        lambda h, w, rng: np.zeros((h, w, 3), np.uint8))
+    monkeypatch.setattr(synthetic_fsis, '_hard_finish', lambda img, rng: img)
+    rng = np.random.default_rng(5)
+    stream = synthetic_fsis._ClassStream(len(SYNTHETIC_HARD_CLASSES), rng)
+    visible_fractions = []
+    for _ in range(40):
+        img, instances = synthetic_fsis._make_hard_image(128, rng, stream)
+        covered = np.zeros((128, 128), np.int32)
+        for inst in instances:
+            mask = inst['mask'].astype(bool)
+            covered += mask
+            assert (img[mask] == 10 + 20 * inst['label']).all()
+            assert mask.sum() >= max(0.35 * inst['full_area'], 16)
+            visible_fractions.append(mask.sum() / inst['full_area'])
+        assert covered.max() <= 1  # visible masks do not overlap
+        assert np.array_equal(img[..., 0] > 0, covered > 0)
+    visible_fractions = np.array(visible_fractions)
+    # occlusion is common and strong: visible masks smaller than the shapes
+    assert (visible_fractions < 1).mean() > 0.3
+    assert visible_fractions.min() < 0.6
+
+
+def test_hard_occludes_more_than_easy():
+    easy = _hidden_fractions(synthetic_fsis._make_image,
+                             len(SYNTHETIC_CLASSES))
+    hard = _hidden_fractions(synthetic_fsis._make_hard_image,
+                             len(SYNTHETIC_HARD_CLASSES))
+    assert len(hard) > len(easy)  # more instances per image
+    assert (hard > 0).mean() > 1.5 * (easy > 0).mean()  # more often
+    assert hard.mean() > 2 * easy.mean()  # and more of each shape
+    assert hard.max() > 0.6 >= easy.max()
+
+
+def test_hard_deterministic(tmp_path):
+    kwargs = dict(
+        num_train_images=12, num_test_images=3, shots=(1, ), seeds=(0, ))
+    a = make_synthetic_fsis(str(tmp_path / 'a'), difficulty='hard', **kwargs)
+    make_synthetic_fsis(str(tmp_path / 'b'), difficulty='hard', **kwargs)
+    assert _tree(tmp_path / 'a') == _tree(tmp_path / 'b')
+    easy = make_synthetic_fsis(str(tmp_path / 'c'), **kwargs)
+    with open(easy['manifest']) as f:
+        assert 'difficulty' not in json.load(f)
+    assert _tree(tmp_path / 'c') != _tree(tmp_path / 'a')
+    # the same folder with the other difficulty is another dataset
+    with pytest.raises(FileExistsError, match='overwrite=True'):
+        make_synthetic_fsis(a['root'], **kwargs)
+
+
+def test_cli_hard(tmp_path, capsys, monkeypatch):
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    path = osp.join(root, 'tools', 'dataset_converters',
+                    'make_synthetic_fsis.py')
+    spec = importlib.util.spec_from_file_location('make_synthetic_cli', path)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    monkeypatch.setattr(sys, 'argv', [
+        path,
+        str(tmp_path / 'cli'), '--num-train', '12', '--num-test', '2',
+        '--shots', '1', '--few-shot-seeds', '0', '--difficulty', 'hard'
+    ])
+    cli.main()
+    out = capsys.readouterr().out
+    assert '(hard)' in out and 'arrow*=' in out and 'bolt=' in out

@@ -95,8 +95,9 @@ def problem(tmp_path_factory):
     return str(path), samples
 
 
-def _pycocotools(gt_path, samples, names, iou_type):
-    """Reference: pycocotools alone, on the predictions of ``names``."""
+def _pycocotools(gt_path, samples, names, iou_type, iou_thrs=None):
+    """Reference: pycocotools alone, on the predictions of ``names`` (at
+    ``iou_thrs`` instead of 0.5:0.95 when given)."""
     dets = []
     for s in samples:
         p = s['pred_instances']
@@ -120,6 +121,8 @@ def _pycocotools(gt_path, samples, names, iou_type):
         gt = COCO(gt_path)
         ev = COCOeval(gt, gt.loadRes(dets), iou_type)
         ev.params.catIds = [NAME2ID[n] for n in names]
+        if iou_thrs is not None:
+            ev.params.iouThrs = np.array(iou_thrs)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -151,6 +154,36 @@ def test_splits_equal_pycocotools(problem):
     assert len({values[s, 'segm'] for s in splits}) == 3
     assert values['all', 'bbox'] != values['all', 'segm']
     assert all(0 < values[k] < 1 for k in values)
+
+
+def test_ap_at_one_iou_equals_pycocotools_at_that_threshold(problem):
+    """``mAP_85`` / ``mAP_95`` are the AP of a COCOeval run at that single
+    IoU threshold (the high-IoU mask quality of MaskDiff's claim)."""
+    gt_path, samples = problem
+    metric = FewShotCocoMetric(
+        ann_file=gt_path,
+        class_splits=SPLITS,
+        metric='segm',
+        metric_items=['mAP_50', 'mAP_85', 'mAP_95'])
+    results = _run(metric, samples)
+    assert len(results) == 3 * 3
+    for split, names in dict(all=CLASSES, **SPLITS).items():
+        for iou in (50, 85, 95):
+            ref = _pycocotools(gt_path, samples, names, 'segm',
+                               [iou / 100])[0]
+            assert results[f'coco/{split}/segm_mAP_{iou}'] == float(
+                f'{round(ref, 3)}'), (split, iou)
+    assert (results['coco/all/segm_mAP_50'] > results['coco/all/segm_mAP_85']
+            > 0)
+    with pytest.raises(KeyError, match='mAP_x'):
+        FewShotCocoMetric(ann_file=gt_path, metric_items=['mAP_x'])
+    metric = FewShotCocoMetric(
+        ann_file=gt_path,
+        class_splits=SPLITS,
+        metric='segm',
+        metric_items=['mAP_87'])
+    with pytest.raises(KeyError, match='0.87 in iou_thrs'):
+        _run(metric, samples)
 
 
 def test_result_order_does_not_matter(problem):

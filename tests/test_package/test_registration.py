@@ -12,8 +12,9 @@ EXPECTED = {
     'MODELS': ('MaskDiffRCNN', 'FewShotRoIHead', 'DiffusionMaskHead',
                'MaskDenoisingUNet', 'CosineSimLinear'),
     'DATASETS': ('FewShotCocoDataset', ),
-    'METRICS': ('FewShotCocoMetric', ),
+    'METRICS': ('FewShotCocoMetric', 'MaskIoUMetric'),
     'HOOKS': ('SupportSetHook', 'DiffusionSamplerHook'),
+    'LOOPS': ('OracleBoxTestLoop', ),
 }
 
 

@@ -5,8 +5,15 @@ import os.path as osp
 import statistics
 
 import pytest
-from _tool_helpers import REPO, describe, run_tool
+import torch
+from _tool_helpers import REPO, TINY_CONFIG, describe, run_tool, tool_env
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
 
+import mmdet_maskdiff  # noqa: F401
+from mmdet.registry import MODELS
+from mmdet_maskdiff.demo.cpu_scale import (cpu_scale_options,
+                                           to_cfg_options_args)
 from mmdet_maskdiff.demo.report import (aggregate_seeds, format_table,
                                         summarize)
 
@@ -56,6 +63,35 @@ def test_fsis_seeds_collect(tmp_path):
     assert stats['model']['novel']['segm_mAP']['mean'] == pytest.approx(12.0)
     assert stats['model']['novel']['segm_mAP']['n'] == 2
     assert '12.0 ± 2.8' in (tmp_path / 'seeds.md').read_text()
+
+
+def test_fsis_seeds_collect_demo_results_with_oracle_rows(tmp_path):
+    """A demo results.json gives the end-to-end rows and, from its
+    oracle_summary, '<method>, oracle boxes' rows with AP85/AP95/mIoU."""
+    paths = []
+    for seed, miou in enumerate([70.0, 80.0]):
+        path = tmp_path / f'results{seed}.json'
+        path.write_text(
+            json.dumps(
+                dict(
+                    summary=dict(MaskDiff=dict(novel=dict(segm_mAP=10.0))),
+                    oracle_summary=dict(
+                        MaskDiff=dict(
+                            novel=dict(segm_mAP_95=5.0 + seed, mIoU=miou))))))
+        paths.append(str(path))
+    proc = run_tool(
+        'analysis_tools/fsis_seeds.py',
+        ['collect', *paths, '--out', str(tmp_path / 'seeds')],
+        cwd=str(tmp_path))
+    assert proc.returncode == 0, describe(proc)
+    stats = json.loads((tmp_path / 'seeds.json').read_text())
+    assert set(stats) == {'MaskDiff', 'MaskDiff, oracle boxes'}
+    oracle = stats['MaskDiff, oracle boxes']['novel']
+    assert oracle['mIoU']['mean'] == pytest.approx(75.0)
+    assert oracle['segm_mAP_95']['mean'] == pytest.approx(5.5)
+    table = (tmp_path / 'seeds.md').read_text()
+    assert '| split | segm_mAP_95 | mIoU |' in table
+    assert '| novel | 5.5 ± 0.7 | 75.0 ± 7.1 |' in table
 
 
 def test_fsis_seeds_collect_rejects_files_without_metrics(tmp_path):
@@ -156,3 +192,65 @@ def test_stage2_memory_bad_input_is_one_line(args, words, tmp_path):
     assert len(lines) == 1 and lines[0].startswith('error: '), describe(proc)
     for word in words:
         assert word in lines[0], lines[0]
+
+
+@pytest.mark.slow
+def test_mask_quality_on_the_fcn_baseline_config(synthetic_data, tmp_path):
+    """tools/analysis_tools/mask_quality.py on the FCNMaskHead baseline
+    config of the COCO benchmark, at CPU scale through --cfg-options: the
+    oracle-box table (base / novel / all) is printed and written."""
+    init_default_scope('mmdet')
+    config = osp.join(REPO, 'configs', 'maskdiff', 'coco_5shot_fcn.py')
+    cfg = Config.fromfile(config)
+    options = cpu_scale_options(cfg, synthetic_data['root'], load_from=None)
+    cfg.merge_from_dict(options)
+    torch.manual_seed(0)
+    ckpt = str(tmp_path / 'fcn.pth')
+    torch.save(
+        dict(state_dict=MODELS.build(cfg.model).state_dict(), meta={}), ckpt)
+    out = tmp_path / 'quality.json'
+    proc = run_tool(
+        'analysis_tools/mask_quality.py', [
+            config, ckpt, '--work-dir',
+            str(tmp_path / 'work'), '--out',
+            str(out), '--cfg-options'
+        ] + to_cfg_options_args(options),
+        cwd=str(tmp_path),
+        timeout=300)
+    assert proc.returncode == 0, describe(proc)
+    assert '| coco_5shot_fcn.py | novel |' in proc.stdout, describe(proc)
+    report = json.loads(out.read_text())
+    assert list(report['summary']) == ['base', 'novel', 'all']
+    for row in report['summary'].values():
+        assert set(row) == {
+            'segm_mAP', 'segm_mAP_50', 'segm_mAP_75', 'segm_mAP_85',
+            'segm_mAP_95', 'mIoU'
+        }
+        assert all(0 <= v <= 100 for v in row.values())
+    assert report['metrics']['oracle/all/mIoU'] * 100 == pytest.approx(
+        report['summary']['all']['mIoU'], abs=0.05)
+
+
+@pytest.mark.slow
+def test_mask_quality_input_errors(synthetic_data, tmp_path):
+    ckpt = tmp_path / 'x.pth'
+    ckpt.write_bytes(b'')
+    env = tool_env(synthetic_data['root'])
+    proc = run_tool(
+        'analysis_tools/mask_quality.py',
+        [TINY_CONFIG, str(ckpt), '--out', 'table.txt'],
+        cwd=str(tmp_path),
+        env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        'error: --out table.txt: the output file must be a .json')
+    proc = run_tool(
+        'analysis_tools/mask_quality.py', [
+            TINY_CONFIG,
+            str(ckpt), '--cfg-options', 'test_evaluator.type=VOCMetric'
+        ],
+        cwd=str(tmp_path),
+        env=env)
+    assert proc.returncode == 2
+    assert 'has no CocoMetric or FewShotCocoMetric' in proc.stderr, describe(
+        proc)

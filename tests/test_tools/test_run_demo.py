@@ -47,6 +47,17 @@ def test_run_demo_end_to_end(tmp_path):
             assert any(
                 line.startswith(f'| {method} | {split} |') for line in table)
     assert not any('untrained' in line for line in table)  # --no-untrained
+    # the oracle-box table of both heads, below the end-to-end one
+    oracle = [
+        i for i, line in enumerate(lines)
+        if line.startswith('| method | split | AP | AP50 | AP75 | AP85 |')
+    ]
+    assert len(oracle) == 1 and oracle[0] > header[0], describe(proc)
+    table = lines[oracle[0]:oracle[0] + 2 + 2 * len(SPLITS)]
+    for method in ('MaskDiff', 'FCNMaskHead'):
+        for split in SPLITS:
+            assert any(
+                line.startswith(f'| {method} | {split} |') for line in table)
 
     report = json.loads((work_dir / 'results.json').read_text())
     assert set(report['summary']) == {'MaskDiff', 'FCNMaskHead'}
@@ -54,6 +65,12 @@ def test_run_demo_end_to_end(tmp_path):
         assert set(by_split) == set(SPLITS), method
         for split, columns in by_split.items():
             assert 0.0 <= columns['segm_mAP'] <= 100.0, (method, split)
+    assert set(report['oracle_summary']) == {'MaskDiff', 'FCNMaskHead'}
+    for method, by_split in report['oracle_summary'].items():
+        assert list(by_split) == list(SPLITS), method
+        for split, columns in by_split.items():
+            assert 0.0 <= columns['segm_mAP_95'] <= columns['segm_mAP_50']
+            assert 0.0 <= columns['mIoU'] <= 100.0, (method, split)
     assert report['configs']['maskdiff'] == osp.join(
         'configs', 'maskdiff', 'coco_5shot.py')
     assert report['settings']['mask_iters'] == 2

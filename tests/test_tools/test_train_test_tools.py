@@ -66,6 +66,26 @@ def test_test_tool_loads_checkpoint_and_reports_bbox_segm(trained):
         assert -1.0 <= metrics[key] <= 1.0
 
 
+def test_test_tool_with_oracle_boxes(trained):
+    """``--cfg-options test_cfg.type=OracleBoxTestLoop`` turns any test run
+    into an oracle-box run: the boxes are the ground truth, so box AP is 1
+    whatever the (two-iteration) detector would have found."""
+    work_dir, env, cwd = trained
+    test_dir = osp.join(cwd, 'oracle_dir')
+    proc = run_tool(
+        'test.py', [
+            TINY_CONFIG,
+            osp.join(work_dir, 'iter_2.pth'), '--work-dir', test_dir,
+            '--cfg-options', 'test_cfg.type=OracleBoxTestLoop'
+        ],
+        cwd,
+        env=env)
+    assert proc.returncode == 0, describe(proc)
+    metrics = scalar_metrics(test_dir)
+    assert metrics['coco/bbox_mAP'] == 1.0
+    assert 0 <= metrics['coco/segm_mAP'] < 1.0
+
+
 def test_resume_continues_from_last_checkpoint(trained):
     work_dir, env, cwd = trained
     proc = run_tool(

@@ -101,8 +101,21 @@ class MaskDiffRCNN(TwoStageDetector):
             crops = (crops - preprocessor.mean) / preprocessor.std
         return crops
 
-    def _query_context(self, batch_inputs: Tensor,
-                       batch_data_samples: SampleList) -> ContextManager:
+    def query_context(self, batch_inputs: Tensor,
+                      batch_data_samples: SampleList) -> ContextManager:
+        """Lend the RoI head the query batch and the support encoder.
+
+        ``loss`` and ``predict`` run inside it; so must any code that calls
+        ``roi_head.predict_mask`` directly (e.g. ``OracleBoxTestLoop``).
+
+        Args:
+            batch_inputs (Tensor): Normalised images (B, 3, H, W).
+            batch_data_samples (list[DetDataSample]): Their meta information
+                (``img_id``).
+
+        Returns:
+            A context manager (a no-op without a :class:`FewShotRoIHead`).
+        """
         if not isinstance(self.roi_head, FewShotRoIHead):
             return nullcontext()
         img_ids = [s.metainfo.get('img_id', -1) for s in batch_data_samples]
@@ -124,7 +137,7 @@ class MaskDiffRCNN(TwoStageDetector):
         Returns:
             dict[str, Tensor]: Loss components.
         """
-        with self._query_context(batch_inputs, batch_data_samples):
+        with self.query_context(batch_inputs, batch_data_samples):
             return super().loss(batch_inputs, batch_data_samples)
 
     def predict(self,
@@ -141,5 +154,5 @@ class MaskDiffRCNN(TwoStageDetector):
         Returns:
             list[DetDataSample]: With ``pred_instances``.
         """
-        with self._query_context(batch_inputs, batch_data_samples):
+        with self.query_context(batch_inputs, batch_data_samples):
             return super().predict(batch_inputs, batch_data_samples, rescale)
