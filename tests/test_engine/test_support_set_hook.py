@@ -1,4 +1,5 @@
 """SupportSetHook with a fake runner on the synthetic dataset."""
+import json
 from collections import Counter
 from types import SimpleNamespace
 
@@ -19,9 +20,13 @@ class FakeModel:
 
     def __init__(self):
         self.banks = []
+        self.stored = []
 
     def set_support_bank(self, bank):
         self.banks.append(bank)
+
+    def store_support_set(self, bank, info):
+        self.stored.append((bank, info))
 
 
 def dataset_cfg(paths, **kwargs):
@@ -94,6 +99,34 @@ def test_banks_for_train_val_and_test(synthetic_data):
     hook.before_test(runner)  # built once, reused
     assert model.banks[-1] is test_bank
     assert len(model.banks) == 4
+
+
+def test_checkpoints_get_the_test_bank_from_the_start(synthetic_data):
+    """Before training, the model is given the K-shot test bank to keep
+    with its weights (so every checkpoint carries it), with its
+    provenance; a test run gives it again."""
+    runner = fake_runner(synthetic_data)
+    hook = SupportSetHook(
+        dataset=k_shot_cfg(synthetic_data), crop_size=CROP, context=0.2)
+    model = runner.model
+    hook.before_train(runner)
+    assert len(model.stored) == 1
+    bank, info = model.stored[0]
+    assert bank is hook.test_bank()
+    assert bank is not model.banks[-1]  # training uses the pool
+    assert info == dict(
+        crop_size=CROP,
+        context=0.2,
+        dataset=dict(
+            type='FewShotCocoDataset',
+            ann_file='annotations/instances_train.json',
+            few_shot_root='few_shot',
+            seed=0,
+            num_base_shots=1,
+            num_novel_shots=1,
+            class_splits=json.loads(json.dumps(SYNTHETIC_CLASS_SPLITS))))
+    hook.before_test(runner)
+    assert model.stored[-1][0] is bank and model.banks[-1] is bank
 
 
 def test_test_bank_crops_are_the_k_shot_instances(synthetic_data):

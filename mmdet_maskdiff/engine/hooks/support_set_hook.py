@@ -1,4 +1,5 @@
 """Builds the K-shot support bank and hands it to the model."""
+import json
 from typing import Iterator, Optional
 
 from mmengine.hooks import Hook
@@ -42,6 +43,12 @@ class SupportSetHook(Hook):
 
     Both are built once (lazily) and reused; the model's test-time support
     encoding is refreshed before every val/test run.
+
+    The test bank is also stored in the model (``store_support_set``), so
+    every checkpoint of the run carries the K-shot set and a model loaded
+    from it (``init_detector``, ``DetInferencer``) predicts without this hook
+    or the data. When the hook is present at test time its ``dataset``
+    replaces the checkpoint's set (e.g. another seed's K-shot sample).
 
     Args:
         dataset (dict): Dataset config of the test-time support set.
@@ -156,14 +163,47 @@ class SupportSetHook(Hook):
                                        'skip')
         runner.logger.info(f'SupportSetHook: training support pool of '
                            f'{len(self._train_bank.labels)} instances')
-        unwrap_model(runner).set_support_bank(self._train_bank)
+        model = unwrap_model(runner)
+        model.set_support_bank(self._train_bank)
+        # checkpoints of this run carry the test-time K-shot set
+        self.store_test_bank(model)
+
+    def support_info(self) -> dict:
+        """Provenance of the test bank, stored with it in checkpoints: the
+        crop settings and the K-shot dataset's identifying settings."""
+        cfg = self.dataset_cfg
+        dataset = {}
+        if isinstance(cfg, dict):
+            for key in ('type', 'ann_file', 'few_shot_root', 'seed',
+                        'num_base_shots', 'num_novel_shots', 'class_splits'):
+                value = cfg.get(key)
+                try:  # the info is stored as JSON
+                    dataset[key] = json.loads(json.dumps(value))
+                except TypeError:
+                    dataset[key] = repr(value)
+        else:
+            dataset['type'] = type(cfg).__name__
+        return dict(
+            crop_size=self.crop_size, context=self.context, dataset=dataset)
+
+    def store_test_bank(self, model) -> None:
+        """Give ``model`` (a ``MaskDiffRCNN``) the test bank to keep with
+        its weights (see the class docstring)."""
+        model.store_support_set(self.test_bank(), self.support_info())
+
+    def use_test_bank(self, model) -> None:
+        """Make the test bank ``model``'s support set, replacing the one its
+        checkpoint carried (same class list required), also in later
+        checkpoints."""
+        model.set_support_bank(self.test_bank())
+        self.store_test_bank(model)
 
     def _use_test_bank(self, runner) -> None:
         bank = self.test_bank()
         runner.logger.info(
             f'SupportSetHook: test support set of {len(bank.labels)} '
             f'instances, {len(set(bank.labels.tolist()))} classes')
-        unwrap_model(runner).set_support_bank(bank)
+        self.use_test_bank(unwrap_model(runner))
 
     def before_val(self, runner) -> None:
         self._use_test_bank(runner)
