@@ -187,9 +187,10 @@ def stage2_runner(paths, **k_shot_overrides):
     novel = dict(k_shot_cfg(paths), num_base_shots=0)
     novel.update(k_shot_overrides)
     members = [
-        FewShotCocoDataset(**{k: v
-                              for k, v in cfg.items() if k != 'type'})
-        for cfg in (base, novel)
+        FewShotCocoDataset(**{
+            k: v
+            for k, v in cfg.items() if k != 'type'
+        }) for cfg in (base, novel)
     ]
     runner.train_dataloader = SimpleNamespace(dataset=ConcatDataset(members))
     return runner
@@ -206,8 +207,8 @@ def test_same_k_shot_sample_passes(synthetic_data):
     (dict(seed=1), 'seed=1, num_novel_shots=1'),
     (dict(num_novel_shots=2), 'seed=0, num_novel_shots=2'),
 ])
-def test_training_and_support_from_other_samples_raise(
-        synthetic_data, override, train_says):
+def test_training_and_support_from_other_samples_raise(synthetic_data,
+                                                       override, train_says):
     """The seed (or K) overridden in one place only must not silently train
     on one K-shot sample and condition on another."""
     runner = stage2_runner(synthetic_data, **override)

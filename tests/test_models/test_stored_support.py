@@ -38,16 +38,17 @@ def test_first_shots_keeps_what_inference_uses(support_bank):
     assert torch.equal(sub.masks[part], support_bank.masks[whole])
     assert torch.equal(sub.labels[part], support_bank.labels[whole])
     assert sub.num_per_class().tolist() == [2] * len(classes)
-    assert torch.equal(sub.img_ids, support_bank.img_ids[whole.flatten()
-                                                         .sort().values])
+    assert torch.equal(sub.img_ids,
+                       support_bank.img_ids[whole.flatten().sort().values])
 
 
 def test_tensors_round_trip(support_bank):
-    stored = StoredSupport(first_shots(support_bank, K), dict(INFO, num_shots=K))
+    stored = StoredSupport(
+        first_shots(support_bank, K), dict(INFO, num_shots=K))
     back = StoredSupport.from_tensors(stored.to_tensors())
     for name in ('crops', 'masks', 'labels', 'img_ids'):
-        assert torch.equal(getattr(back.bank, name), getattr(stored.bank,
-                                                             name)), name
+        assert torch.equal(
+            getattr(back.bank, name), getattr(stored.bank, name)), name
     assert back.bank.class_names == support_bank.class_names
     assert back.info == dict(INFO, num_shots=K)
 
@@ -56,8 +57,10 @@ def test_state_dict_carries_the_support_set(build_model, support_bank):
     model = stored_model(build_model, support_bank)
     state = model.state_dict()
     keys = {k for k in state if '.support_set.' in k}
-    assert keys == {f'roi_head.support_set.{n}'
-                    for n in ('crops', 'masks', 'labels', 'img_ids', 'info')}
+    assert keys == {
+        f'roi_head.support_set.{n}'
+        for n in ('crops', 'masks', 'labels', 'img_ids', 'info')
+    }
     assert all(isinstance(state[k], torch.Tensor) for k in keys)
     # a model without a stored set writes none
     assert not any('.support_set.' in k for k in build_model().state_dict())

@@ -118,8 +118,8 @@ class SupportSetHook(Hook):
         if self._support_set is None:
             cfg = self.dataset_cfg
             self._support_set = (
-                DATASETS.build(dict(cfg, lazy_init=True))
-                if isinstance(cfg, dict) else cfg)
+                DATASETS.build(dict(cfg, lazy_init=True)) if isinstance(
+                    cfg, dict) else cfg)
         return self._support_set
 
     def check_same_sample(self, train_dataset) -> None:

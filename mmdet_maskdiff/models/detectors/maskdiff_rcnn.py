@@ -83,7 +83,8 @@ class MaskDiffRCNN(TwoStageDetector):
                             f'{type(self.roi_head).__name__}')
         self.roi_head.set_support_bank(bank)
 
-    def store_support_set(self, bank: SupportBank,
+    def store_support_set(self,
+                          bank: SupportBank,
                           info: Optional[dict] = None) -> None:
         """Keep the test-time K-shot set with the weights, so that it is
         saved in checkpoints and restored by ``load_checkpoint`` (see

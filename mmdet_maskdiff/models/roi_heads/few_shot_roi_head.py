@@ -168,8 +168,8 @@ class FewShotRoIHead(StandardRoIHead):
             return
         num_shots = self.mask_head.num_shots
         stored = StoredSupport(
-            first_shots(bank, num_shots), dict(info or {},
-                                               num_shots=num_shots))
+            first_shots(bank, num_shots),
+            dict(info or {}, num_shots=num_shots))
         self.check_support_fits(stored, 'support set')
         self.stored_support = stored
         self.invalidate_support_cache()
@@ -190,8 +190,8 @@ class FewShotRoIHead(StandardRoIHead):
             'trained with (e.g. configs/maskdiff/coco_'
             f'{stored.num_shots}shot.py)')
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              strict, missing_keys, unexpected_keys,
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys,
                               error_msgs) -> None:
         """Restore the stored support set (``support_set.*``) with the
         weights; new weights also drop the cached test-time encoding."""
@@ -430,8 +430,8 @@ class FewShotRoIHead(StandardRoIHead):
             (2, 3)).clamp(min=1e-6)
 
 
-def _save_stored_support(module: FewShotRoIHead, state_dict: dict,
-                         prefix: str, local_metadata: dict) -> None:
+def _save_stored_support(module: FewShotRoIHead, state_dict: dict, prefix: str,
+                         local_metadata: dict) -> None:
     """State-dict post-hook: add the stored support set. torch's
     ``state_dict`` and mmengine's ``get_state_dict`` (its checkpoints) both
     run these hooks."""

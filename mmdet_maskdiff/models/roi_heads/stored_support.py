@@ -56,11 +56,12 @@ class StoredSupport:
     def describe(self) -> str:
         """One line: K, the number of classes and the dataset."""
         dataset = self.info.get('dataset') or {}
-        where = ', '.join(f'{k}={v}' for k, v in dataset.items()
-                          if k in ('type', 'seed', 'few_shot_root'))
+        where = ', '.join(f'{k}={dataset[k]}'
+                          for k in ('type', 'seed', 'few_shot_root')
+                          if k in dataset)
         return (f'{self.num_shots}-shot support set of {len(self.bank)} '
-                f'instances over {self.bank.num_classes} classes'
-                + (f' ({where})' if where else ''))
+                f'instances over {self.bank.num_classes} classes' +
+                (f' ({where})' if where else ''))
 
     def to_tensors(self) -> Dict[str, Tensor]:
         """The state-dict entries (names of :data:`TENSOR_NAMES`), on the
