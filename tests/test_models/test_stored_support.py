@@ -143,3 +143,26 @@ def test_stored_set_is_not_a_training_pool(build_model, support_bank,
     data = model.data_preprocessor(copy.deepcopy(train_batch), True)
     with pytest.raises(RuntimeError, match='no support set'):
         model(**data, mode='loss')
+
+
+def test_config_support_set_replaces_the_stored_one(build_model,
+                                                    support_bank,
+                                                    maskdiff_cfg):
+    """use_config_support_set: the K-shot set of the config's hook becomes
+    the model's, also in later checkpoints."""
+    from mmdet_maskdiff.apis import use_config_support_set
+    model = build_model().eval()
+    use_config_support_set(model, maskdiff_cfg)
+    bank = model.roi_head.support_bank
+    assert bank is not None
+    assert model.roi_head.stored_support.bank.class_names == bank.class_names
+    assert 'roi_head.support_set.crops' in model.state_dict()
+
+
+def test_config_without_support_set_hook_is_named(build_model,
+                                                  maskdiff_cfg):
+    from mmdet_maskdiff.apis import use_config_support_set
+    cfg = copy.deepcopy(maskdiff_cfg)
+    cfg.custom_hooks = []
+    with pytest.raises(ValueError, match='has no SupportSetHook'):
+        use_config_support_set(build_model(), cfg)
