@@ -6,12 +6,15 @@
 
 Writes, under ``--out-dir`` (default ``outputs``), ``vis/<image>`` (boxes and
 masks drawn by mmdet's ``DetLocalVisualizer``), ``preds/<image stem>.json``
-(labels, scores, boxes, RLE masks: mmdet's format) and, with
-``--num-samples`` > 1, ``vis/<image stem>_uncertainty.png`` (the per-pixel
-variance of the sampled masks of each instance as a heat map).
+(labels, scores, boxes, RLE masks: mmdet's format), with
+``--num-samples`` > 1 ``vis/<image stem>_uncertainty.png`` (the per-pixel
+variance of the sampled masks of each instance as a heat map) and, with
+``--save-trajectory``, ``vis/<first image stem>_trajectory.png`` per batch
+(the denoising panel of ``DiffusionSamplerHook``, same code).
 
 Additions to mmdet's flags: several inputs (images and folders), the sampler
-settings ``--steps``, ``--guidance-weight``, ``--num-samples``, and
+settings ``--steps``, ``--guidance-weight``, ``--num-samples``,
+``--save-trajectory``, and
 ``--support-from-config`` (use the K-shot set of the config's
 ``SupportSetHook`` instead of the one stored in the checkpoint). A stage-2
 checkpoint carries its K-shot support set, so no data is needed on disk.
@@ -26,7 +29,7 @@ import json
 import os
 import os.path as osp
 import sys
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import mmcv
 import torch
@@ -37,7 +40,8 @@ from mmdet_maskdiff.apis import (MaskDiffInferencer, set_test_sampler,
 from mmdet_maskdiff.models.roi_heads.few_shot_roi_head import NO_SUPPORT_HINT
 from mmdet_maskdiff.utils import (InputError, check_checkpoint, load_config,
                                   run_cli)
-from mmdet_maskdiff.visualization import uncertainty_heatmap
+from mmdet_maskdiff.visualization import (roi_labels, trajectory_panel,
+                                          uncertainty_heatmap)
 
 #: what mmdet's DetInferencer takes from a folder
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -90,6 +94,12 @@ def parse_args() -> argparse.Namespace:
         '--num-samples',
         type=int,
         help='masks sampled per instance; > 1 also saves the uncertainty map')
+    group.add_argument(
+        '--save-trajectory',
+        action='store_true',
+        help='also save the denoising trajectory of the first instances of '
+        'each batch (<first image>_trajectory.png; the panel of '
+        'DiffusionSamplerHook)')
     parser.add_argument(
         '--support-from-config',
         action='store_true',
@@ -141,12 +151,13 @@ def configure(inferencer: MaskDiffInferencer,
     sampler = dict(
         steps=args.steps,
         guidance_weight=args.guidance_weight,
-        num_samples=args.num_samples)
+        num_samples=args.num_samples,
+        trajectory_every=1 if args.save_trajectory else None)
     if not getattr(roi_head, 'needs_condition', False):
         if any(v is not None for v in sampler.values()):
-            raise InputError('--steps/--guidance-weight/--num-samples need a '
-                             f'MaskDiff config; {args.model} has no '
-                             'DiffusionMaskHead')
+            raise InputError('--steps/--guidance-weight/--num-samples/'
+                             '--save-trajectory need a MaskDiff config; '
+                             f'{args.model} has no DiffusionMaskHead')
         return
     try:
         set_test_sampler(model, **sampler)
@@ -172,6 +183,27 @@ def save_uncertainty(path: str, sample, score_thr: float, out_dir: str) -> str:
     return out
 
 
+def save_trajectory(paths: List[str], samples: list, inferencer,
+                    out_dir: str) -> Optional[str]:
+    """Write the batch's trajectory panel as ``<out_dir>/vis/<stem of the
+    first image>_trajectory.png``; return its path (None without one)."""
+    head = inferencer.model.roi_head.mask_head
+    trajectory = head.last_trajectory
+    if trajectory is None:
+        return None
+    # the trajectory holds the first chunk of RoIs (then other samples)
+    chunk = head.sampler_cfg.get('chunk_size')
+    labels = torch.cat([s.pred_instances.labels for s in samples])[:chunk]
+    scores = torch.cat([s.pred_instances.scores for s in samples])[:chunk]
+    classes = (inferencer.model.dataset_meta or {}).get('classes')
+    panel = trajectory_panel(
+        trajectory, roi_labels(labels.tolist(), scores.tolist(), classes))
+    stem = osp.splitext(osp.basename(paths[0]))[0]
+    out = osp.join(out_dir, 'vis', f'{stem}_trajectory.png')
+    mmcv.imwrite(panel, out)
+    return out
+
+
 def main() -> None:
     args = parse_args()
     cfg = load_config(args.model)
@@ -187,8 +219,9 @@ def main() -> None:
         raise InputError(str(exc))
     configure(inferencer, args)
     num_samples = getattr(
-        getattr(inferencer.model.roi_head, 'mask_head', None), 'sampler_cfg',
-        {}).get('num_samples', 1)
+        getattr(
+            getattr(inferencer.model, 'roi_head', None), 'mask_head', None),
+        'sampler_cfg', {}).get('num_samples', 1)
 
     images, errors = collect_images(args.inputs)
     for message in errors:
@@ -222,6 +255,9 @@ def main() -> None:
             if num_samples > 1 and not args.no_save_vis:
                 save_uncertainty(path, sample, args.pred_score_thr,
                                  args.out_dir)
+        if args.save_trajectory and not args.no_save_vis:
+            save_trajectory(batch, result['predictions'], inferencer,
+                            args.out_dir)
     if not args.no_save_vis or not args.no_save_pred:
         print(f'results have been saved at {args.out_dir}')
     if num_failed:

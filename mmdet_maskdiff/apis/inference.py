@@ -19,7 +19,8 @@ from mmdet_maskdiff.models.roi_heads.stored_support import (
 def set_test_sampler(model,
                      steps: Optional[int] = None,
                      guidance_weight: Optional[float] = None,
-                     num_samples: Optional[int] = None) -> dict:
+                     num_samples: Optional[int] = None,
+                     trajectory_every: Optional[int] = None) -> dict:
     """Change the diffusion mask head's test-time sampler; None keeps a
     setting.
 
@@ -29,6 +30,8 @@ def set_test_sampler(model,
         guidance_weight (float, optional): Classifier-free guidance w.
         num_samples (int, optional): Masks sampled per RoI (> 1 gives
             ``mask_uncertainty``).
+        trajectory_every (int, optional): Keep every n-th step of the first
+            chunk's reverse chain in ``mask_head.last_trajectory``.
 
     Returns:
         dict: The sampler settings now in use.
@@ -43,7 +46,10 @@ def set_test_sampler(model,
                          'roi_head.mask_head is a DiffusionMaskHead, got '
                          f'{type(head).__name__}')
     settings = dict(
-        steps=steps, guidance_weight=guidance_weight, num_samples=num_samples)
+        steps=steps,
+        guidance_weight=guidance_weight,
+        num_samples=num_samples,
+        trajectory_every=trajectory_every)
     head.set_sampler(**{k: v for k, v in settings.items() if v is not None})
     return dict(head.sampler_cfg)
 

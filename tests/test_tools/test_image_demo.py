@@ -152,12 +152,13 @@ def test_image_demo_writes_picture_json_and_uncertainty(trained, tmp_path):
             trained['image'], trained['config'], '--weights',
             trained['checkpoint'], '--out-dir',
             str(out_dir), '--device', 'cpu', '--pred-score-thr', '0',
-            '--num-samples', '3', '--steps', '1', '--print-result'
+            '--num-samples', '3', '--steps', '1', '--print-result',
+            '--save-trajectory'
         ],
         cwd=str(tmp_path))
     assert proc.returncode == 0, describe(proc)
     for name in ('vis/query.png', 'vis/query_uncertainty.png',
-                 'preds/query.json'):
+                 'vis/query_trajectory.png', 'preds/query.json'):
         assert (out_dir / name).is_file(), (name, describe(proc))
     pred = json.loads((out_dir / 'preds' / 'query.json').read_text())
     assert set(pred) >= {'labels', 'scores', 'bboxes', 'masks'}
@@ -178,6 +179,14 @@ def test_image_demo_writes_picture_json_and_uncertainty(trained, tmp_path):
     assert picture.shape == heat.shape == image.shape
     assert not np.array_equal(picture, image)  # boxes and masks drawn
     assert not np.array_equal(heat, image)  # the heat map is drawn
+    # the sampler hook's panel: two rows per instance (3 detections), one
+    # column for the single step and one for the mask
+    from mmdet_maskdiff.visualization.trajectory_panel import (HEADER, LABEL,
+                                                               RIGHT)
+    panel = mmcv.imread(
+        str(out_dir / 'vis' / 'query_trajectory.png'), flag='grayscale')
+    cell = 16 * 3 + 2  # 16-px masks, scaled 3x to fit 56 px, 2-px gutter
+    assert panel.shape == (HEADER + 3 * 2 * cell, LABEL + 2 * cell + RIGHT)
 
 
 def test_image_demo_bad_inputs_one_line_each_others_processed(
