@@ -8,7 +8,7 @@ import torch
 from mmengine.logging import MMLogger
 
 import mmdet_maskdiff  # noqa: F401
-from mmdet_maskdiff.datasets import FewShotCocoDataset
+from mmdet_maskdiff.datasets import FewShotCocoDataset, SupportBank
 from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
 from mmdet_maskdiff.engine.hooks import SupportSetHook
 
@@ -228,3 +228,68 @@ def test_check_sample_can_be_turned_off(synthetic_data):
         dataset=k_shot_cfg(synthetic_data), crop_size=CROP, check_sample=False)
     hook.before_train(runner)
     assert len(runner.model.banks) == 1
+
+
+def _rank_worker(rank, world_size, port, paths, out_dir, few_shot_root):
+    """One process of a 2-process gloo group: build the test bank through
+    the hook; rank 1 must not decode any image."""
+    import os
+    import pickle
+
+    import torch.distributed as dist
+
+    from mmdet_maskdiff.engine.hooks import support_set_hook
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=world_size)
+    if rank == 1:
+
+        def refuse(*args, **kwargs):
+            raise AssertionError('rank 1 decoded the support images')
+
+        support_set_hook.build_support_bank = refuse
+    hook = SupportSetHook(
+        dataset=dict(k_shot_cfg(paths), few_shot_root=few_shot_root),
+        crop_size=CROP)
+    try:
+        result = hook.test_bank()
+    except Exception as exc:
+        result = f'{type(exc).__name__}: {exc}'
+    with open(os.path.join(out_dir, f'rank{rank}.pkl'), 'wb') as f:
+        pickle.dump(result, f)
+    dist.destroy_process_group()
+
+
+def _run_two_ranks(tmp_path, paths, few_shot_root):
+    import pickle
+
+    import socket
+
+    import torch.multiprocessing as mp
+    with socket.socket() as sock:  # a free port for the process group
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    mp.spawn(
+        _rank_worker,
+        args=(2, port, paths, str(tmp_path), few_shot_root),
+        nprocs=2)
+    results = []
+    for rank in range(2):
+        with open(tmp_path / f'rank{rank}.pkl', 'rb') as f:
+            results.append(pickle.load(f))
+    return results
+
+
+@pytest.mark.slow
+def test_bank_is_built_on_rank_0_and_shared(synthetic_data, tmp_path):
+    """Distributed: rank 0 reads the images (with a progress bar), the
+    other ranks get its bank; an error on rank 0 stops every rank."""
+    ours, theirs = _run_two_ranks(tmp_path, synthetic_data, 'few_shot')
+    assert isinstance(ours, SupportBank) and len(ours) == 8
+    assert isinstance(theirs, SupportBank), theirs
+    for name in ('crops', 'masks', 'labels', 'img_ids'):
+        assert torch.equal(getattr(ours, name), getattr(theirs, name))
+    assert theirs.class_names == ours.class_names
+
+    ours, theirs = _run_two_ranks(tmp_path, synthetic_data, 'nowhere')
+    assert ours.startswith('FileNotFoundError') and 'nowhere' in ours
+    assert theirs == ours

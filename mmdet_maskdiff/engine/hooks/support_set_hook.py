@@ -1,7 +1,8 @@
 """Builds the K-shot support bank and hands it to the model."""
 import json
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional, Union
 
+from mmengine.dist import broadcast_object_list, get_rank, get_world_size
 from mmengine.hooks import Hook
 
 from mmdet.registry import DATASETS, HOOKS
@@ -92,6 +93,31 @@ class SupportSetHook(Hook):
 
     def _build(self, dataset, max_per_class: Optional[int],
                on_invalid: str) -> SupportBank:
+        """Build a bank on rank 0 (with a progress bar) and share it.
+
+        Reading and cropping the support instances (up to
+        ``max_train_per_class`` x the classes on COCO) is done once, by
+        global rank 0; the other ranks receive the bank with
+        ``broadcast_object_list`` instead of decoding the images again. An
+        error on rank 0 is raised on every rank. Every rank calls this at
+        the same points (the hook's stages), as collectives require.
+        """
+        if get_world_size() == 1:
+            return self._build_here(dataset, max_per_class, on_invalid)
+        shared: List[Union[SupportBank, Exception, None]] = [None]
+        if get_rank() == 0:
+            try:
+                shared[0] = self._build_here(dataset, max_per_class,
+                                             on_invalid)
+            except Exception as exc:  # every rank must leave the collective
+                shared[0] = exc
+        broadcast_object_list(shared, src=0)
+        if isinstance(shared[0], Exception):
+            raise shared[0]
+        return shared[0]
+
+    def _build_here(self, dataset, max_per_class: Optional[int],
+                    on_invalid: str) -> SupportBank:
         if isinstance(dataset, dict):
             dataset = DATASETS.build(dataset)
         if hasattr(dataset, 'full_init'):
@@ -102,7 +128,8 @@ class SupportSetHook(Hook):
             context=self.context,
             max_per_class=max_per_class,
             seed=self.seed,
-            on_invalid=on_invalid)
+            on_invalid=on_invalid,
+            progress=True)
 
     def test_bank(self) -> SupportBank:
         """The test-time support bank (built on first use)."""
