@@ -387,8 +387,9 @@ def build_support_bank(dataset,
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     crops, masks, labels, img_ids = [], [], [], []
     num_skipped = 0
-    bar = (ProgressBar(len(by_image), file=sys.stdout)
-           if progress and by_image else None)
+    bar = (
+        ProgressBar(len(by_image), file=sys.stdout)
+        if progress and by_image else None)
     for idx, items in by_image.items():
         info = dataset.get_data_info(idx)
         path, height, width = info['img_path'], info['height'], info['width']
