@@ -3,59 +3,20 @@ so ``init_detector``, ``DetInferencer`` and ``tools/image_demo.py`` predict
 with no hook and no dataset on disk — the same masks as the Runner's test
 loop — and bad input gets one line.
 
-One tiny stage-2 model (coco_1shot.py at CPU scale, 2 iterations) is trained
-with tools/train.py and tested with tools/test.py on its own copy of the
-synthetic dataset, which is then deleted.
+The tiny stage-2 model of conftest.py (``stage2_model``) is used with its
+dataset moved away.
 """
 import json
-import os.path as osp
+import os
 import pickle
-import shutil
 import sys
 
 import numpy as np
 import pytest
 import torch
-from _tool_helpers import REPO, TINY_CONFIG, describe, run, run_tool
+from _tool_helpers import TINY_CONFIG, describe, run, run_tool, write_config
 
 pytestmark = pytest.mark.slow
-
-#: the tiny model of tests/test_models/conftest.py, and test settings that
-#: give detections (score_thr 0) and batch-independent noise (batch size 1)
-TINY = {
-    'model.roi_head.mask_head.mask_size': 16,
-    'model.roi_head.mask_head.num_timesteps': 100,
-    'model.roi_head.mask_head.denoiser.channel_mults': (1, 2),
-    'model.roi_head.mask_head.denoiser.num_res_blocks': 1,
-    'model.roi_head.mask_head.denoiser.attention_channels': (32, ),
-    'model.train_cfg.rcnn.mask_size': 16,
-    'model.train_cfg.rcnn.sampler.num': 32,
-    'model.train_cfg.rpn_proposal.nms_pre': 200,
-    'model.train_cfg.rpn_proposal.max_per_img': 50,
-    'model.test_cfg.rpn.nms_pre': 200,
-    'model.test_cfg.rpn.max_per_img': 30,
-    'model.test_cfg.rcnn.max_per_img': 3,
-    'model.test_cfg.rcnn.score_thr': 0.0,
-    'test_dataloader.batch_size': 1,
-    'train_cfg.val_interval': 1000,
-    'custom_hooks.0.crop_size': 32,
-    'custom_hooks.1.save_trajectory': False,
-}
-
-
-def write_config(path, data_root, **extra):
-    """coco_1shot.py at CPU scale on ``data_root``, as one config file."""
-    from mmengine.config import Config
-
-    from mmdet_maskdiff.demo.cpu_scale import cpu_scale_options
-    cfg = Config.fromfile(
-        osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py'))
-    cfg.merge_from_dict(
-        cpu_scale_options(
-            cfg, data_root, max_iters=2, batch_size=2, load_from=None))
-    cfg.merge_from_dict(dict(TINY, **extra))
-    cfg.dump(path)
-    return path
 
 
 def decode(rles):
@@ -64,53 +25,25 @@ def decode(rles):
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    """Train and test the tiny model; keep one test image; delete the data.
+def trained(stage2_model):
+    """The tiny stage-2 model with its dataset moved away (restored after
+    this module): inference must not need it.
 
     Returns:
-        dict: ``config``, ``checkpoint``, ``image`` (a copy of a test image)
-        and ``runner_masks`` (bool (n, H, W): the test loop's masks of it).
+        dict: ``stage2_model``'s keys and ``runner_masks`` (bool (n, H, W):
+        the test loop's masks of ``image``).
     """
-    from mmdet_maskdiff.datasets.synthetic_fsis import make_synthetic_fsis
-    base = tmp_path_factory.mktemp('stage2')
-    data_root = str(base / 'data')
-    make_synthetic_fsis(
-        data_root,
-        num_train_images=16,
-        num_test_images=4,
-        shots=(1, ),
-        seeds=(0, ))
-    config = write_config(str(base / 'tiny_coco_1shot.py'), data_root)
-    work_dir = str(base / 'work_dir')
-    proc = run_tool(
-        'train.py', [config, '--work-dir', work_dir],
-        cwd=str(base),
-        timeout=600)
-    assert proc.returncode == 0, describe(proc)
-    checkpoint = osp.join(work_dir, 'iter_2.pth')
-
-    dump = str(base / 'runner.pkl')
-    proc = run_tool(
-        'test.py', [
-            config, checkpoint, '--out', dump, '--work-dir',
-            str(base / 'test_dir')
-        ],
-        cwd=str(base),
-        timeout=600)
-    assert proc.returncode == 0, describe(proc)
-    with open(dump, 'rb') as f:
+    with open(stage2_model['runner_pkl'], 'rb') as f:
         first = pickle.load(f)[0]
-    image = str(base / 'query.png')
-    shutil.copy(first['img_path'], image)
-    shutil.rmtree(data_root)  # inference below must not need the data
     masks = decode(first['pred_instances']['masks'])
     assert len(masks) > 0 and masks.any()
-    return dict(
-        base=base,
-        config=config,
-        checkpoint=checkpoint,
-        image=image,
-        runner_masks=masks)
+    data_root = stage2_model['data_root']
+    hidden = data_root + '.hidden'
+    os.rename(data_root, hidden)
+    try:
+        yield dict(stage2_model, runner_masks=masks)
+    finally:
+        os.rename(hidden, data_root)
 
 
 INFER = r'''
