@@ -122,7 +122,16 @@ def test_other_class_list_cannot_replace_the_stored_set(
         class_names=tuple(f'x{i}' for i in range(support_bank.num_classes)))
     with pytest.raises(ValueError, match='support set classes differ'):
         model.set_support_bank(renamed)
-    model.set_support_bank(support_bank)  # same class list: replaced
+    assert model.roi_head._require_bank() is model.roi_head.stored_support.bank
+
+
+def test_a_given_bank_overrides_the_stored_one(build_model, support_bank):
+    """SupportSetHook's set (or use_config_support_set) replaces the
+    checkpoint's at test time when its class list is the same."""
+    model = stored_model(build_model, support_bank)
+    other = first_shots(support_bank, 1)  # another K-shot sample
+    model.set_support_bank(other)
+    assert model.roi_head._require_bank() is other
 
 
 def test_no_support_set_says_how_to_fix_it(build_model, test_batch):
