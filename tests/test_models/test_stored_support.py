@@ -154,8 +154,7 @@ def test_stored_set_is_not_a_training_pool(build_model, support_bank,
         model(**data, mode='loss')
 
 
-def test_config_support_set_replaces_the_stored_one(build_model,
-                                                    support_bank,
+def test_config_support_set_replaces_the_stored_one(build_model, support_bank,
                                                     maskdiff_cfg):
     """use_config_support_set: the K-shot set of the config's hook becomes
     the model's, also in later checkpoints."""
@@ -168,8 +167,7 @@ def test_config_support_set_replaces_the_stored_one(build_model,
     assert 'roi_head.support_set.crops' in model.state_dict()
 
 
-def test_config_without_support_set_hook_is_named(build_model,
-                                                  maskdiff_cfg):
+def test_config_without_support_set_hook_is_named(build_model, maskdiff_cfg):
     from mmdet_maskdiff.apis import use_config_support_set
     cfg = copy.deepcopy(maskdiff_cfg)
     cfg.custom_hooks = []
