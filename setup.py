@@ -1,6 +1,7 @@
 """Package build hook: ship ``configs/`` and ``tools/`` inside the wheel.
 
-``mim train/test mmdet_maskdiff <config>`` looks for configs and tools under
+``mim train/test mmdet_maskdiff <config>`` looks for configs and tools (and
+``mim search`` for ``model-index.yml``) under
 ``<site-packages>/mmdet_maskdiff/.mim/`` (OpenMMLab's convention). The copy is
 made in the build directory only, so the source tree keeps a single copy.
 Editable installs (PEP 660) have no such directory: use a regular
@@ -14,6 +15,8 @@ from setuptools.command.build_py import build_py
 
 ROOT = osp.dirname(osp.abspath(__file__))
 MIM_DIRS = ('configs', 'tools')
+#: read by `mim search` from .mim/ (configs/*/metafile.yml come with configs)
+MIM_FILES = ('model-index.yml', )
 
 
 class BuildPyWithMim(build_py):
@@ -32,6 +35,8 @@ class BuildPyWithMim(build_py):
                 osp.join(ROOT, name),
                 target,
                 ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        for name in MIM_FILES:
+            shutil.copy2(osp.join(ROOT, name), osp.join(mim_root, name))
 
 
 setup(cmdclass={'build_py': BuildPyWithMim})

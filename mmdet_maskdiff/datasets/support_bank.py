@@ -7,6 +7,7 @@ initialised mmdet dataset (typically a :class:`FewShotCocoDataset` in K-shot
 mode). The bank is plain tensors: no model code is imported here.
 """
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from mmengine.fileio import get
 from mmengine.logging import print_log
+from mmengine.utils import ProgressBar
 from pycocotools import mask as mask_util
 from torch import Tensor
 
@@ -352,7 +354,8 @@ def build_support_bank(dataset,
                        context: float = 0.1,
                        max_per_class: Optional[int] = None,
                        seed: int = 0,
-                       on_invalid: str = 'raise') -> SupportBank:
+                       on_invalid: str = 'raise',
+                       progress: bool = False) -> SupportBank:
     """Crop every non-ignored instance of a dataset into a support bank.
 
     Each instance is cropped around its annotated box enlarged by
@@ -379,6 +382,8 @@ def build_support_bank(dataset,
             area, polygon outside the image, RLE of another size).
             K-shot files are checked when loaded, so ``'raise'`` suits them;
             ``'skip'`` suits a large pool such as the base-training set.
+        progress (bool): Show a progress bar over the images read (mmengine's
+            ``ProgressBar``, on stdout). Defaults to False.
 
     Returns:
         SupportBank: with ``class_names = dataset.metainfo['classes']``.
@@ -408,6 +413,9 @@ def build_support_bank(dataset,
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     crops, masks, labels, img_ids = [], [], [], []
     num_skipped = 0
+    bar = (
+        ProgressBar(len(by_image), file=sys.stdout)
+        if progress and by_image else None)
     for idx, items in by_image.items():
         info = dataset.get_data_info(idx)
         path, height, width = info['img_path'], info['height'], info['width']
@@ -450,6 +458,10 @@ def build_support_bank(dataset,
             masks.append((warped >= 0.5).astype(np.uint8)[None])
             labels.append(label)
             img_ids.append(int(info['img_id']))
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.file.write('\n')
 
     if crops:
         crops_t = torch.from_numpy(np.ascontiguousarray(np.stack(crops)))

@@ -323,3 +323,25 @@ def test_metadata_bank_selects_what_the_real_bank_crops(drawn):
         assert torch.equal(real.labels, meta.labels)
         assert torch.equal(real.img_ids, meta.img_ids)
         assert meta.crops.shape[1:] == (3, 1, 1)
+
+
+def test_progress_bar_counts_the_images(synthetic_data, capsys):
+    """``progress=True``: one mmengine progress bar over the images read."""
+    from mmdet_maskdiff.datasets import FewShotCocoDataset
+    dataset = FewShotCocoDataset(
+        data_root=synthetic_data['root'],
+        ann_file='annotations/instances_test.json',
+        data_prefix=dict(img='images/test/'),
+        class_splits='synthetic',
+        pipeline=[])
+    dataset.full_init()
+    num_images = len({
+        i
+        for i in range(len(dataset)) if dataset.get_data_info(i)['instances']
+    })
+    capsys.readouterr()
+    build_support_bank(dataset, crop_size=8, progress=True)
+    out = capsys.readouterr().out
+    assert f'{num_images}/{num_images}' in out
+    build_support_bank(dataset, crop_size=8)
+    assert 'elapsed' not in capsys.readouterr().out  # off by default

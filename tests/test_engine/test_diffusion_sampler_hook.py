@@ -13,6 +13,8 @@ import mmdet_maskdiff  # noqa: F401
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet_maskdiff.engine.hooks import DiffusionSamplerHook
 from mmdet_maskdiff.models import DiffusionMaskHead, MaskCondition
+from mmdet_maskdiff.visualization.trajectory_panel import (HEADER, LABEL, NAME,
+                                                           RIGHT)
 
 M = 16
 
@@ -126,6 +128,16 @@ def test_settings_are_added_to_the_metrics(tmp_path, stage):
     getattr(hook, f'after_{stage}_epoch')(runner, None)  # no metrics: no-op
 
 
+def detections(labels, scores):
+    """One DetDataSample-like output per image with these detections."""
+    return [
+        SimpleNamespace(
+            pred_instances=SimpleNamespace(
+                labels=torch.tensor(lab), scores=torch.tensor(sc)))
+        for lab, sc in zip(labels, scores)
+    ]
+
+
 @pytest.mark.parametrize('stage', ['val', 'test'])
 def test_trajectory_panel(tmp_path, stage):
     runner = fake_runner(tmp_path)
@@ -138,23 +150,37 @@ def test_trajectory_panel(tmp_path, stage):
     getattr(hook, f'before_{stage}_epoch')(runner)
     assert head.sampler_cfg['trajectory_every'] == 1
     probs = head.predict(condition(3))['probs']  # the first batch
-    getattr(hook, f'after_{stage}_iter')(runner, 0)
+    outputs = detections([[2, 0], [1]], [[0.9, 0.5], [0.25]])
+    getattr(hook, f'after_{stage}_iter')(runner, 0, None, outputs)
 
     path = osp.join(str(tmp_path), 'trajectory', f'{stage}_7.png')
     assert hook.saved_paths == [path] and osp.isfile(path)
     panel = mmcv.imread(path, flag='grayscale')
     cell = M * 2 + 2  # 2x upscaled 16-px tiles, 2-px gutter
-    # rows: 2 RoIs; columns: y_T, y_t of the 2 later steps, the mask
-    assert panel.shape == (2 * cell, 4 * cell)
-    assert np.all(panel[:, cell - 2:cell] == 255)  # gutter
-    first = head.last_trajectory['x_t'][:2, 0, 0]
+    top, left = HEADER, LABEL  # column titles above, row titles left
+    # per RoI two rows (x_t, predicted x_0); columns: y_T, the 2 later
+    # steps, the mask
+    assert panel.shape == (top + 2 * 2 * cell, left + 4 * cell + RIGHT)
+    assert np.all(panel[top:top + cell - 2,
+                        left + cell - 2:left + cell] == 255)  # gutter
+    trajectory = head.last_trajectory
     for row in range(2):
-        tile = panel[row * cell:row * cell + 2 * M:2, 0:2 * M:2]
-        expected = ((first[row].clamp(-1, 1) + 1) * 127.5).byte().numpy()
-        assert np.array_equal(tile, expected)  # y_T, as sampled
-        last = panel[row * cell:row * cell + 2 * M:2,
-                     3 * cell:3 * cell + 2 * M:2]
+        y = top + row * 2 * cell
+        for s in range(3):
+            x = left + s * cell
+            for sub, key in enumerate(('x_t', 'pred_x0')):
+                tile = panel[y + sub * cell:y + sub * cell + 2 * M:2,
+                             x:x + 2 * M:2]
+                value = trajectory[key][row, s, 0]
+                expected = ((value.clamp(-1, 1) + 1) * 127.5).round()
+                assert np.array_equal(tile, expected.byte().numpy())
+        last = panel[y:y + 2 * M:2, left + 3 * cell:left + 3 * cell + 2 * M:2]
         assert np.array_equal(last > 127, probs[row, 0].numpy() > 0.5)
+        # the row title (class, score) is drawn left of the tiles
+        assert panel[y:y + 2 * cell, :left - NAME].min() < 128
+    for col in range(4):  # a title above every column
+        assert panel[:top,
+                     left + col * cell:left + (col + 1) * cell].min() < 128
 
     # later batches run without trajectory capture and write nothing
     assert head.sampler_cfg['trajectory_every'] is None
@@ -162,6 +188,21 @@ def test_trajectory_panel(tmp_path, stage):
     assert head.last_trajectory is None
     getattr(hook, f'after_{stage}_iter')(runner, 1)
     assert hook.saved_paths == [path]
+
+
+def test_row_titles_are_the_detections_in_roi_order(tmp_path):
+    """Rows are titled with class and score of the RoIs the head sampled:
+    the batch's detections, image after image."""
+    runner = fake_runner(tmp_path)
+    runner.val_dataloader = SimpleNamespace(
+        dataset=SimpleNamespace(metainfo=dict(classes=('a', 'b', 'c'))))
+    outputs = detections([[2, 0], [1]], [[0.9, 0.5], [0.25]])
+    assert DiffusionSamplerHook._row_labels(
+        runner, 'val', outputs) == ['c\n0.90', 'a\n0.50', 'b\n0.25']
+    # no class names anywhere: indices
+    assert DiffusionSamplerHook._row_labels(runner, 'test',
+                                            outputs)[0] == ('class 2\n0.90')
+    assert DiffusionSamplerHook._row_labels(runner, 'val', None) is None
 
 
 def test_no_panel_without_save_trajectory(tmp_path):

@@ -1,4 +1,5 @@
 """SupportSetHook with a fake runner on the synthetic dataset."""
+import json
 from collections import Counter
 from types import SimpleNamespace
 
@@ -7,7 +8,7 @@ import torch
 from mmengine.logging import MMLogger
 
 import mmdet_maskdiff  # noqa: F401
-from mmdet_maskdiff.datasets import FewShotCocoDataset
+from mmdet_maskdiff.datasets import FewShotCocoDataset, SupportBank
 from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
 from mmdet_maskdiff.engine.hooks import SupportSetHook
 
@@ -19,9 +20,13 @@ class FakeModel:
 
     def __init__(self):
         self.banks = []
+        self.stored = []
 
     def set_support_bank(self, bank):
         self.banks.append(bank)
+
+    def store_support_set(self, bank, info):
+        self.stored.append((bank, info))
 
 
 def dataset_cfg(paths, **kwargs):
@@ -96,6 +101,34 @@ def test_banks_for_train_val_and_test(synthetic_data):
     assert len(model.banks) == 4
 
 
+def test_checkpoints_get_the_test_bank_from_the_start(synthetic_data):
+    """Before training, the model is given the K-shot test bank to keep
+    with its weights (so every checkpoint carries it), with its
+    provenance; a test run gives it again."""
+    runner = fake_runner(synthetic_data)
+    hook = SupportSetHook(
+        dataset=k_shot_cfg(synthetic_data), crop_size=CROP, context=0.2)
+    model = runner.model
+    hook.before_train(runner)
+    assert len(model.stored) == 1
+    bank, info = model.stored[0]
+    assert bank is hook.test_bank()
+    assert bank is not model.banks[-1]  # training uses the pool
+    assert info == dict(
+        crop_size=CROP,
+        context=0.2,
+        dataset=dict(
+            type='FewShotCocoDataset',
+            ann_file='annotations/instances_train.json',
+            few_shot_root='few_shot',
+            seed=0,
+            num_base_shots=1,
+            num_novel_shots=1,
+            class_splits=json.loads(json.dumps(SYNTHETIC_CLASS_SPLITS))))
+    hook.before_test(runner)
+    assert model.stored[-1][0] is bank and model.banks[-1] is bank
+
+
 def test_test_bank_crops_are_the_k_shot_instances(synthetic_data):
     """The test bank holds exactly the K-shot file's instances."""
     runner = fake_runner(synthetic_data, with_train_loader=False)
@@ -154,9 +187,10 @@ def stage2_runner(paths, **k_shot_overrides):
     novel = dict(k_shot_cfg(paths), num_base_shots=0)
     novel.update(k_shot_overrides)
     members = [
-        FewShotCocoDataset(**{k: v
-                              for k, v in cfg.items() if k != 'type'})
-        for cfg in (base, novel)
+        FewShotCocoDataset(**{
+            k: v
+            for k, v in cfg.items() if k != 'type'
+        }) for cfg in (base, novel)
     ]
     runner.train_dataloader = SimpleNamespace(dataset=ConcatDataset(members))
     return runner
@@ -173,8 +207,8 @@ def test_same_k_shot_sample_passes(synthetic_data):
     (dict(seed=1), 'seed=1, num_novel_shots=1'),
     (dict(num_novel_shots=2), 'seed=0, num_novel_shots=2'),
 ])
-def test_training_and_support_from_other_samples_raise(
-        synthetic_data, override, train_says):
+def test_training_and_support_from_other_samples_raise(synthetic_data,
+                                                       override, train_says):
     """The seed (or K) overridden in one place only must not silently train
     on one K-shot sample and condition on another."""
     runner = stage2_runner(synthetic_data, **override)
@@ -194,3 +228,68 @@ def test_check_sample_can_be_turned_off(synthetic_data):
         dataset=k_shot_cfg(synthetic_data), crop_size=CROP, check_sample=False)
     hook.before_train(runner)
     assert len(runner.model.banks) == 1
+
+
+def _rank_worker(rank, world_size, port, paths, out_dir, few_shot_root):
+    """One process of a 2-process gloo group: build the test bank through
+    the hook; rank 1 must not decode any image."""
+    import os
+    import pickle
+
+    import torch.distributed as dist
+
+    from mmdet_maskdiff.engine.hooks import support_set_hook
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=world_size)
+    if rank == 1:
+
+        def refuse(*args, **kwargs):
+            raise AssertionError('rank 1 decoded the support images')
+
+        support_set_hook.build_support_bank = refuse
+    hook = SupportSetHook(
+        dataset=dict(k_shot_cfg(paths), few_shot_root=few_shot_root),
+        crop_size=CROP)
+    try:
+        result = hook.test_bank()
+    except Exception as exc:
+        result = f'{type(exc).__name__}: {exc}'
+    with open(os.path.join(out_dir, f'rank{rank}.pkl'), 'wb') as f:
+        pickle.dump(result, f)
+    dist.destroy_process_group()
+
+
+def _run_two_ranks(tmp_path, paths, few_shot_root):
+    import pickle
+
+    import socket
+
+    import torch.multiprocessing as mp
+    with socket.socket() as sock:  # a free port for the process group
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    mp.spawn(
+        _rank_worker,
+        args=(2, port, paths, str(tmp_path), few_shot_root),
+        nprocs=2)
+    results = []
+    for rank in range(2):
+        with open(tmp_path / f'rank{rank}.pkl', 'rb') as f:
+            results.append(pickle.load(f))
+    return results
+
+
+@pytest.mark.slow
+def test_bank_is_built_on_rank_0_and_shared(synthetic_data, tmp_path):
+    """Distributed: rank 0 reads the images (with a progress bar), the
+    other ranks get its bank; an error on rank 0 stops every rank."""
+    ours, theirs = _run_two_ranks(tmp_path, synthetic_data, 'few_shot')
+    assert isinstance(ours, SupportBank) and len(ours) == 8
+    assert isinstance(theirs, SupportBank), theirs
+    for name in ('crops', 'masks', 'labels', 'img_ids'):
+        assert torch.equal(getattr(ours, name), getattr(theirs, name))
+    assert theirs.class_names == ours.class_names
+
+    ours, theirs = _run_two_ranks(tmp_path, synthetic_data, 'nowhere')
+    assert ours.startswith('FileNotFoundError') and 'nowhere' in ours
+    assert theirs == ours

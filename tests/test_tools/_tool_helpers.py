@@ -70,3 +70,43 @@ def scalar_metrics(work_dir: str) -> Dict[str, float]:
     assert found, f'no metrics json under {work_dir}'
     with open(found[-1], encoding='utf-8') as f:
         return json.loads(f.read().strip().splitlines()[-1])
+
+
+#: the tiny model of tests/test_models/conftest.py, and test settings that
+#: give detections (score_thr 0) and batch-independent noise (batch size 1)
+TINY = {
+    'model.roi_head.mask_head.mask_size': 16,
+    'model.roi_head.mask_head.num_timesteps': 100,
+    'model.roi_head.mask_head.denoiser.channel_mults': (1, 2),
+    'model.roi_head.mask_head.denoiser.num_res_blocks': 1,
+    'model.roi_head.mask_head.denoiser.attention_channels': (32, ),
+    'model.train_cfg.rcnn.mask_size': 16,
+    'model.train_cfg.rcnn.sampler.num': 32,
+    'model.train_cfg.rpn_proposal.nms_pre': 200,
+    'model.train_cfg.rpn_proposal.max_per_img': 50,
+    'model.test_cfg.rpn.nms_pre': 200,
+    'model.test_cfg.rpn.max_per_img': 30,
+    'model.test_cfg.rcnn.max_per_img': 3,
+    'model.test_cfg.rcnn.score_thr': 0.0,
+    'test_dataloader.batch_size': 1,
+    'train_cfg.val_interval': 1000,
+    'custom_hooks.0.crop_size': 32,
+    'custom_hooks.1.save_trajectory': False,
+    'default_hooks.logger.interval': 1,  # a loss in the log of 2 iterations
+    'log_processor.window_size': 1,
+}
+
+
+def write_config(path, data_root, **extra):
+    """coco_1shot.py at CPU scale on ``data_root``, as one config file."""
+    from mmengine.config import Config
+
+    from mmdet_maskdiff.demo.cpu_scale import cpu_scale_options
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py'))
+    cfg.merge_from_dict(
+        cpu_scale_options(
+            cfg, data_root, max_iters=2, batch_size=2, load_from=None))
+    cfg.merge_from_dict(dict(TINY, **extra))
+    cfg.dump(path)
+    return path

@@ -19,7 +19,8 @@ from _tool_helpers import REPO, TINY_CONFIG, describe, run, tool_env
 pytestmark = pytest.mark.slow
 
 SOURCES = ('setup.py', 'setup.cfg', 'pyproject.toml', 'MANIFEST.in',
-           'README.md', 'mmdet_maskdiff', 'configs', 'tools')
+           'README.md', 'model-index.yml', 'mmdet_maskdiff', 'configs',
+           'tools')
 IGNORE = shutil.ignore_patterns('__pycache__', '*.pyc', '.mim', '*.egg-info',
                                 'build', 'work_dirs')
 
@@ -89,6 +90,25 @@ def test_mim_resolves_installed_copy(installed, tmp_path):
     assert found == 'True'
     assert osp.realpath(path) == package
     assert osp.realpath(module) == osp.join(package, '__init__.py')
+
+
+def test_mim_search_lists_every_config(installed, tmp_path):
+    """``mim search mmdet_maskdiff`` reads the shipped model-index.yml and
+    lists one model per config of configs/maskdiff (no weights yet)."""
+    proc = run([_mim(), 'search', 'mmdet_maskdiff'],
+               str(tmp_path),
+               env=_env(installed))
+    assert proc.returncode == 0, describe(proc)
+    listed = sorted(line.split(':', 1)[1].strip()
+                    for line in proc.stdout.splitlines()
+                    if line.startswith('config id:'))
+    configs = sorted(name[:-3] for name in os.listdir(
+        osp.join(REPO, 'configs', 'maskdiff')) if name.endswith('.py'))
+    expected = sorted(
+        name if name.startswith('maskdiff_') else f'maskdiff_{name}'
+        for name in configs)
+    assert listed == expected, describe(proc)
+    assert 'weight' not in proc.stdout  # the fields are empty for now
 
 
 def test_mim_test_finds_config_by_name(installed, tmp_path):

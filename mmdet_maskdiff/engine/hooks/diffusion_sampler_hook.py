@@ -1,6 +1,6 @@
 """Test-time settings of the diffusion sampler, and trajectory panels."""
 import os.path as osp
-from typing import Optional
+from typing import Optional, Sequence
 
 import mmcv
 import numpy as np
@@ -8,6 +8,7 @@ import torch
 from mmengine.hooks import Hook
 
 from mmdet.registry import HOOKS
+from mmdet_maskdiff.visualization import roi_labels, trajectory_panel
 from .runner_model import unwrap_model
 
 
@@ -75,7 +76,11 @@ class DiffusionSamplerHook(Hook):
             for k, v in head.sampler_cfg.items() if k != 'trajectory_every'
         }
 
-    def _after_first_batch(self, runner, batch_idx: int, mode: str) -> None:
+    def _after_first_batch(self,
+                           runner,
+                           batch_idx: int,
+                           mode: str,
+                           outputs=None) -> None:
         if not self.save_trajectory or batch_idx != 0:
             return
         head = self._mask_head(runner)
@@ -85,29 +90,46 @@ class DiffusionSamplerHook(Hook):
             return
         out_dir = osp.join(runner.log_dir, 'trajectory')
         path = osp.join(out_dir, f'{mode}_{runner.iter}.png')
-        mmcv.imwrite(self.render(trajectory), path)
+        mmcv.imwrite(
+            self.render(trajectory, self._row_labels(runner, mode, outputs)),
+            path)
         self.saved_paths.append(path)
         runner.logger.info(f'DiffusionSamplerHook: trajectory saved to {path}')
 
-    def render(self, trajectory: dict) -> np.ndarray:
-        """Panel of y_t: (rows · cell, (steps + 1) · cell) uint8 grey image;
-        the last column is the sampled mask (the x̂_0 of the final step, which
-        is what the samplers return)."""
-        rois = self.num_trajectory_rois
-        noisy = trajectory['x_t'][:rois, :, 0]
-        sampled = trajectory['pred_x0'][:rois, -1:, 0]
-        x_t = torch.cat([noisy, sampled], dim=1)
-        x_t = ((x_t.clamp(-1, 1) + 1) * 127.5).byte().cpu().numpy()
-        rows, steps, side = x_t.shape[0], x_t.shape[1], x_t.shape[-1]
-        scale = max(1, self.cell_size // side)
-        cell = side * scale + 2
-        panel = np.full((rows * cell, steps * cell), 255, np.uint8)
-        for r in range(rows):
-            for s in range(steps):
-                tile = np.kron(x_t[r, s], np.ones((scale, scale), np.uint8))
-                panel[r * cell:r * cell + cell - 2,
-                      s * cell:s * cell + cell - 2] = tile
-        return panel
+    def render(self,
+               trajectory: dict,
+               row_labels: Optional[Sequence[str]] = None) -> np.ndarray:
+        """The labelled panel of :func:`trajectory_panel` (uint8 grey):
+        rows x_t and predicted x_0 per RoI (titled ``row_labels``), columns
+        the kept steps t and the final mask."""
+        return trajectory_panel(
+            trajectory,
+            row_labels,
+            num_rois=self.num_trajectory_rois,
+            cell_size=self.cell_size)
+
+    @staticmethod
+    def _row_labels(runner, mode: str, outputs) -> Optional[list]:
+        """Class and score of the RoIs in the order the head sampled them
+        (the batch's detections, image after image)."""
+        if not outputs:
+            return None
+        try:
+            labels = torch.cat([s.pred_instances.labels for s in outputs])
+            scores = torch.cat([s.pred_instances.scores for s in outputs])
+        except (AttributeError, TypeError):
+            return None
+        classes = getattr(unwrap_model(runner), 'dataset_meta', None)
+        classes = (classes or {}).get('classes')
+        if classes is None:
+            loader = getattr(runner, f'{mode}_dataloader', None)
+            meta = getattr(getattr(loader, 'dataset', None), 'metainfo', {})
+            classes = meta.get('classes')
+        # the trajectory holds the first chunk of RoIs (then other samples)
+        chunk = unwrap_model(runner).roi_head.mask_head.sampler_cfg.get(
+            'chunk_size')
+        return roi_labels(labels.tolist()[:chunk],
+                          scores.tolist()[:chunk], classes)
 
     def _after_run(self, runner, metrics: Optional[dict]) -> None:
         if metrics is None:
@@ -127,14 +149,14 @@ class DiffusionSamplerHook(Hook):
                        batch_idx,
                        data_batch=None,
                        outputs=None) -> None:
-        self._after_first_batch(runner, batch_idx, 'val')
+        self._after_first_batch(runner, batch_idx, 'val', outputs)
 
     def after_test_iter(self,
                         runner,
                         batch_idx,
                         data_batch=None,
                         outputs=None) -> None:
-        self._after_first_batch(runner, batch_idx, 'test')
+        self._after_first_batch(runner, batch_idx, 'test', outputs)
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         self._after_run(runner, metrics)

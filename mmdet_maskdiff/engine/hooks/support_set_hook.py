@@ -1,6 +1,8 @@
 """Builds the K-shot support bank and hands it to the model."""
-from typing import Iterator, Optional
+import json
+from typing import Iterator, List, Optional, Union
 
+from mmengine.dist import broadcast_object_list, get_rank, get_world_size
 from mmengine.hooks import Hook
 
 from mmdet.registry import DATASETS, HOOKS
@@ -42,6 +44,12 @@ class SupportSetHook(Hook):
 
     Both are built once (lazily) and reused; the model's test-time support
     encoding is refreshed before every val/test run.
+
+    The test bank is also stored in the model (``store_support_set``), so
+    every checkpoint of the run carries the K-shot set and a model loaded
+    from it (``init_detector``, ``DetInferencer``) predicts without this hook
+    or the data. When the hook is present at test time its ``dataset``
+    replaces the checkpoint's set (e.g. another seed's K-shot sample).
 
     Args:
         dataset (dict): Dataset config of the test-time support set.
@@ -85,6 +93,31 @@ class SupportSetHook(Hook):
 
     def _build(self, dataset, max_per_class: Optional[int],
                on_invalid: str) -> SupportBank:
+        """Build a bank on rank 0 (with a progress bar) and share it.
+
+        Reading and cropping the support instances (up to
+        ``max_train_per_class`` x the classes on COCO) is done once, by
+        global rank 0; the other ranks receive the bank with
+        ``broadcast_object_list`` instead of decoding the images again. An
+        error on rank 0 is raised on every rank. Every rank calls this at
+        the same points (the hook's stages), as collectives require.
+        """
+        if get_world_size() == 1:
+            return self._build_here(dataset, max_per_class, on_invalid)
+        shared: List[Union[SupportBank, Exception, None]] = [None]
+        if get_rank() == 0:
+            try:
+                shared[0] = self._build_here(dataset, max_per_class,
+                                             on_invalid)
+            except Exception as exc:  # every rank must leave the collective
+                shared[0] = exc
+        broadcast_object_list(shared, src=0)
+        if isinstance(shared[0], Exception):
+            raise shared[0]
+        return shared[0]
+
+    def _build_here(self, dataset, max_per_class: Optional[int],
+                    on_invalid: str) -> SupportBank:
         if isinstance(dataset, dict):
             dataset = DATASETS.build(dataset)
         if hasattr(dataset, 'full_init'):
@@ -95,7 +128,8 @@ class SupportSetHook(Hook):
             context=self.context,
             max_per_class=max_per_class,
             seed=self.seed,
-            on_invalid=on_invalid)
+            on_invalid=on_invalid,
+            progress=True)
 
     def test_bank(self) -> SupportBank:
         """The test-time support bank (built on first use)."""
@@ -111,8 +145,8 @@ class SupportSetHook(Hook):
         if self._support_set is None:
             cfg = self.dataset_cfg
             self._support_set = (
-                DATASETS.build(dict(cfg, lazy_init=True))
-                if isinstance(cfg, dict) else cfg)
+                DATASETS.build(dict(cfg, lazy_init=True)) if isinstance(
+                    cfg, dict) else cfg)
         return self._support_set
 
     def check_same_sample(self, train_dataset) -> None:
@@ -156,14 +190,47 @@ class SupportSetHook(Hook):
                                        'skip')
         runner.logger.info(f'SupportSetHook: training support pool of '
                            f'{len(self._train_bank.labels)} instances')
-        unwrap_model(runner).set_support_bank(self._train_bank)
+        model = unwrap_model(runner)
+        model.set_support_bank(self._train_bank)
+        # checkpoints of this run carry the test-time K-shot set
+        self.store_test_bank(model)
+
+    def support_info(self) -> dict:
+        """Provenance of the test bank, stored with it in checkpoints: the
+        crop settings and the K-shot dataset's identifying settings."""
+        cfg = self.dataset_cfg
+        dataset = {}
+        if isinstance(cfg, dict):
+            for key in ('type', 'ann_file', 'few_shot_root', 'seed',
+                        'num_base_shots', 'num_novel_shots', 'class_splits'):
+                value = cfg.get(key)
+                try:  # the info is stored as JSON
+                    dataset[key] = json.loads(json.dumps(value))
+                except TypeError:
+                    dataset[key] = repr(value)
+        else:
+            dataset['type'] = type(cfg).__name__
+        return dict(
+            crop_size=self.crop_size, context=self.context, dataset=dataset)
+
+    def store_test_bank(self, model) -> None:
+        """Give ``model`` (a ``MaskDiffRCNN``) the test bank to keep with
+        its weights (see the class docstring)."""
+        model.store_support_set(self.test_bank(), self.support_info())
+
+    def use_test_bank(self, model) -> None:
+        """Make the test bank ``model``'s support set, replacing the one its
+        checkpoint carried (same class list required), also in later
+        checkpoints."""
+        model.set_support_bank(self.test_bank())
+        self.store_test_bank(model)
 
     def _use_test_bank(self, runner) -> None:
         bank = self.test_bank()
         runner.logger.info(
             f'SupportSetHook: test support set of {len(bank.labels)} '
             f'instances, {len(set(bank.labels.tolist()))} classes')
-        unwrap_model(runner).set_support_bank(bank)
+        self.use_test_bank(unwrap_model(runner))
 
     def before_val(self, runner) -> None:
         self._use_test_bank(runner)

@@ -1,7 +1,7 @@
 """MaskDiff detector: a two-stage detector whose RoI head sees the query
 images and can encode support crops."""
 from contextlib import nullcontext
-from typing import ContextManager, Sequence
+from typing import ContextManager, Optional, Sequence
 
 from torch import Tensor, nn
 
@@ -82,6 +82,17 @@ class MaskDiffRCNN(TwoStageDetector):
             raise TypeError('set_support_bank needs a FewShotRoIHead, got '
                             f'{type(self.roi_head).__name__}')
         self.roi_head.set_support_bank(bank)
+
+    def store_support_set(self,
+                          bank: SupportBank,
+                          info: Optional[dict] = None) -> None:
+        """Keep the test-time K-shot set with the weights, so that it is
+        saved in checkpoints and restored by ``load_checkpoint`` (see
+        :meth:`FewShotRoIHead.store_support_set`)."""
+        if not isinstance(self.roi_head, FewShotRoIHead):
+            raise TypeError('store_support_set needs a FewShotRoIHead, got '
+                            f'{type(self.roi_head).__name__}')
+        self.roi_head.store_support_set(bank, info)
 
     def normalize_support(self, crops: Tensor) -> Tensor:
         """Preprocess uint8 BGR support crops exactly like query images.

@@ -17,6 +17,14 @@ from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import InstanceList
 from mmdet_maskdiff.datasets.support_bank import SupportBank
 from ..mask_heads.mask_condition import MaskCondition
+from .stored_support import (StoredSupport, first_shots, pop_from_state_dict,
+                             save_to_state_dict)
+
+#: how to give a model without a stored support set one (error messages)
+NO_SUPPORT_HINT = (
+    'test with tools/test.py and the config\'s SupportSetHook, or attach the '
+    'K-shot set of the config with mmdet_maskdiff.apis.use_config_support_set'
+    '(model, config) (tools/image_demo.py --support-from-config)')
 
 #: what a training RoI whose class has no support instance outside the query
 #: batch gets (``train_cfg.rcnn.support_fallback``)
@@ -77,7 +85,14 @@ class FewShotRoIHead(StandardRoIHead):
       crops, mask-pooled per shot and averaged over the shots.
 
     Support instances come from a :class:`SupportBank` given with
-    :meth:`set_support_bank` (by ``SupportSetHook``). In training, the K shots
+    :meth:`set_support_bank` (by ``SupportSetHook``). The test-time K-shot
+    set is also kept with the weights (:meth:`store_support_set`, by the
+    hook): it is written into ``state_dict`` under ``support_set.*`` (see
+    :mod:`.stored_support`) and restored by ``load_state_dict`` — including
+    mmengine's ``load_checkpoint``, which ``init_detector`` and
+    ``DetInferencer`` use — so a loaded stage-2 model predicts without the
+    hook or the training data; a bank given with :meth:`set_support_bank`
+    takes precedence over it. In training, the K shots
     of a class are drawn at random from images other than the batch's query
     images; at test time the first K shots of each class are used and their
     encoding is cached until the weights may change (the cache is dropped by
@@ -121,6 +136,8 @@ class FewShotRoIHead(StandardRoIHead):
                 f'of {SUPPORT_FALLBACKS}, got {fallback!r}')
         self.support_fallback = fallback
         self.support_bank: Optional[SupportBank] = None
+        self.stored_support: Optional[StoredSupport] = None
+        self.register_state_dict_post_hook(_save_stored_support)
         self._context: Optional[QueryContext] = None
         self._test_support: Optional[Tuple[Tensor, SupportFeatures]] = None
 
@@ -134,9 +151,79 @@ class FewShotRoIHead(StandardRoIHead):
                                           False)
 
     def set_support_bank(self, bank: SupportBank) -> None:
-        """Use ``bank`` for the K-shot information from now on."""
+        """Use ``bank`` for the K-shot information from now on.
+
+        Raises:
+            ValueError: ``bank`` has another label space than the stored
+                support set (the weights were trained on that one).
+        """
+        stored = self.stored_support
+        if (stored is not None
+                and bank.class_names != stored.bank.class_names):
+            raise ValueError(
+                'support set classes differ from those the weights were '
+                f'trained with ({len(bank.class_names)} classes, e.g. '
+                f'{list(bank.class_names[:3])}, vs the checkpoint\'s '
+                f'{len(stored.bank.class_names)}, e.g. '
+                f'{list(stored.bank.class_names[:3])}): use a K-shot set '
+                'of the same class list')
         self.support_bank = bank
         self.invalidate_support_cache()
+
+    def store_support_set(self,
+                          bank: SupportBank,
+                          info: Optional[dict] = None) -> None:
+        """Keep the test-time K-shot set with the weights.
+
+        Only what inference uses is kept: the first K (``num_shots`` of the
+        mask head) instances of each class, in bank order. It goes into every
+        later ``state_dict`` (so into checkpoints) and is used at test time
+        when no bank was given with :meth:`set_support_bank`.
+
+        Args:
+            bank (SupportBank): The K-shot support set.
+            info (dict, optional): JSON-serialisable provenance (crop
+                settings, the K-shot dataset); ``num_shots`` is set here.
+        """
+        if not self.needs_condition:
+            return
+        num_shots = self.mask_head.num_shots
+        stored = StoredSupport(
+            first_shots(bank, num_shots),
+            dict(info or {}, num_shots=num_shots))
+        self.check_support_fits(stored, 'support set')
+        self.stored_support = stored
+        self.invalidate_support_cache()
+
+    def check_support_fits(self,
+                           stored: StoredSupport,
+                           what: str = 'support set') -> None:
+        """Refuse a stored set of another K or class count than the model's
+        (one line; ``ValueError``)."""
+        head = self.mask_head
+        if (stored.num_shots == head.num_shots
+                and stored.bank.num_classes == head.num_classes):
+            return
+        raise ValueError(
+            f'{what} does not fit this model: it is a {stored.describe()}, '
+            f'the config builds a {head.num_shots}-shot model over '
+            f'{head.num_classes} classes; load it with the config it was '
+            'trained with (e.g. configs/maskdiff/coco_'
+            f'{stored.num_shots}shot.py)')
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        """Restore the stored support set (``support_set.*``) with the
+        weights; new weights also drop the cached test-time encoding."""
+        stored = pop_from_state_dict(state_dict, prefix)
+        if stored is not None and self.needs_condition:
+            self.check_support_fits(stored, 'the checkpoint\'s support set')
+            self.stored_support = stored
+        self.invalidate_support_cache()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def invalidate_support_cache(self) -> None:
         """Drop the cached test-time support encoding."""
@@ -275,11 +362,14 @@ class FewShotRoIHead(StandardRoIHead):
         return condition
 
     def _require_bank(self) -> SupportBank:
-        if self.support_bank is None:
-            raise RuntimeError(
-                'no support set: add SupportSetHook to custom_hooks (it '
-                'builds the K-shot support bank) or call set_support_bank()')
-        return self.support_bank
+        if self.support_bank is not None:
+            return self.support_bank
+        if self.stored_support is not None and not self.training:
+            return self.stored_support.bank
+        raise RuntimeError(
+            'no support set: the model has none (a checkpoint saved without '
+            'one, e.g. by a stage-1 run or before checkpoints carried it); '
+            f'{NO_SUPPORT_HINT}')
 
     def _training_support(self, labels: Tensor,
                           feat_channels: int) -> Tuple[SupportFeatures,
@@ -402,3 +492,11 @@ class FewShotRoIHead(StandardRoIHead):
         weights = F.adaptive_avg_pool2d(masks, roi_feats.shape[-2:])
         return (roi_feats * weights).sum((2, 3)) / weights.sum(
             (2, 3)).clamp(min=1e-6)
+
+
+def _save_stored_support(module: FewShotRoIHead, state_dict: dict, prefix: str,
+                         local_metadata: dict) -> None:
+    """State-dict post-hook: add the stored support set. torch's
+    ``state_dict`` and mmengine's ``get_state_dict`` (its checkpoints) both
+    run these hooks."""
+    save_to_state_dict(module.stored_support, state_dict, prefix)

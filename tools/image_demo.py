@@ -1,0 +1,272 @@
+"""Predict boxes and masks on your own images; the flags mirror mmdet 3.3.0's
+``demo/image_demo.py``.
+
+    python tools/image_demo.py demo.jpg configs/maskdiff/coco_5shot.py \\
+        --weights work_dirs/coco_5shot/iter_40000.pth --num-samples 8
+
+Writes, under ``--out-dir`` (default ``outputs``), ``vis/<image>`` (boxes and
+masks drawn by mmdet's ``DetLocalVisualizer``), ``preds/<image stem>.json``
+(labels, scores, boxes, RLE masks: mmdet's format), with
+``--num-samples`` > 1 ``vis/<image stem>_uncertainty.png`` (the per-pixel
+variance of the sampled masks of each instance as a heat map) and, with
+``--save-trajectory``, ``vis/<first image stem>_trajectory.png`` per batch
+(the denoising panel of ``DiffusionSamplerHook``, same code).
+
+Additions to mmdet's flags: several inputs (images and folders), the sampler
+settings ``--steps``, ``--guidance-weight``, ``--num-samples``,
+``--save-trajectory``, and
+``--support-from-config`` (use the K-shot set of the config's
+``SupportSetHook`` instead of the one stored in the checkpoint). A stage-2
+checkpoint carries its K-shot support set, so no data is needed on disk.
+
+Bad input stops with one line: a missing config or checkpoint, a checkpoint
+of another model or without a support set (exit status 2); an image that does
+not exist or cannot be read, or a folder without images, is reported in one
+line and the other inputs are still processed (exit status 1 at the end).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+from typing import List, Optional, Tuple
+
+import mmcv
+import torch
+
+import mmdet_maskdiff  # noqa: F401  (registers components, applies fixes)
+from mmdet_maskdiff.apis import (MaskDiffInferencer, set_test_sampler,
+                                 use_config_support_set)
+from mmdet_maskdiff.models.roi_heads.few_shot_roi_head import NO_SUPPORT_HINT
+from mmdet_maskdiff.utils import (InputError, check_checkpoint, load_config,
+                                  run_cli)
+from mmdet_maskdiff.visualization import (roi_labels, trajectory_panel,
+                                          uncertainty_heatmap)
+
+#: what mmdet's DetInferencer takes from a folder
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
+                  '.tiff', '.webp')
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='MaskDiff inference on images (mmdet image_demo flags)')
+    parser.add_argument(
+        'inputs', nargs='+', help='image files and/or folders of images')
+    parser.add_argument('model', help='config file')
+    parser.add_argument('--weights', required=True, help='checkpoint file')
+    parser.add_argument(
+        '--out-dir', default='outputs', help='output directory')
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='device used for inference (default: cuda:0 if available, '
+        'else cpu)')
+    parser.add_argument(
+        '--pred-score-thr',
+        type=float,
+        default=0.3,
+        help='score threshold of the drawn instances')
+    parser.add_argument(
+        '--batch-size', type=int, default=1, help='inference batch size')
+    parser.add_argument(
+        '--show', action='store_true', help='display each picture')
+    parser.add_argument(
+        '--no-save-vis',
+        action='store_true',
+        help='do not save the pictures (nor the uncertainty maps)')
+    parser.add_argument(
+        '--no-save-pred', action='store_true', help='do not save json')
+    parser.add_argument(
+        '--print-result',
+        action='store_true',
+        help='print each prediction as one json line')
+    parser.add_argument(
+        '--palette',
+        default='none',
+        choices=['coco', 'voc', 'citys', 'random', 'none'],
+        help='colour palette of the visualizer')
+    group = parser.add_argument_group('diffusion sampler (MaskDiff only)')
+    group.add_argument('--steps', type=int, help='denoising steps')
+    group.add_argument(
+        '--guidance-weight', type=float, help='classifier-free guidance w')
+    group.add_argument(
+        '--num-samples',
+        type=int,
+        help='masks sampled per instance; > 1 also saves the uncertainty map')
+    group.add_argument(
+        '--save-trajectory',
+        action='store_true',
+        help='also save the denoising trajectory of the first instances of '
+        'each batch (<first image>_trajectory.png; the panel of '
+        'DiffusionSamplerHook)')
+    parser.add_argument(
+        '--support-from-config',
+        action='store_true',
+        help="build the K-shot support set from the config's SupportSetHook "
+        '(its K-shot files must exist) instead of the checkpoint\'s')
+    args = parser.parse_args()
+    if args.batch_size < 1:
+        parser.error('--batch-size must be >= 1')
+    return args
+
+
+def collect_images(inputs: List[str]) -> Tuple[List[str], List[str]]:
+    """Image paths of ``inputs`` (files, folders) and one error line per
+    input that gives none: a missing path, a folder without images, an
+    unreadable file."""
+    candidates, errors = [], []
+    for item in inputs:
+        if osp.isdir(item):
+            found = sorted(
+                osp.join(item, name) for name in os.listdir(item)
+                if name.lower().endswith(IMG_EXTENSIONS)
+                and osp.isfile(osp.join(item, name)))
+            if not found:
+                errors.append(f'folder {item} has no images '
+                              f'({", ".join(IMG_EXTENSIONS)})')
+            candidates += found
+        elif osp.isfile(item):
+            candidates.append(item)
+        else:
+            errors.append(f'image {item} does not exist')
+    images = []
+    for path in candidates:
+        try:
+            readable = mmcv.imread(path) is not None
+        except Exception:  # mmcv / cv2 raise various types on bad data
+            readable = False
+        if readable:
+            images.append(path)
+        else:
+            errors.append(f'image {path} cannot be read (not an image file?)')
+    return images, errors
+
+
+def configure(inferencer: MaskDiffInferencer,
+              args: argparse.Namespace) -> None:
+    """Sampler settings and the support set of the loaded model."""
+    model = inferencer.model
+    roi_head = getattr(model, 'roi_head', None)
+    sampler = dict(
+        steps=args.steps,
+        guidance_weight=args.guidance_weight,
+        num_samples=args.num_samples,
+        trajectory_every=1 if args.save_trajectory else None)
+    if not getattr(roi_head, 'needs_condition', False):
+        if any(v is not None for v in sampler.values()):
+            raise InputError('--steps/--guidance-weight/--num-samples/'
+                             '--save-trajectory need a MaskDiff config; '
+                             f'{args.model} has no DiffusionMaskHead')
+        return
+    try:
+        set_test_sampler(model, **sampler)
+        if args.support_from_config:
+            use_config_support_set(model, inferencer.cfg)
+    except (ValueError, KeyError) as exc:
+        raise InputError(str(exc).strip('"\''))
+    if roi_head.support_bank is None and roi_head.stored_support is None:
+        raise InputError(f'checkpoint {args.weights} has no support set; '
+                         f'{NO_SUPPORT_HINT}')
+
+
+def save_uncertainty(path: str, sample, score_thr: float, out_dir: str) -> str:
+    """Write ``<out_dir>/vis/<stem>_uncertainty.png``; return its path."""
+    instances = sample.pred_instances
+    keep = instances.scores >= score_thr
+    picture = uncertainty_heatmap(
+        mmcv.imread(path), instances.mask_uncertainty[keep],
+        instances.bboxes[keep])
+    stem = osp.splitext(osp.basename(path))[0]
+    out = osp.join(out_dir, 'vis', f'{stem}_uncertainty.png')
+    mmcv.imwrite(picture, out)
+    return out
+
+
+def save_trajectory(paths: List[str], samples: list, inferencer,
+                    out_dir: str) -> Optional[str]:
+    """Write the batch's trajectory panel as ``<out_dir>/vis/<stem of the
+    first image>_trajectory.png``; return its path (None without one)."""
+    head = inferencer.model.roi_head.mask_head
+    trajectory = head.last_trajectory
+    if trajectory is None:
+        return None
+    # the trajectory holds the first chunk of RoIs (then other samples)
+    chunk = head.sampler_cfg.get('chunk_size')
+    labels = torch.cat([s.pred_instances.labels for s in samples])[:chunk]
+    scores = torch.cat([s.pred_instances.scores for s in samples])[:chunk]
+    classes = (inferencer.model.dataset_meta or {}).get('classes')
+    panel = trajectory_panel(
+        trajectory, roi_labels(labels.tolist(), scores.tolist(), classes))
+    stem = osp.splitext(osp.basename(paths[0]))[0]
+    out = osp.join(out_dir, 'vis', f'{stem}_trajectory.png')
+    mmcv.imwrite(panel, out)
+    return out
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = load_config(args.model)
+    check_checkpoint(args.weights)
+    device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
+    try:
+        inferencer = MaskDiffInferencer(
+            model=cfg,
+            weights=args.weights,
+            device=device,
+            palette=args.palette)
+    except ValueError as exc:
+        raise InputError(str(exc))
+    configure(inferencer, args)
+    num_samples = getattr(
+        getattr(
+            getattr(inferencer.model, 'roi_head', None), 'mask_head', None),
+        'sampler_cfg', {}).get('num_samples', 1)
+
+    images, errors = collect_images(args.inputs)
+    for message in errors:
+        print(f'error: {message}', file=sys.stderr)
+    num_failed = len(errors)
+    pred_dir = '' if args.no_save_pred else args.out_dir
+    for start in range(0, len(images), args.batch_size):
+        batch = images[start:start + args.batch_size]
+        try:
+            result = inferencer(
+                batch,
+                batch_size=len(batch),
+                show=args.show,
+                no_save_vis=args.no_save_vis,
+                no_save_pred=True,  # written below, with the data samples
+                pred_score_thr=args.pred_score_thr,
+                return_datasamples=True,
+                out_dir=args.out_dir)
+        except Exception as exc:  # one bad batch must not stop the others
+            last = (str(exc).strip().splitlines() or [''])[-1]
+            for path in batch:
+                print(
+                    f'error: image {path}: {type(exc).__name__}: {last}',
+                    file=sys.stderr)
+            num_failed += len(batch)
+            continue
+        for path, sample in zip(batch, result['predictions']):
+            pred = inferencer.pred2dict(sample, pred_dir)
+            if args.print_result:
+                print(json.dumps(dict(img_path=path, **pred)))
+            if num_samples > 1 and not args.no_save_vis:
+                save_uncertainty(path, sample, args.pred_score_thr,
+                                 args.out_dir)
+        if args.save_trajectory and not args.no_save_vis:
+            save_trajectory(batch, result['predictions'], inferencer,
+                            args.out_dir)
+    if not args.no_save_vis or not args.no_save_pred:
+        print(f'results have been saved at {args.out_dir}')
+    if num_failed:
+        print(
+            f'error: {num_failed} input(s) failed, '
+            f'{len(images) - (num_failed - len(errors))} image(s) processed',
+            file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    run_cli(main)
