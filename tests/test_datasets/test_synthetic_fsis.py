@@ -211,7 +211,6 @@ def test_hard_classes():
 def test_hard_set_ci_size(tmp_path):
     """Generated at CI size: valid annotations, 12 classes, 2-6 instances per
     image, objects from under 16 to over 48 px, K-shot files."""
-    start = time.time()
     paths = make_synthetic_fsis(
         str(tmp_path / 'hard'),
         num_train_images=40,
@@ -219,7 +218,6 @@ def test_hard_set_ci_size(tmp_path):
         shots=(1, 2),
         seeds=(0, ),
         difficulty='hard')
-    assert time.time() - start < 30
     with open(paths['train_ann']) as f:
         train = json.load(f)
     with open(paths['test_ann']) as f:
