@@ -25,12 +25,19 @@ class MaskCondition:
             binary mask in [-1, 1], shape (N, K, 4, m, m).
         prototypes (Tensor, optional): Mask-pooled neck features of the
             support shots, averaged over the K shots, shape (N, D).
+        noise_keys (Tensor, optional): A stable int64 key in [0, 2^32) per
+            RoI, shape (N, ), from the image id and the RoI's index in its
+            image (:func:`~mmdet_maskdiff.diffusion.combine_keys`); the test
+            sampler draws each RoI's noise from it and its seed, so a mask
+            does not depend on the batch the RoI is in. ``None``: the RoI's
+            index in this condition.
     """
     labels: Tensor
     region_image: Optional[Tensor] = None
     region_feats: Optional[Tensor] = None
     shots: Optional[Tensor] = None
     prototypes: Optional[Tensor] = None
+    noise_keys: Optional[Tensor] = None
 
     def __len__(self) -> int:
         return self.labels.shape[0]
