@@ -1,3 +1,7 @@
-from .hooks import DiffusionSamplerHook, SupportSetHook
+from .hooks import (DiffusionSamplerHook, IterationSeedHook, SupportSetHook,
+                    iteration_seed)
 
-__all__ = ['DiffusionSamplerHook', 'SupportSetHook']
+__all__ = [
+    'DiffusionSamplerHook', 'IterationSeedHook', 'SupportSetHook',
+    'iteration_seed'
+]
