@@ -131,8 +131,8 @@ def keyed_normal(keys: Tensor,
     bits = _mix32(_mix32((stream + _GOLDEN * 3 + counter) & MASK32) ^ stream)
     uniform = bits >> (32 - _TABLE_BITS - _FRAC_BITS)  # 24 bits
     index = uniform >> _FRAC_BITS
-    frac = ((uniform & ((1 << _FRAC_BITS) - 1)).to(torch.float32) +
-            0.5) * (1.0 / (1 << _FRAC_BITS))
+    low_bits = uniform & ((1 << _FRAC_BITS) - 1)
+    frac = (low_bits.to(torch.float32) + 0.5) / (1 << _FRAC_BITS)  # exact
     nodes, slopes = _ndtri_table(keys.device)
     noise = nodes[index] + frac * slopes[index]
     return noise.view(len(keys), *shape).to(dtype)

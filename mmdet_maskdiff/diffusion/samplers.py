@@ -54,7 +54,9 @@ def _noise_drawer(generator: Optional[torch.Generator],
     """One function for every random draw of a sampler."""
     if noise_source is None:
         return lambda draw, like: torch.randn(
-            like.shape, generator=generator, device=like.device,
+            like.shape,
+            generator=generator,
+            device=like.device,
             dtype=like.dtype)
     if generator is not None:
         raise ValueError('give either generator or noise_source, not both')

@@ -25,8 +25,8 @@ def lowbias32_reference(x: int) -> int:
 
 def test_mix32_matches_the_big_int_reference():
     values = [0, 1, 2, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, MASK32] + [
-        int(v) for v in torch.randint(0, 2**32, (200, ),
-                                      generator=torch.Generator().manual_seed(0))
+        int(v) for v in torch.randint(
+            0, 2**32, (200, ), generator=torch.Generator().manual_seed(0))
     ]
     expected = [lowbias32_reference(v) for v in values]
     assert [_mix32(v) for v in values] == expected  # int path
@@ -35,8 +35,8 @@ def test_mix32_matches_the_big_int_reference():
 
 
 def test_noise_of_a_row_does_not_depend_on_the_other_rows():
-    keys = torch.randint(0, 2**32, (37, ),
-                         generator=torch.Generator().manual_seed(1))
+    keys = torch.randint(
+        0, 2**32, (37, ), generator=torch.Generator().manual_seed(1))
     full = keyed_normal(keys, 3, (1, 16, 16))
     assert full.shape == (37, 1, 16, 16) and full.dtype == torch.float32
     # alone, reordered, or in an odd-sized batch: the same bits

@@ -24,8 +24,8 @@ def test_images(maskdiff_cfg):
 
 
 def predict(model, items):
-    batch = model.data_preprocessor(pseudo_collate(copy.deepcopy(items)),
-                                    False)
+    batch = model.data_preprocessor(
+        pseudo_collate(copy.deepcopy(items)), False)
     with torch.no_grad():
         return model(**batch, mode='predict')
 
@@ -50,8 +50,9 @@ def noise_dependent_model(build_model, support_bank):
     dict(type='ddim', steps=3, eta=1.0, num_samples=2),
     dict(type='ddpm', steps=3),
 ])
-def test_batch_size_1_and_4_give_identical_predictions(
-        build_model, support_bank, test_images, sampler):
+def test_batch_size_1_and_4_give_identical_predictions(build_model,
+                                                       support_bank,
+                                                       test_images, sampler):
     model = noise_dependent_model(build_model, support_bank)
     model.roi_head.mask_head.set_sampler(seed=0, **sampler)
     shapes = {tuple(item['inputs'].shape) for item in test_images}
