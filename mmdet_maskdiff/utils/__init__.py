@@ -1,6 +1,9 @@
+from .checkpoint_checks import (checkpoint_mismatch, load_checkpoint_strictly,
+                                read_checkpoint)
 from .cli_checks import (InputError, build_runner, check_checkpoint,
                          load_config, run_cli)
 
 __all__ = [
-    'InputError', 'build_runner', 'check_checkpoint', 'load_config', 'run_cli'
+    'InputError', 'build_runner', 'check_checkpoint', 'load_config', 'run_cli',
+    'checkpoint_mismatch', 'load_checkpoint_strictly', 'read_checkpoint'
 ]
