@@ -400,3 +400,21 @@ def test_predict_by_feat_mixed_batch():
         rescale=True)
     assert results[0].masks.shape == (1, 30, 40)
     assert results[1].masks.shape == (0, 30, 40)
+
+
+def test_loading_is_strict_for_the_head_even_when_the_caller_is_not():
+    """mmdet loads checkpoints with strict=False; a 5-shot head's weights in
+    a 3-shot head (another first convolution) must not load silently."""
+    five, three = make_head(num_shots=5), make_head(num_shots=3)
+    with pytest.raises(ValueError,
+                       match=r'in_conv_cond\.weight has shape .* num_shots'):
+        three.load_state_dict(five.state_dict(), strict=False)
+    partial = dict(three.state_dict())
+    partial.pop(sorted(partial)[0])
+    with pytest.raises(ValueError, match='is missing from the checkpoint'):
+        three.load_state_dict(partial, strict=False)
+    # no tensor of the head at all (stage 1b -> 2: the head is new): fine
+    before = copy.deepcopy(three.state_dict())
+    three.load_state_dict({}, strict=False)
+    assert all(torch.equal(v, three.state_dict()[k]) for k, v in before.items())
+    three.load_state_dict(make_head(num_shots=3).state_dict())  # fits

@@ -155,6 +155,23 @@ def test_support_set_must_cover_the_predicted_classes(synthetic_data,
             hook.before_run(runner)
 
 
+def test_init_detector_refuses_a_checkpoint_of_another_num_shots(
+        tmp_path, synthetic_data):
+    """mmdet's init_detector loads non-strictly; the mask head does not."""
+    from mmdet.apis import init_detector
+    root = synthetic_data['root']
+    five = tiny_config(tmp_path, root)
+    checkpoint = save_checkpoint(five, str(tmp_path / 'k5.pth'))
+    three = tiny_config(
+        tmp_path,
+        root,
+        name='tiny_3shot.py',
+        **{'model.roi_head.mask_head.num_shots': 3})
+    with pytest.raises(ValueError, match=r'in_conv_cond\.weight has shape'):
+        init_detector(three, checkpoint, device='cpu')
+    init_detector(five, checkpoint, device='cpu')  # the right config loads
+
+
 def test_segm_evaluator_needs_a_mask_head():
     cfg = Config(
         dict(

@@ -220,6 +220,41 @@ class DiffusionMaskHead(BaseModule):
         """T of the training diffusion."""
         return self.diffusion.num_timesteps
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args,
+                              **kwargs) -> None:
+        """Load strictly, whatever the caller asks: mmdet and mmengine load
+        checkpoints with ``strict=False`` (``init_detector``, ``load_from``,
+        the inferencers), which would leave a tensor of another shape — e.g.
+        the first convolution after ``num_shots`` changed — at its random
+        initial value and produce masks silently wrong. A checkpoint with no
+        tensor of this head at all (stage 1b → stage 2, where the head is
+        new) is fine.
+
+        Raises:
+            ValueError: the checkpoint has some of this head's tensors but
+                not all, or one with another shape.
+        """
+        own = {prefix + key: value for key, value in self.state_dict().items()}
+        present = [key for key in own if key in state_dict]
+        if present:
+            problems = [
+                f"{key} has shape {tuple(state_dict[key].shape)} in the "
+                f'checkpoint, {tuple(own[key].shape)} in the model'
+                for key in present
+                if tuple(state_dict[key].shape) != tuple(own[key].shape)
+            ] + [
+                f'{key} is missing from the checkpoint' for key in own
+                if key not in state_dict
+            ]
+            if problems:
+                more = (f' (and {len(problems) - 1} more)'
+                        if len(problems) > 1 else '')
+                raise ValueError(
+                    f'DiffusionMaskHead: {problems[0]}{more}; the checkpoint '
+                    'was trained with another num_shots, mask_size, '
+                    'num_classes or denoiser')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # ------------------------------------------------------------------ #
     # conditioning
     # ------------------------------------------------------------------ #
