@@ -14,7 +14,9 @@ one log line and keeps its random initial value, and the run ends with exit
 
 Training keeps mmengine's non-strict ``load_from``, where it is intended:
 stage 2 loads the stage-1b detector and its whole ``roi_head.mask_head.*`` is
-new; stage 1b loads stage 1a and re-initialises the last box layers.
+new; stage 1b loads stage 1a and re-initialises the last box layers. The
+mask head itself is strict on every path (``DiffusionMaskHead.
+_load_from_state_dict``): all of its tensors with their shapes, or none.
 """
 from typing import Dict, List, Sequence
 
