@@ -35,8 +35,11 @@ def read_checkpoint(path: str) -> dict:
         raise InputError(f'checkpoint file {path} does not exist') from None
     except Exception as exc:  # torch / pickle raise many types
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        raise InputError(f'cannot read checkpoint {path}: {lines[0]} (a '
-                         'truncated download or not a checkpoint?)') from None
+        message = lines[0]
+        if not message.startswith('cannot read checkpoint'):  # not compat's
+            message = (f'cannot read checkpoint {path}: {message} (a '
+                       'truncated download or not a checkpoint?)')
+        raise InputError(message) from None
 
 
 def _state_dict(checkpoint: dict) -> Dict[str, object]:

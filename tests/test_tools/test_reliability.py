@@ -242,6 +242,11 @@ def _truncated(tmp_path, root):
     return [config, str(tmp_path / 'cut.pth')]
 
 
+def _resume_from_truncated(tmp_path, root):
+    (tmp_path / 'iter_9.pth').write_bytes(b'PK\x03\x04 cut short')
+    return [TINY_CONFIG, '--resume', str(tmp_path / 'iter_9.pth')]
+
+
 def _other_num_shots(tmp_path, root):
     """A 5-shot checkpoint tested with a num_shots=3 config (the mask head's
     first convolution has another shape)."""
@@ -290,6 +295,9 @@ def _segm_without_mask_head(tmp_path, root):
 TOOL_CASES = {
     'test_truncated_checkpoint': ('test.py', _truncated,
                                   ['cannot read checkpoint', 'cut.pth']),
+    'train_resume_from_truncated_checkpoint':
+    ('train.py', _resume_from_truncated,
+     ['cannot read checkpoint', 'iter_9.pth']),
     'test_checkpoint_of_other_num_shots':
     ('test.py', _other_num_shots,
      ['k5.pth', 'does not fit', 'in_conv_cond', 'num_shots']),
