@@ -2,7 +2,9 @@
 ``tools/test.py``.
 
 Differences, all additive: the plugin is imported (registration + stack fixes),
-bad input stops with one line, and ``--out`` checks its suffix up front.
+bad input stops with one line, ``--out`` checks its suffix up front, and the
+checkpoint must fit the model exactly (mmdet loads it non-strictly: a tensor
+of another shape would keep its random initial value).
 """
 import argparse
 import os
@@ -18,7 +20,8 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import mmdet_maskdiff  # noqa: F401  (registers components, applies fixes)
 from mmdet_maskdiff.utils import (InputError, build_runner, check_checkpoint,
-                                  load_config, run_cli)
+                                  load_checkpoint_strictly, load_config,
+                                  run_cli)
 
 
 def parse_args() -> argparse.Namespace:
@@ -132,6 +135,7 @@ def main() -> None:
     if args.out is not None:
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
+    load_checkpoint_strictly(runner, args.checkpoint)
     runner.test()
 
 

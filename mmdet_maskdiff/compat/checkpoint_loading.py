@@ -21,11 +21,20 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 
 def _load_from_local(filename: str, map_location=None) -> dict:
-    """mmengine's local loader with ``weights_only=False``."""
+    """mmengine's local loader with ``weights_only=False``; a file torch
+    cannot read (truncated, not a checkpoint) raises ``RuntimeError`` naming
+    it — torch's own message ("PytorchStreamReader failed ...") does not."""
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file {filename} does not exist')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(
+            filename, map_location=map_location, weights_only=False)
+    except Exception as exc:  # zip, pickle and EOF errors
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise RuntimeError(
+            f'cannot read checkpoint {filename}: {lines[0]} '
+            '(a truncated download or not a checkpoint?)') from exc
 
 
 def apply() -> None:

@@ -277,6 +277,21 @@ class FewShotCocoDataset(CocoDataset):
         raise ValueError(f"class '{name}' is neither base nor novel, so it "
                          'has no number of shots; set class_splits')
 
+    def _check_split_folders(self, to_load: List[Tuple[str, int]]) -> None:
+        """A missing seed folder (or ``few_shot_root``) is named as a
+        folder, not as the first file missing from it."""
+        folders = sorted({
+            osp.dirname(
+                few_shot_split_path(self.few_shot_root, name, shots,
+                                    self.seed)) for name, shots in to_load
+        })
+        for folder in folders:
+            if '://' not in folder and not osp.isdir(folder):
+                raise FileNotFoundError(
+                    f'few-shot split folder not found: {folder} '
+                    f'(few_shot_root={self.few_shot_root!r}, seed='
+                    f'{self.seed}); prepare the splits as in docs/data.md')
+
     def _load_few_shot(self, main: Optional[dict],
                        main_ids: Optional[Dict[str, int]]) -> List[dict]:
         """The data list of the K-shot files (see the class docstring);
@@ -296,6 +311,7 @@ class FewShotCocoDataset(CocoDataset):
             img['id']: img
             for img in main['images']
         })
+        self._check_split_folders(to_load)
         items: Dict[int, dict] = {}
         for name, shots in to_load:
             path = few_shot_split_path(self.few_shot_root, name, shots,

@@ -2,11 +2,13 @@
 diffusion, samplers and classifier-free guidance."""
 from .gaussian_diffusion import PREDICTION_TYPES, GaussianDiffusion
 from .guidance import classifier_free_guidance, drop_labels
+from .keyed_noise import KeyedNoise, combine_keys, keyed_normal, stable_key
 from .samplers import SampleOutput, ddim_sample, ddpm_sample
 from .schedules import betas_for_alpha_bar, get_beta_schedule, space_timesteps
 
 __all__ = [
     'get_beta_schedule', 'betas_for_alpha_bar', 'space_timesteps',
     'GaussianDiffusion', 'PREDICTION_TYPES', 'SampleOutput', 'ddpm_sample',
-    'ddim_sample', 'classifier_free_guidance', 'drop_labels'
+    'ddim_sample', 'classifier_free_guidance', 'drop_labels', 'KeyedNoise',
+    'combine_keys', 'keyed_normal', 'stable_key'
 ]

@@ -9,7 +9,9 @@
 Both run over the steps of the given (possibly respaced) diffusion, feed the
 network the original training timesteps, work on the whole batch at once and
 keep the loop free of host syncs: per-step scalars come from the diffusion's
-numpy tables and every random draw from ``generator``.
+numpy tables and every random draw from ``generator`` or, for noise that must
+not depend on the batch a sample is in, from a ``noise_source`` (e.g.
+:class:`~mmdet_maskdiff.diffusion.keyed_noise.KeyedNoise`).
 """
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ ModelFn = Callable[..., Tensor]
 DeviceLike = Union[str, torch.device, None]
 # update(i, t_index, x_t, model_output, pred_x0) -> x_{t-1}
 StepUpdate = Callable[[int, Tensor, Tensor, Tensor, Tensor], Tensor]
+# noise_source(draw) -> (N, ...) noise; draw 0 is x_T, draw i the z of step i
+NoiseSource = Callable[[int], Tensor]
+# draw_noise(draw, like) -> noise shaped like ``like``
+NoiseDraw = Callable[[int, Tensor], Tensor]
 
 
 class SampleOutput(NamedTuple):
@@ -43,9 +49,31 @@ class SampleOutput(NamedTuple):
     trajectory: list[tuple[int, Tensor, Tensor]]
 
 
+def _noise_drawer(generator: Optional[torch.Generator],
+                  noise_source: Optional[NoiseSource]) -> NoiseDraw:
+    """One function for every random draw of a sampler."""
+    if noise_source is None:
+        return lambda draw, like: torch.randn(
+            like.shape,
+            generator=generator,
+            device=like.device,
+            dtype=like.dtype)
+    if generator is not None:
+        raise ValueError('give either generator or noise_source, not both')
+
+    def draw_noise(draw: int, like: Tensor) -> Tensor:
+        z = noise_source(draw)
+        if z.shape != like.shape:
+            raise ValueError(f'noise_source gave shape {tuple(z.shape)}, '
+                             f'expected {tuple(like.shape)}')
+        return z.to(device=like.device, dtype=like.dtype)
+
+    return draw_noise
+
+
 def _initial_noise(shape: Sequence[int], noise: Optional[Tensor],
-                   generator: Optional[torch.Generator], device: DeviceLike,
-                   dtype: torch.dtype) -> Tensor:
+                   draw_noise: NoiseDraw, generator: Optional[torch.Generator],
+                   device: DeviceLike, dtype: torch.dtype) -> Tensor:
     if noise is not None:
         if tuple(noise.shape) != tuple(shape):
             raise ValueError(f'noise has shape {tuple(noise.shape)}, '
@@ -54,8 +82,8 @@ def _initial_noise(shape: Sequence[int], noise: Optional[Tensor],
             device=noise.device if device is None else device, dtype=dtype)
     if device is None:
         device = 'cpu' if generator is None else generator.device
-    return torch.randn(
-        tuple(shape), generator=generator, device=device, dtype=dtype)
+    like = torch.empty(tuple(shape), device=device, dtype=dtype)
+    return draw_noise(0, like)
 
 
 def _check_every(trajectory_every: Optional[int]) -> Optional[int]:
@@ -101,6 +129,7 @@ def ddpm_sample(
         *,
         noise: Optional[Tensor] = None,
         generator: Optional[torch.Generator] = None,
+        noise_source: Optional[NoiseSource] = None,
         device: DeviceLike = None,
         dtype: torch.dtype = torch.float32,
         trajectory_every: Optional[int] = None,
@@ -119,6 +148,9 @@ def ddpm_sample(
         shape: (N, ...) sample shape.
         noise: (N, ...) initial x_T; drawn from ``generator`` if None.
         generator: RNG on the target device for every draw.
+        noise_source: instead of ``generator``, ``noise_source(draw)``
+            returns each draw (N, ...): draw 0 is x_T, draw i the z of step
+            i; see :class:`~mmdet_maskdiff.diffusion.keyed_noise.KeyedNoise`.
         device: target device; defaults to ``noise.device``, else
             ``generator.device``, else CPU.
         dtype: sample dtype.
@@ -129,7 +161,8 @@ def ddpm_sample(
     Returns:
         SampleOutput: ``sample`` (N, ...) and ``trajectory``.
     """
-    x = _initial_noise(shape, noise, generator, device, dtype)
+    draw_noise = _noise_drawer(generator, noise_source)
+    x = _initial_noise(shape, noise, draw_noise, generator, device, dtype)
 
     def update(i: int, t_index: Tensor, x_t: Tensor, model_output: Tensor,
                pred_x0: Tensor) -> Tensor:
@@ -137,8 +170,7 @@ def ddpm_sample(
             pred_x0, x_t, t_index)
         if i == 0:
             return mean
-        z = torch.randn(
-            x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        z = draw_noise(i, x_t)
         return mean + variance.sqrt() * z
 
     return _sampling_loop(diffusion, model_fn, x, update,
@@ -154,6 +186,7 @@ def ddim_sample(
         eta: float = 0.0,
         noise: Optional[Tensor] = None,
         generator: Optional[torch.Generator] = None,
+        noise_source: Optional[NoiseSource] = None,
         device: DeviceLike = None,
         dtype: torch.dtype = torch.float32,
         trajectory_every: Optional[int] = None,
@@ -176,6 +209,9 @@ def ddim_sample(
         eta: η >= 0 (0: deterministic; 1 over all steps: DDPM).
         noise: (N, ...) initial x_T; drawn from ``generator`` if None.
         generator: RNG on the target device for every draw.
+        noise_source: instead of ``generator``, ``noise_source(draw)``
+            returns each draw (N, ...): draw 0 is x_T, draw i the z of step
+            i; see :class:`~mmdet_maskdiff.diffusion.keyed_noise.KeyedNoise`.
         device: target device; defaults to ``noise.device``, else
             ``generator.device``, else CPU.
         dtype: sample dtype.
@@ -194,7 +230,8 @@ def ddim_sample(
     sigmas = eta * np.sqrt(variance_ratio * (1.0 - acp / acp_prev))
     direction_coefs = np.sqrt(np.clip(1.0 - acp_prev - sigmas**2, 0.0, None))
     sqrt_acp_prev = np.sqrt(acp_prev)
-    x = _initial_noise(shape, noise, generator, device, dtype)
+    draw_noise = _noise_drawer(generator, noise_source)
+    x = _initial_noise(shape, noise, draw_noise, generator, device, dtype)
 
     def update(i: int, t_index: Tensor, x_t: Tensor, model_output: Tensor,
                pred_x0: Tensor) -> Tensor:
@@ -205,8 +242,7 @@ def ddim_sample(
             float(direction_coefs[i]) * eps)
         if i == 0 or eta == 0.0:
             return x_prev
-        z = torch.randn(
-            x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        z = draw_noise(i, x_t)
         return x_prev + float(sigmas[i]) * z
 
     return _sampling_loop(diffusion, model_fn, x, update,

@@ -1,4 +1,8 @@
-from .hooks import DiffusionSamplerHook, SupportSetHook
+from .hooks import (DiffusionSamplerHook, IterationSeedHook, SupportSetHook,
+                    iteration_seed)
 from .runner import OracleBoxTestLoop
 
-__all__ = ['DiffusionSamplerHook', 'SupportSetHook', 'OracleBoxTestLoop']
+__all__ = [
+    'DiffusionSamplerHook', 'IterationSeedHook', 'SupportSetHook',
+    'iteration_seed', 'OracleBoxTestLoop'
+]

@@ -4,11 +4,16 @@ A user's mistake (a missing config or checkpoint, a config that forgets to
 import the plugin, a component name that is not registered) must stop the tool
 with one line naming the problem, not with a traceback from deep inside
 mmengine. Each check raises :class:`InputError`; :func:`run_cli` turns it into
-``error: <message>`` on stderr and exit status 2.
+``error: <message>`` on stderr and exit status 2. So are the errors this
+package raises on purpose while the tool runs (bad data, bad config, a
+checkpoint that does not match): a ``ValueError``, ``TypeError``,
+``KeyError``, ``FileNotFoundError`` or ``RuntimeError`` whose innermost frame
+is in ``mmdet_maskdiff``. ``MMDET_MASKDIFF_DEBUG=1`` shows their traceback.
 """
+import os
 import os.path as osp
 import sys
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
@@ -18,6 +23,11 @@ from mmdet_maskdiff.compat import release_process_group
 from .config_tree import iter_config_dicts
 
 PLUGIN = 'mmdet_maskdiff'
+PLUGIN_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
+#: set to 1 for the traceback of errors shown as one line
+DEBUG_ENV = 'MMDET_MASKDIFF_DEBUG'
+PACKAGE_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError,
+                  RuntimeError)
 IMPORT_HINT = (f"custom_imports=dict(imports=['{PLUGIN}'], "
                'allow_failed_imports=False)')
 
@@ -113,11 +123,39 @@ def check_mixed_precision(cfg: Config, path: str) -> None:
                 'use --cfg-options optim_wrapper.dtype=float16')
 
 
+def _metrics(evaluator) -> List[str]:
+    """The ``metric`` names of an evaluator config (a dict or a list)."""
+    names: List[str] = []
+    nodes = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+    for node in nodes:
+        metric = node.get('metric') if isinstance(node, dict) else None
+        names += [metric] if isinstance(metric, str) else list(metric or [])
+    return names
+
+
+def check_evaluators(cfg: Config, model) -> None:
+    """Raise :class:`InputError` when an evaluator asks for ``segm`` and the
+    model has no mask head: mmengine would report it only at the first
+    validation, possibly hours into training."""
+    if getattr(model, 'with_mask', True):
+        return
+    for key in ('val_evaluator', 'test_evaluator'):
+        loader = cfg.get(key.replace('evaluator', 'dataloader'))
+        if loader and 'segm' in _metrics(cfg.get(key)):
+            raise InputError(
+                f"{key} asks for 'segm' but the model "
+                f'({type(model).__name__}) has no mask head; drop '
+                f"'segm' from {key}.metric or use a config with a mask head")
+
+
 def build_runner(cfg: Config) -> Runner:
-    """Build the default runner, or ``cfg.runner_type`` when given."""
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    """Build the default runner, or ``cfg.runner_type`` when given, and check
+    what can be checked before it runs (:func:`check_evaluators`)."""
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
+        cfg)
+    model = runner.model
+    check_evaluators(cfg, getattr(model, 'module', model))
+    return runner
 
 
 def _registry_miss(exc: KeyError) -> str:
@@ -133,20 +171,58 @@ def _registry_miss(exc: KeyError) -> str:
     return ''
 
 
+def _package_error(exc: BaseException) -> Optional[str]:
+    """The message of an error raised by this package on purpose, else None.
+
+    mmengine re-raises errors of a component's constructor as ``type(e)(
+    'class `X` in ...: <message>')``, so the chain of causes is searched for
+    the frame that raised; the outermost message (which names the class) is
+    kept.
+    """
+    if not isinstance(exc, PACKAGE_ERRORS):
+        return None
+    seen = set()
+    link: Optional[BaseException] = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        tb = link.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None and osp.abspath(
+                tb.tb_frame.f_code.co_filename).startswith(PLUGIN_DIR +
+                                                           os.sep):
+            message = str(exc.args[0]) if (isinstance(exc, KeyError)
+                                           and exc.args) else str(exc)
+            lines = message.strip().splitlines()
+            return lines[0] if lines else type(exc).__name__
+        link = link.__cause__ or link.__context__
+    return None
+
+
 def run_cli(main: Callable[[], None]) -> None:
-    """Run a tool's ``main``; input errors become one line and status 2."""
+    """Run a tool's ``main``; input errors and the package's own errors
+    become one line and status 2 (``MMDET_MASKDIFF_DEBUG=1``: traceback)."""
+    debug = os.environ.get(DEBUG_ENV, '') not in ('', '0')
     try:
         main()
         release_process_group()  # see compat/process_group_exit.py
     except InputError as exc:
         print(f'error: {exc}', file=sys.stderr)
         sys.exit(2)
-    except KeyError as exc:
-        message = _registry_miss(exc)
-        if not message:
+    except PACKAGE_ERRORS as exc:
+        registry_miss = (
+            _registry_miss(exc) if isinstance(exc, KeyError) else '')
+        message = _package_error(exc)
+        if debug or not (registry_miss or message):
             raise
-        print(
-            f'error: {message} (misspelt type, or a config without '
-            f'{IMPORT_HINT})',
-            file=sys.stderr)
+        if registry_miss:
+            print(
+                f'error: {registry_miss} (misspelt type, or a config without '
+                f'{IMPORT_HINT})',
+                file=sys.stderr)
+        else:
+            print(
+                f'error: {type(exc).__name__}: {message} ({DEBUG_ENV}=1 '
+                'shows the traceback)',
+                file=sys.stderr)
         sys.exit(2)

@@ -272,8 +272,10 @@ def test_pipeline_on_synthetic_data(tmp_path):
     (dict(metainfo=dict(classes=('cat', ))), ValueError,
      'metainfo.classes differs'),
     (dict(few_shot_root='split'), ValueError, 'no class has shots'),
-    (dict(few_shot_root='split', num_novel_shots=4), FileNotFoundError,
+    (dict(few_shot_root='.', num_novel_shots=4), FileNotFoundError,
      r"full_box_4shot_bird_trainval\.json .*class 'bird'"),
+    (dict(few_shot_root='split', num_novel_shots=4), FileNotFoundError,
+     r'few-shot split folder not found: .*split'),
     (dict(num_base_shots=-1), ValueError, 'num_base_shots'),
     (dict(on_invalid_few_shot='warn'), ValueError, 'on_invalid_few_shot'),
 ])

@@ -170,3 +170,42 @@ def test_runs_under_inference_mode():
     diffusion = make_diffusion(50).respace(3)
     out = ddim_sample(diffusion, lambda x, t: x * 0.1, SHAPE)
     assert out.sample.is_inference()
+
+
+@pytest.mark.parametrize('sampler', ['ddpm', 'ddim'])
+def test_noise_source_gives_every_draw(sampler):
+    """x_T is draw 0, the z of step i is draw i; with a noise source the
+    generator is not used."""
+    diffusion = make_diffusion().respace('ddim5')
+    draws = []
+
+    def source(draw):
+        draws.append(draw)
+        return torch.full(SHAPE, float(draw))
+
+    run = ddpm_sample if sampler == 'ddpm' else ddim_sample
+    kwargs = {} if sampler == 'ddpm' else dict(eta=1.0)
+    out = run(diffusion, shrink_model, SHAPE, noise_source=source, **kwargs)
+    assert draws == [0, 4, 3, 2, 1]
+    # the same numbers through a generator-shaped path: one draw per call
+    replay = iter([torch.full(SHAPE, float(d)) for d in draws])
+    first = next(replay)
+    again = run(
+        diffusion,
+        shrink_model,
+        SHAPE,
+        noise=first,
+        noise_source=lambda draw: next(replay),
+        **kwargs)
+    assert torch.equal(out.sample, again.sample)
+    with pytest.raises(ValueError, match='either generator or noise_source'):
+        run(diffusion,
+            shrink_model,
+            SHAPE,
+            generator=torch.Generator(),
+            noise_source=source)
+    with pytest.raises(ValueError, match='noise_source gave shape'):
+        run(diffusion,
+            shrink_model,
+            SHAPE,
+            noise_source=lambda draw: torch.zeros(1))

@@ -233,6 +233,46 @@ def test_seed_makes_sampling_reproducible(device):
     assert not torch.equal(head.predict(condition)['probs'], first)
 
 
+def select_rois(condition, rows):
+    return MaskCondition(
+        labels=condition.labels[rows],
+        region_image=condition.region_image[rows],
+        shots=condition.shots[rows],
+        noise_keys=condition.noise_keys[rows])
+
+
+@pytest.mark.parametrize('sampler', [
+    dict(type='ddim', steps=3),
+    dict(type='ddim', steps=3, eta=1.0, num_samples=3),
+    dict(type='ddpm', steps=4, num_samples=2),
+])
+def test_roi_noise_follows_its_key_not_its_batch(sampler):
+    """x_T, every per-step z and every sample of a RoI come from (seed, key,
+    sample): the RoI gets the same mask alone, in another order, in another
+    chunking; another key or seed changes it."""
+    head = randomize_(make_head()).eval()
+    head.set_sampler(seed=5, **sampler)
+    condition = random_condition(6)
+    condition.noise_keys = torch.tensor([101, 7, 3, 2**32 - 1, 0, 55])
+    full = head.predict(condition)['probs']
+    rows = [4, 1, 3]
+    head.set_sampler(chunk_size=2)
+    assert torch.equal(head.predict(select_rois(condition, rows))['probs'],
+                       full[rows])
+    head.set_sampler(chunk_size=1)
+    for row in range(6):
+        alone = head.predict(select_rois(condition, [row]))['probs']
+        assert torch.equal(alone, full[row:row + 1])
+    head.set_sampler(chunk_size=None)
+    # the key matters: row 0 with row 1's key is sampled from other noise
+    moved = select_rois(condition, [0, 0])
+    moved.noise_keys = condition.noise_keys[[0, 1]]
+    probs = head.predict(moved)['probs']
+    assert torch.equal(probs[0], full[0]) and not torch.equal(probs[1], full[0])
+    head.set_sampler(seed=6)
+    assert not torch.equal(head.predict(condition)['probs'], full)
+
+
 def test_max_train_rois_trains_on_a_random_subset():
     masks = fixed_masks()
     sampling_results, gts = positives(masks, repeats=2)  # 6 positives
@@ -435,3 +475,21 @@ def test_predict_by_feat_mixed_batch():
         rescale=True)
     assert results[0].masks.shape == (1, 30, 40)
     assert results[1].masks.shape == (0, 30, 40)
+
+
+def test_loading_is_strict_for_the_head_even_when_the_caller_is_not():
+    """mmdet loads checkpoints with strict=False; a 5-shot head's weights in
+    a 3-shot head (another first convolution) must not load silently."""
+    five, three = make_head(num_shots=5), make_head(num_shots=3)
+    with pytest.raises(ValueError,
+                       match=r'in_conv_cond\.weight has shape .* num_shots'):
+        three.load_state_dict(five.state_dict(), strict=False)
+    partial = dict(three.state_dict())
+    partial.pop(sorted(partial)[0])
+    with pytest.raises(ValueError, match='is missing from the checkpoint'):
+        three.load_state_dict(partial, strict=False)
+    # no tensor of the head at all (stage 1b -> 2: the head is new): fine
+    before = copy.deepcopy(three.state_dict())
+    three.load_state_dict({}, strict=False)
+    assert all(torch.equal(v, three.state_dict()[k]) for k, v in before.items())
+    three.load_state_dict(make_head(num_shots=3).state_dict())  # fits

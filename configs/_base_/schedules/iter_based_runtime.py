@@ -8,7 +8,12 @@ test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=10000,
-                    max_keep_ckpts=2))
+                    max_keep_ckpts=2),
+    # training draws seeded per (seed, rank, iteration): `--resume` is exact
+    iteration_seed=dict(type='IterationSeedHook'))
+# a fixed seed: the same run twice gives the same weights, and `--resume`
+# rebuilds the data loader (its workers' seeds) from the same seed
+randomness = dict(seed=0)
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 # 8 GPUs x 2 images; `--auto-scale-lr` rescales the lr for other sizes.
 auto_scale_lr = dict(enable=False, base_batch_size=16)

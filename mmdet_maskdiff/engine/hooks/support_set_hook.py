@@ -1,7 +1,8 @@
 """Builds the K-shot support bank and hands it to the model."""
 import json
-from typing import Iterator, List, Optional, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
+from mmengine.config import Config
 from mmengine.dist import broadcast_object_list, get_rank, get_world_size
 from mmengine.hooks import Hook
 
@@ -9,6 +10,7 @@ from mmdet.registry import DATASETS, HOOKS
 from mmdet_maskdiff.datasets.few_shot_coco import FewShotCocoDataset
 from mmdet_maskdiff.datasets.support_bank import (SupportBank,
                                                   build_support_bank)
+from mmdet_maskdiff.utils.config_tree import iter_config_dicts
 from .runner_model import unwrap_model
 
 
@@ -20,6 +22,19 @@ def _members(dataset) -> Iterator:
     child = getattr(dataset, 'dataset', None)
     if child is not None:
         yield from _members(child)
+
+
+def _trained_samples(cfg_text: str) -> List[Tuple[int, Optional[int]]]:
+    """``(seed, num_novel_shots)`` of every K-shot dataset (a
+    ``FewShotCocoDataset`` with ``few_shot_root``) in a saved config."""
+    try:
+        cfg = Config.fromstring(cfg_text, '.py').to_dict()
+    except Exception:  # an old or foreign config: nothing to compare
+        return []
+    return sorted({(node.get('seed', 0), node.get('num_novel_shots'))
+                   for _, node in iter_config_dicts(cfg)
+                   if node.get('type') == 'FewShotCocoDataset'
+                   and node.get('few_shot_root')})
 
 
 def _sample(dataset: FewShotCocoDataset) -> str:
@@ -66,8 +81,19 @@ class SupportSetHook(Hook):
             to use the same K-shot sample as ``dataset`` — seed, novel shots
             and split folder — so that the novel instances trained on and the
             support set k come from one seed. A mismatch (e.g. the seed
-            overridden in one place only) raises ``ValueError``. Defaults to
-            True.
+            overridden in one place only) raises ``ValueError``. The same
+            switch checks a loaded checkpoint (``tools/test.py``,
+            ``load_from``, ``--resume``): when the training config saved in
+            its meta used K-shot sets, the support set must have one of their
+            seeds and novel K. Defaults to True.
+
+    Before a run, the hook also requires the support set's K (both
+    ``num_base_shots`` and ``num_novel_shots`` when given) to equal the
+    mask head's ``num_shots`` when the head concatenates the shots
+    (``shot_fusion='concat'``): fewer shots would be repeated, more dropped.
+    A ``'mean'`` head averages any number of shots and is not checked. It
+    also requires an instance of every class the detector predicts in the
+    support set.
     """
 
     priority = 'HIGH'
@@ -174,6 +200,88 @@ class SupportSetHook(Hook):
                 '--cfg-options train_dataloader.dataset.datasets.1.seed=N '
                 'custom_hooks.0.dataset.seed=N, or pass check_sample=False '
                 'to the hook.')
+
+    def check_num_shots(self, runner) -> None:
+        """Raise if the support set's K differs from the K the mask head
+        concatenates."""
+        head = getattr(
+            getattr(unwrap_model(runner), 'roi_head', None), 'mask_head',
+            None)
+        if not getattr(head, 'requires_condition', False) or getattr(
+                head, 'shot_fusion', 'concat') != 'concat':
+            return
+        support = self._support_dataset()
+        for key in ('num_base_shots', 'num_novel_shots'):
+            shots = getattr(support, key, None)
+            if shots and shots != head.num_shots:  # 0: no such shots
+                raise ValueError(
+                    f'SupportSetHook: the support set has K={shots} '
+                    f'({key} of the hook\'s dataset) but the mask head '
+                    f'concatenates num_shots={head.num_shots} shots '
+                    '(model.roi_head.mask_head.num_shots); use the config '
+                    'of this K, or set both to the same K')
+
+    def check_class_coverage(self, runner) -> None:
+        """Raise if a class the detector can predict has no instance in the
+        support set (its detections could not be given a mask)."""
+        model = unwrap_model(runner)
+        roi_head = getattr(model, 'roi_head', None)
+        num_classes = getattr(
+            getattr(roi_head, 'bbox_head', None), 'num_classes', None)
+        if num_classes is None or not getattr(
+                getattr(roi_head, 'mask_head', None), 'requires_condition',
+                False):
+            return
+        support = self._support_dataset()
+        if not hasattr(support, 'full_init'):
+            return
+        support.full_init()
+        covered = {
+            instance['bbox_label']
+            for i in range(len(support))
+            for instance in support.get_data_info(i).get('instances', [])
+            if not instance.get('ignore_flag', 0)
+        }
+        classes = support.metainfo.get('classes', ())
+        missing = [
+            classes[label] if label < len(classes) else label
+            for label in range(num_classes)
+            if label not in covered
+        ]
+        if missing:
+            raise ValueError(
+                f'SupportSetHook: the support set has no instance of '
+                f'{len(missing)} class(es) the detector predicts: '
+                f'{missing[:10]}{" ..." if len(missing) > 10 else ""}; check '
+                'num_base_shots / num_novel_shots / classes of '
+                'custom_hooks.0.dataset')
+
+    def before_run(self, runner) -> None:
+        """Fail before training or testing on a K / num_shots mismatch or a
+        support set that misses a class."""
+        self.check_num_shots(runner)
+        self.check_class_coverage(runner)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Raise if the checkpoint was trained on other K-shot sets than this
+        support set (see ``check_sample``)."""
+        cfg_text = (checkpoint.get('meta') or {}).get('cfg')
+        support = self._support_dataset()
+        if (not self.check_sample or not isinstance(cfg_text, str)
+                or not isinstance(support, FewShotCocoDataset)
+                or not support.few_shot_root):
+            return
+        trained = _trained_samples(cfg_text)
+        current = (support.seed, support.num_novel_shots)
+        if trained and current not in trained:
+            shown = ', '.join(f'seed={seed} num_novel_shots={shots}'
+                              for seed, shots in trained)
+            raise ValueError(
+                'SupportSetHook: the checkpoint was trained on the K-shot '
+                f'set {shown} but the support set is seed={current[0]} '
+                f'num_novel_shots={current[1]}; use the seed and K of '
+                'training (custom_hooks.0.dataset.seed / num_novel_shots), or '
+                'pass custom_hooks.0.check_sample=False to test anyway')
 
     def before_train(self, runner) -> None:
         """Check the K-shot sample, build the training pool and give it to

@@ -14,10 +14,10 @@ from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, InstanceList, OptMultiConfig
-from mmdet_maskdiff.diffusion import (GaussianDiffusion,
-                                      classifier_free_guidance, ddim_sample,
-                                      ddpm_sample, drop_labels,
-                                      get_beta_schedule)
+from mmdet_maskdiff.diffusion import (GaussianDiffusion, KeyedNoise,
+                                      classifier_free_guidance, combine_keys,
+                                      ddim_sample, ddpm_sample, drop_labels,
+                                      get_beta_schedule, stable_key)
 from .mask_condition import MaskCondition
 
 SAMPLER_KEYS = ('type', 'steps', 'eta', 'guidance_weight', 'num_samples',
@@ -103,9 +103,11 @@ class DiffusionMaskHead(BaseModule):
             uses all. Defaults to None.
         test_sampler (dict): Test-time sampler: ``type`` ('ddim' | 'ddpm'),
             ``steps`` (respaced steps; None = all T), ``eta``,
-            ``guidance_weight`` w, ``num_samples``, ``seed`` (None = global
-            RNG), ``chunk_size`` (RoIs per sampling pass, bounds memory;
-            None = all), ``amp`` (run the denoiser under bfloat16 autocast
+            ``guidance_weight`` w, ``num_samples``, ``seed`` (an int: the
+            noise of every RoI, sample and step is a function of the seed,
+            the RoI's ``noise_keys`` and the sample index, whatever batch or
+            chunk the RoI is in; None = the global RNG), ``chunk_size``
+            (RoIs per sampling pass, bounds memory; None = all), ``amp`` (run the denoiser under bfloat16 autocast
             on CUDA; ignored on the CPU) and ``trajectory_every`` (keep every
             n-th step for visualisation).
         init_cfg (dict or list[dict], optional): Initialization config.
@@ -229,6 +231,41 @@ class DiffusionMaskHead(BaseModule):
     def num_timesteps(self) -> int:
         """T of the training diffusion."""
         return self.diffusion.num_timesteps
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args,
+                              **kwargs) -> None:
+        """Load strictly, whatever the caller asks: mmdet and mmengine load
+        checkpoints with ``strict=False`` (``init_detector``, ``load_from``,
+        the inferencers), which would leave a tensor of another shape — e.g.
+        the first convolution after ``num_shots`` changed — at its random
+        initial value and produce masks silently wrong. A checkpoint with no
+        tensor of this head at all (stage 1b → stage 2, where the head is
+        new) is fine.
+
+        Raises:
+            ValueError: the checkpoint has some of this head's tensors but
+                not all, or one with another shape.
+        """
+        own = {prefix + key: value for key, value in self.state_dict().items()}
+        present = [key for key in own if key in state_dict]
+        if present:
+            problems = [
+                f"{key} has shape {tuple(state_dict[key].shape)} in the "
+                f'checkpoint, {tuple(own[key].shape)} in the model'
+                for key in present
+                if tuple(state_dict[key].shape) != tuple(own[key].shape)
+            ] + [
+                f'{key} is missing from the checkpoint' for key in own
+                if key not in state_dict
+            ]
+            if problems:
+                more = (f' (and {len(problems) - 1} more)'
+                        if len(problems) > 1 else '')
+                raise ValueError(
+                    f'DiffusionMaskHead: {problems[0]}{more}; the checkpoint '
+                    'was trained with another num_shots, mask_size, '
+                    'num_classes or denoiser')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ #
     # conditioning
@@ -379,10 +416,14 @@ class DiffusionMaskHead(BaseModule):
         size = self.mask_size
         cond, cond_vector = self.build_condition(condition)
         device = cond.device
-        generator = None
+        roi_keys = None
         if cfg['seed'] is not None:
-            generator = torch.Generator(device=device)
-            generator.manual_seed(int(cfg['seed']))
+            keys = condition.noise_keys
+            if keys is None:
+                keys = torch.arange(num, device=device)
+            roi_keys = combine_keys(
+                keys.to(device=device, dtype=torch.long),
+                stable_key(int(cfg['seed'])))
         samples = cfg['num_samples']
         chunk = cfg['chunk_size'] or num
         fg_sum = cond.new_zeros((num, 1, size, size))
@@ -393,7 +434,14 @@ class DiffusionMaskHead(BaseModule):
             v = (None if cond_vector is None else
                  cond_vector[start:stop].repeat(samples, 1))
             labels = condition.labels[start:stop].repeat(samples)
-            out = self._sample(c, v, labels, generator)
+            noise_source = None
+            if roi_keys is not None:  # chain row r: sample r // n, RoI r % n
+                sample_index = torch.arange(
+                    samples, device=device).repeat_interleave(stop - start)
+                noise_source = KeyedNoise(
+                    combine_keys(roi_keys[start:stop].repeat(samples),
+                                 sample_index), (1, size, size), cond.dtype)
+            out = self._sample(c, v, labels, noise_source)
             binary = (out.sample > 0).to(cond.dtype)
             fg_sum[start:stop] = binary.view(samples, stop - start, 1, size,
                                              size).sum(dim=0)
@@ -407,8 +455,9 @@ class DiffusionMaskHead(BaseModule):
         return dict(probs=probs, uncertainty=uncertainty)
 
     def _sample(self, cond: Tensor, cond_vector: Optional[Tensor],
-                labels: Tensor, generator: Optional[torch.Generator]):
-        """One reverse chain for a batch of B = chunk · samples RoIs."""
+                labels: Tensor, noise_source: Optional[KeyedNoise]):
+        """One reverse chain for a batch of B = chunk · samples RoIs; noise
+        from ``noise_source``, or the global RNG when it is None."""
         cfg = self.sampler_cfg
         model_fn = classifier_free_guidance(
             self.denoiser,
@@ -419,13 +468,13 @@ class DiffusionMaskHead(BaseModule):
         shape = (cond.shape[0], 1, self.mask_size, self.mask_size)
         use_amp = bool(cfg['amp']) and cond.device.type == 'cuda'
         with torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_amp):
-            return self._run_sampler(model_fn, shape, cond, generator)
+            return self._run_sampler(model_fn, shape, cond, noise_source)
 
     def _run_sampler(self, model_fn, shape: Tuple[int, ...], cond: Tensor,
-                     generator: Optional[torch.Generator]):
+                     noise_source: Optional[KeyedNoise]):
         cfg = self.sampler_cfg
         common = dict(
-            generator=generator,
+            noise_source=noise_source,
             device=cond.device,
             dtype=cond.dtype,
             trajectory_every=cfg['trajectory_every'])

@@ -29,6 +29,12 @@ class MaskCondition:
             that enter the loss (None: all). False for RoIs that
             ``FewShotRoIHead`` drops because their class has no support
             instance outside the query batch (``support_fallback='drop'``).
+        noise_keys (Tensor, optional): A stable int64 key in [0, 2^32) per
+            RoI, shape (N, ), from the image id and the RoI's index in its
+            image (:func:`~mmdet_maskdiff.diffusion.combine_keys`); the test
+            sampler draws each RoI's noise from it and its seed, so a mask
+            does not depend on the batch the RoI is in. ``None``: the RoI's
+            index in this condition.
     """
     labels: Tensor
     region_image: Optional[Tensor] = None
@@ -36,6 +42,7 @@ class MaskCondition:
     shots: Optional[Tensor] = None
     prototypes: Optional[Tensor] = None
     train_rois: Optional[Tensor] = None
+    noise_keys: Optional[Tensor] = None
 
     def __len__(self) -> int:
         return self.labels.shape[0]

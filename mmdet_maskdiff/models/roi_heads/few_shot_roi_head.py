@@ -16,6 +16,7 @@ from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import InstanceList
 from mmdet_maskdiff.datasets.support_bank import SupportBank
+from mmdet_maskdiff.diffusion.keyed_noise import combine_keys, stable_key
 from ..mask_heads.mask_condition import MaskCondition
 from .stored_support import (StoredSupport, first_shots, pop_from_state_dict,
                              save_to_state_dict)
@@ -314,6 +315,8 @@ class FewShotRoIHead(StandardRoIHead):
             return results_list
         labels = torch.cat([res.labels for res in results_list])
         condition = self._mask_condition(x, mask_rois, labels, False)
+        condition.noise_keys = self._roi_noise_keys(batch_img_metas,
+                                                    results_list)
         prediction = self.mask_head.predict(condition)
         num_per_img = [len(res) for res in results_list]
         results_list = self.mask_head.predict_by_feat(
@@ -326,6 +329,26 @@ class FewShotRoIHead(StandardRoIHead):
                                 prediction['uncertainty'].split(num_per_img)):
             results.mask_uncertainty = unc
         return results_list
+
+    @staticmethod
+    def _roi_noise_keys(batch_img_metas: List[dict],
+                        results_list: InstanceList) -> Tensor:
+        """A key per detection, (N, ) int64, from its image's ``img_id``
+        (else ``img_path``) and its index among the image's detections: the
+        mask head draws the RoI's noise from it, so the mask is the same
+        whatever batch, rank or chunk the image is processed in."""
+        keys = []
+        for index, (meta, results) in enumerate(
+                zip(batch_img_metas, results_list)):
+            image = meta.get('img_id', meta.get('img_path'))
+            if image is None:  # no identity: the position in the batch
+                image = index
+            image_key = stable_key(image)
+            keys.append(
+                combine_keys(
+                    image_key,
+                    torch.arange(len(results), device=results.bboxes.device)))
+        return torch.cat(keys)
 
     def _mask_condition(self, x: Tuple[Tensor], rois: Tensor, labels: Tensor,
                         training: bool) -> MaskCondition:

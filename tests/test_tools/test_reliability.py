@@ -1,0 +1,347 @@
+"""Bad inputs stop the tools with one line naming the file, key or class, and
+exit status 2 — never exit 0 with wrong results (issue "Same answer however
+it is run"). The in-process cases check the checks themselves; the tool
+cases run ``tools/test.py`` / ``tools/train.py`` on the tiny MaskDiff config.
+"""
+import types
+
+import pytest
+import torch
+from _tiny_maskdiff import save_checkpoint, tiny_config
+from _tool_helpers import TINY_CONFIG, describe, run_tool, tool_env
+from mmengine.config import Config
+
+from mmdet_maskdiff.datasets.support_bank import SupportBank
+from mmdet_maskdiff.engine.hooks.support_set_hook import SupportSetHook
+from mmdet_maskdiff.utils import (InputError, checkpoint_mismatch,
+                                  read_checkpoint, run_cli)
+from mmdet_maskdiff.utils.cli_checks import DEBUG_ENV, check_evaluators
+
+# --------------------------------------------------------------------- #
+# in-process: the checks
+# --------------------------------------------------------------------- #
+
+
+def test_checkpoint_mismatch_lists_reshaped_missing_unexpected():
+    model = {'a.weight': torch.zeros(2, 3), 'b.bias': torch.zeros(4)}
+    assert checkpoint_mismatch(model, {'state_dict': dict(model)}) == []
+    # the 'module.' prefix of a DDP-saved checkpoint is ignored
+    assert checkpoint_mismatch(
+        model, {'state_dict': {
+            f'module.{k}': v
+            for k, v in model.items()
+        }}) == []
+    problems = checkpoint_mismatch(
+        model,
+        {'state_dict': {
+            'a.weight': torch.zeros(2, 5),
+            'c': torch.zeros(1)
+        }})
+    assert problems == [
+        'a.weight has shape (2, 5) in the checkpoint, (2, 3) in the model',
+        'b.bias is missing from the checkpoint',
+        'c is in the checkpoint but not in the model'
+    ]
+    assert checkpoint_mismatch(
+        model, {'a.weight': torch.zeros(2, 3)},
+        allowed_missing=('b.', )) == []
+
+
+@pytest.mark.parametrize('content', [b'', b'PK\x03\x04 truncated zip'])
+def test_unreadable_checkpoint_names_its_path(tmp_path, content):
+    path = tmp_path / 'broken.pth'
+    path.write_bytes(content)
+    with pytest.raises(
+            InputError, match=r'cannot read checkpoint .*broken\.pth'):
+        read_checkpoint(str(path))
+    with pytest.raises(InputError, match='does not exist'):
+        read_checkpoint(str(tmp_path / 'none.pth'))
+
+
+def fake_runner(num_shots=5, shot_fusion='concat'):
+    head = types.SimpleNamespace(
+        requires_condition=True, num_shots=num_shots, shot_fusion=shot_fusion)
+    model = types.SimpleNamespace(
+        roi_head=types.SimpleNamespace(mask_head=head))
+    return types.SimpleNamespace(model=model)
+
+
+def support_hook(seed=0, shots=5, check_sample=True):
+    hook = SupportSetHook(dataset={}, check_sample=check_sample)
+    from mmdet_maskdiff.datasets import FewShotCocoDataset
+    support = FewShotCocoDataset.__new__(FewShotCocoDataset)
+    support.seed, support.few_shot_root = seed, 'few_shot'
+    support.num_base_shots = support.num_novel_shots = shots
+    hook._support_set = support
+    return hook
+
+
+@pytest.mark.parametrize(
+    'shots,num_shots,fusion,error',
+    [
+        (5, 5, 'concat', None),
+        (1, 5, 'concat', 'K=1 .*num_shots=5'),
+        (10, 5, 'concat', 'K=10 .*num_shots=5'),
+        (1, 5, 'mean', None),  # a 'mean' head averages any number of shots
+    ])
+def test_support_k_must_equal_num_shots(shots, num_shots, fusion, error):
+    hook = support_hook(shots=shots)
+    runner = fake_runner(num_shots, fusion)
+    if error is None:
+        hook.before_run(runner)
+    else:
+        with pytest.raises(ValueError, match=error):
+            hook.before_run(runner)
+
+
+def training_cfg_text(seed, shots):
+    return Config(
+        dict(
+            train_dataloader=dict(
+                dataset=dict(
+                    type='ConcatDataset',
+                    datasets=[
+                        dict(type='FewShotCocoDataset', few_shot_root=None),
+                        dict(
+                            type='FewShotCocoDataset',
+                            few_shot_root='few_shot',
+                            seed=seed,
+                            num_novel_shots=shots)
+                    ])))).pretty_text
+
+
+@pytest.mark.parametrize(
+    'trained,support,check,error',
+    [
+        ((0, 5), (0, 5), True, None),
+        ((0, 5), (1, 5), True, 'seed=0 num_novel_shots=5 .* seed=1'),
+        ((0, 5), (0, 1), True, 'num_novel_shots=1'),
+        ((0, 5), (1, 5), False, None),  # the opt-out
+    ])
+def test_support_sample_must_match_the_checkpoint(trained, support, check,
+                                                  error):
+    hook = support_hook(*support, check_sample=check)
+    checkpoint = {'meta': {'cfg': training_cfg_text(*trained)}}
+    if error is None:
+        hook.after_load_checkpoint(None, checkpoint)
+    else:
+        with pytest.raises(ValueError, match=error):
+            hook.after_load_checkpoint(None, checkpoint)
+    # no training config in the meta: nothing to compare
+    hook.after_load_checkpoint(None, {'meta': {}})
+
+
+@pytest.mark.parametrize('base_shots,error', [(1, None),
+                                              (0, r"6 class.*'circle'")])
+def test_support_set_must_cover_the_predicted_classes(synthetic_data,
+                                                      base_shots, error):
+    support = dict(
+        type='FewShotCocoDataset',
+        data_root=synthetic_data['root'],
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='images/train/'),
+        class_splits='synthetic',
+        few_shot_root='few_shot',
+        num_base_shots=base_shots,
+        num_novel_shots=1,
+        pipeline=[])
+    hook = SupportSetHook(dataset=support)
+    runner = fake_runner(num_shots=1)
+    runner.model.roi_head.bbox_head = types.SimpleNamespace(num_classes=8)
+    if error is None:
+        hook.before_run(runner)
+    else:
+        with pytest.raises(ValueError, match=error):
+            hook.before_run(runner)
+
+
+def test_init_detector_refuses_a_checkpoint_of_another_num_shots(
+        tmp_path, synthetic_data):
+    """mmdet's init_detector loads non-strictly; the mask head does not."""
+    from mmdet.apis import init_detector
+    root = synthetic_data['root']
+    five = tiny_config(tmp_path, root)
+    checkpoint = save_checkpoint(five, str(tmp_path / 'k5.pth'))
+    three = tiny_config(
+        tmp_path,
+        root,
+        name='tiny_3shot.py',
+        **{'model.roi_head.mask_head.num_shots': 3})
+    with pytest.raises(ValueError, match=r'in_conv_cond\.weight has shape'):
+        init_detector(three, checkpoint, device='cpu')
+    init_detector(five, checkpoint, device='cpu')  # the right config loads
+
+
+def test_segm_evaluator_needs_a_mask_head():
+    cfg = Config(
+        dict(
+            val_dataloader=dict(batch_size=1),
+            val_evaluator=dict(type='CocoMetric', metric=['bbox', 'segm']),
+            test_dataloader=None,
+            test_evaluator=dict(metric='segm')))
+    with pytest.raises(InputError, match="val_evaluator asks for 'segm'"):
+        check_evaluators(cfg, types.SimpleNamespace(with_mask=False))
+    check_evaluators(cfg, types.SimpleNamespace(with_mask=True))
+    cfg.val_evaluator.metric = 'bbox'  # the test evaluator has no loader
+    check_evaluators(cfg, types.SimpleNamespace(with_mask=False))
+
+
+def raise_from_package():
+    # a check of this package, raised through a deeper frame of it
+    SupportBank._check_request(torch.zeros(2, 2), 1)
+
+
+def test_run_cli_shows_package_errors_as_one_line(capsys, monkeypatch):
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(raise_from_package)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        'error: ValueError: labels must have shape (L,), got (2, 2) '
+        f'({DEBUG_ENV}=1 shows the traceback)'
+    ]
+    # errors that do not come from the package keep their traceback
+    with pytest.raises(ValueError, match='not ours'):
+        run_cli(lambda: int('not ours'))
+    monkeypatch.setenv(DEBUG_ENV, '1')
+    with pytest.raises(ValueError, match='labels must have shape'):
+        run_cli(raise_from_package)
+
+
+def test_missing_split_folder_is_named_as_a_folder(synthetic_data):
+    from mmdet_maskdiff.datasets import FewShotCocoDataset
+    dataset = FewShotCocoDataset(
+        data_root=synthetic_data['root'],
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='images/train/'),
+        few_shot_root=synthetic_data['few_shot_root'],
+        class_splits='synthetic',
+        num_novel_shots=1,
+        num_base_shots=1,
+        seed=7,  # the synthetic data has seeds 0 and 1
+        lazy_init=True,
+        pipeline=[])
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'few-shot split folder not found: .*seed7'):
+        dataset.full_init()
+
+
+# --------------------------------------------------------------------- #
+# the tools: one line on stderr, exit status 2
+# --------------------------------------------------------------------- #
+
+
+def _truncated(tmp_path, root):
+    config = tiny_config(tmp_path, root)
+    good = save_checkpoint(config, str(tmp_path / 'good.pth'))
+    with open(good, 'rb') as f:
+        data = f.read()
+    (tmp_path / 'cut.pth').write_bytes(data[:len(data) // 2])
+    return [config, str(tmp_path / 'cut.pth')]
+
+
+def _resume_from_truncated(tmp_path, root):
+    (tmp_path / 'iter_9.pth').write_bytes(b'PK\x03\x04 cut short')
+    return [TINY_CONFIG, '--resume', str(tmp_path / 'iter_9.pth')]
+
+
+def _other_num_shots(tmp_path, root):
+    """A 5-shot checkpoint tested with a num_shots=3 config (the mask head's
+    first convolution has another shape)."""
+    config = tiny_config(tmp_path, root)
+    checkpoint = save_checkpoint(config, str(tmp_path / 'k5.pth'))
+    three = tiny_config(
+        tmp_path,
+        root,
+        name='tiny_3shot.py',
+        **{'model.roi_head.mask_head.num_shots': 3})
+    return [three, checkpoint]
+
+
+def _support_k1_for_5shot_head(tmp_path, root):
+    config = tiny_config(
+        tmp_path, root, **{
+            'custom_hooks.0.dataset.num_novel_shots': 1,
+            'custom_hooks.0.dataset.num_base_shots': 1
+        })
+    return [config, save_checkpoint(config, str(tmp_path / 'w.pth'))]
+
+
+def _support_seed1_for_seed0_model(tmp_path, root):
+    trained = tiny_config(tmp_path, root)
+    checkpoint = save_checkpoint(
+        trained,
+        str(tmp_path / 'seed0.pth'),
+        meta=dict(cfg=Config.fromfile(trained).pretty_text))
+    tested = tiny_config(
+        tmp_path,
+        root,
+        name='tiny_seed1.py',
+        **{'custom_hooks.0.dataset.seed': 1})
+    return [tested, checkpoint]
+
+
+def _segm_without_mask_head(tmp_path, root):
+    config = tmp_path / 'no_mask_head.py'
+    config.write_text(f'_base_ = [{TINY_CONFIG!r}]\n'
+                      'model = dict(roi_head=dict(mask_roi_extractor=None, '
+                      'mask_head=None))\n')
+    return [str(config)]
+
+
+# (tool, argument builder, words the error line must contain)
+TOOL_CASES = {
+    'test_truncated_checkpoint': ('test.py', _truncated,
+                                  ['cannot read checkpoint', 'cut.pth']),
+    'train_resume_from_truncated_checkpoint':
+    ('train.py', _resume_from_truncated,
+     ['cannot read checkpoint', 'iter_9.pth']),
+    'test_checkpoint_of_other_num_shots':
+    ('test.py', _other_num_shots,
+     ['k5.pth', 'does not fit', 'in_conv_cond', 'num_shots']),
+    'test_support_k_differs_from_num_shots':
+    ('test.py', _support_k1_for_5shot_head,
+     ['SupportSetHook', 'K=1', 'num_shots=5']),
+    'test_support_seed_differs_from_training':
+    ('test.py', _support_seed1_for_seed0_model,
+     ['seed=0', 'seed=1', 'check_sample=False']),
+    'train_segm_evaluator_without_mask_head':
+    ('train.py', _segm_without_mask_head,
+     ["val_evaluator asks for 'segm'", 'no mask head']),
+}
+
+
+@pytest.mark.slow  # ~20 s per case on 2 shared cores
+@pytest.mark.parametrize('case', sorted(TOOL_CASES))
+def test_tool_stops_with_one_line(case, tmp_path, synthetic_data):
+    tool, make_args, words = TOOL_CASES[case]
+    args = make_args(tmp_path, synthetic_data['root']) + [
+        '--work-dir', str(tmp_path / 'work_dir')
+    ]
+    env = tool_env(synthetic_data['root'])
+    env.update(OMP_NUM_THREADS='1')
+    env.pop(DEBUG_ENV, None)
+    proc = run_tool(tool, args, str(tmp_path), env=env)
+    assert proc.returncode == 2, describe(proc)
+    assert 'Traceback' not in proc.stdout + proc.stderr, describe(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, describe(proc)
+    assert lines[0].startswith('error: '), describe(proc)
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.slow
+def test_debug_switch_shows_the_traceback(tmp_path, synthetic_data):
+    args = _support_k1_for_5shot_head(tmp_path, synthetic_data['root'])
+    env = tool_env(synthetic_data['root'])
+    env.update({DEBUG_ENV: '1', 'OMP_NUM_THREADS': '1'})
+    proc = run_tool(
+        'test.py',
+        args + ['--work-dir', str(tmp_path / 'work_dir')],
+        str(tmp_path),
+        env=env)
+    assert proc.returncode not in (0, 2), describe(proc)
+    assert 'Traceback' in proc.stderr and 'K=1' in proc.stderr
