@@ -1,7 +1,9 @@
-"""The one rule for a usable instance annotation.
+"""COCO instance annotations: the one rule for a usable one, and the mask
+helpers (polygons / RLE to one RLE, to a binary mask).
 
-Used by every reader and writer of instances, so that what one accepts the
-others accept too:
+Every reader of COCO masks in the package decodes them here. The rule is used
+by every reader and writer of instances, so that what one accepts the others
+accept too:
 
 * the K-shot split generator (:func:`.few_shot_splits.generate_few_shot_splits`
   draws only instances that pass, and are not crowd);
@@ -9,7 +11,8 @@ others accept too:
   is skipped, ``on_invalid_few_shot``) and the main annotation file (invalid
   annotations, crowd ones included, are skipped with a logged count);
 * :func:`.support_bank.build_support_bank` (the mask part, on the instances a
-  dataset gives it).
+  dataset gives it; it decodes the masks with :func:`decode_mask`, as does
+  the oracle-box test loop).
 
 An annotation is usable when (:func:`instance_problem` returns ``None``):
 
@@ -28,6 +31,7 @@ and the loaders never receive it.
 import math
 from typing import Optional, Union
 
+import numpy as np
 from pycocotools import mask as mask_util
 
 #: a bbox or polygon may overhang the image by this many pixels
@@ -53,6 +57,24 @@ def segmentation_to_rle(segmentation: Union[list, dict], height: int,
         return segmentation
     raise TypeError('segmentation must be polygons (list) or RLE (dict), '
                     f'got {type(segmentation).__name__}')
+
+
+def decode_mask(segmentation: Union[list, dict], height: int,
+                width: int) -> np.ndarray:
+    """Decode a COCO polygon list or RLE to a binary mask, as
+    ``COCO.annToMask`` does.
+
+    Args:
+        segmentation (list | dict): polygons ``[[x0, y0, x1, y1, ...], ...]``
+            or an RLE ``{'size': [h, w], 'counts': str | bytes | list}``.
+        height (int): image height.
+        width (int): image width.
+
+    Returns:
+        np.ndarray: uint8 (height, width) in {0, 1}.
+    """
+    rle = segmentation_to_rle(segmentation, height, width)
+    return mask_util.decode(rle).astype(np.uint8)
 
 
 def mask_problem(segmentation: Union[list, dict], width: int,

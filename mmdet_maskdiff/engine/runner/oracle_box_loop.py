@@ -17,12 +17,12 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import TestLoop
 from mmengine.runner.amp import autocast
 from mmengine.structures import InstanceData
-from pycocotools import mask as mask_util
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from mmdet.registry import LOOPS
 from mmdet.structures import SampleList
+from mmdet_maskdiff.datasets.instance_validity import decode_mask
 
 #: what the loop keeps of one test image: boxes (n, 4) x1y1x2y2 and labels
 #: (n, ) at the original size, the COCO segmentations, height, width
@@ -68,20 +68,6 @@ def ground_truth_by_image(dataset) -> Dict[int, ImageTruth]:
     return truth
 
 
-def decode_segmentation(segmentation: Segmentation, height: int,
-                        width: int) -> np.ndarray:
-    """A COCO segmentation (polygons, RLE or compressed RLE) as a uint8
-    (height, width) mask, decoded the way ``COCO.annToMask`` does."""
-    if isinstance(segmentation, list):
-        rle = mask_util.merge(
-            mask_util.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation.get('counts'), list):
-        rle = mask_util.frPyObjects(segmentation, height, width)
-    else:
-        rle = segmentation
-    return mask_util.decode(rle)
-
-
 def mask_ious(pred_masks: Tensor, gt_masks: Sequence[Optional[Segmentation]],
               height: int, width: int) -> Tensor:
     """IoU of each predicted mask with its own ground-truth mask.
@@ -102,8 +88,7 @@ def mask_ious(pred_masks: Tensor, gt_masks: Sequence[Optional[Segmentation]],
     for i, segmentation in enumerate(gt_masks):
         if segmentation is None:
             continue
-        gt = torch.from_numpy(
-            decode_segmentation(segmentation, height, width)).bool()
+        gt = torch.from_numpy(decode_mask(segmentation, height, width)).bool()
         pred = pred_masks[i].cpu().bool()
         union = int((pred | gt).sum())
         ious[i] = int((pred & gt).sum()) / union if union else float('nan')

@@ -9,7 +9,7 @@ from mmdet.models.detectors import TwoStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
-from mmdet_maskdiff.datasets.support_bank import SupportBank
+from mmdet_maskdiff.structures import SupportBank
 from ..roi_heads.few_shot_roi_head import FewShotRoIHead, QueryContext
 
 

@@ -15,8 +15,8 @@ from mmdet.models.utils import empty_instances
 from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import InstanceList
-from mmdet_maskdiff.datasets.support_bank import SupportBank
 from mmdet_maskdiff.diffusion.keyed_noise import combine_keys, stable_key
+from mmdet_maskdiff.structures import SupportBank
 from ..mask_heads.mask_condition import MaskCondition
 from .stored_support import (StoredSupport, first_shots, pop_from_state_dict,
                              save_to_state_dict)

@@ -25,7 +25,7 @@ from typing import Dict, Mapping, MutableMapping, Optional
 import torch
 from torch import Tensor
 
-from mmdet_maskdiff.datasets.support_bank import SupportBank
+from mmdet_maskdiff.structures import SupportBank
 
 #: state-dict key (below the RoI head's prefix) of the stored support set
 STATE_KEY = 'support_set'
