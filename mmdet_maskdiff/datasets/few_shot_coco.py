@@ -175,6 +175,9 @@ class FewShotCocoDataset(CocoDataset):
     def _join_prefix(self) -> None:
         """Also join ``few_shot_root`` to ``data_root`` when relative."""
         super()._join_prefix()
+        # mmdet's parse_data_info reads data_prefix['img']; without it, image
+        # paths are the file names, as this dataset has always allowed
+        self.data_prefix.setdefault('img', '')
         if (self.few_shot_root and self.data_root
                 and not is_abs(self.few_shot_root)):
             self.few_shot_root = join_path(self.data_root, self.few_shot_root)
@@ -296,8 +299,32 @@ class FewShotCocoDataset(CocoDataset):
                        main_ids: Optional[Dict[str, int]]) -> List[dict]:
         """The data list of the K-shot files (see the class docstring);
         ``main_ids`` are the category ids of ``main`` by name."""
-        classes = self.metainfo['classes']
-        to_load = [(name, self._shots_of(name)) for name in classes
+        to_load = self._classes_to_load()
+        self._check_split_folders(to_load)
+        main_images = (None if main is None else {
+            img['id']: img
+            for img in main['images']
+        })
+        reference = (main_ids, self.ann_file)
+        shots: List[Tuple[dict, dict]] = []
+        for name, num_shots in to_load:
+            path = few_shot_split_path(self.few_shot_root, name, num_shots,
+                                       self.seed)
+            data = self._read_json(
+                path,
+                not_found=f'few-shot split file not found: {path} '
+                f"(class '{name}', K={num_shots}, seed={self.seed})")
+            reference = self._check_split_categories(data, path, name,
+                                                     reference)
+            shots.extend(
+                self._split_shots(data, path, name, num_shots, main_images))
+        return self._merge_shots(shots)
+
+    def _classes_to_load(self) -> List[Tuple[str, int]]:
+        """``(class name, K)`` of every K-shot file to read, in label order:
+        the classes of ``ann_classes`` whose group has shots."""
+        to_load = [(name, self._shots_of(name))
+                   for name in self.metainfo['classes']
                    if name in self.ann_classes]
         to_load = [(name, k) for name, k in to_load if k > 0]
         if not to_load:
@@ -305,87 +332,121 @@ class FewShotCocoDataset(CocoDataset):
                 'few_shot_root is set but no class has shots: set '
                 'num_novel_shots and/or num_base_shots (and check '
                 'ann_classes)')
-        ref_ids = main_ids
-        ref_path = self.ann_file
-        main_images = (None if main is None else {
-            img['id']: img
-            for img in main['images']
-        })
-        self._check_split_folders(to_load)
-        items: Dict[int, dict] = {}
-        for name, shots in to_load:
-            path = few_shot_split_path(self.few_shot_root, name, shots,
-                                       self.seed)
-            data = self._read_json(
-                path,
-                not_found=f'few-shot split file not found: {path} '
-                f"(class '{name}', K={shots}, seed={self.seed})")
-            name2id = category_ids_by_name(data['categories'], path)
-            if name not in name2id:
-                raise ValueError(f"class '{name}' is not a category of "
-                                 f'few-shot file {path}')
-            if ref_ids is None:
-                ref_ids, ref_path = name2id, path
-                self._set_label_space(ref_ids, path)
-            for other in classes:
-                if (other in name2id and other in ref_ids
-                        and name2id[other] != ref_ids[other]):
-                    raise ValueError(
-                        f"category id of class '{other}' is "
-                        f'{name2id[other]} in {path} but {ref_ids[other]} in '
-                        f'{ref_path}')
-            cat_id = name2id[name]
-            anns = [
-                a for a in data['annotations'] if a['category_id'] == cat_id
-            ]
-            num_instances = sum(not a.get('iscrowd', 0) for a in anns)
-            if num_instances < shots:
+        return to_load
+
+    def _check_split_categories(
+        self, data: dict, path: str, name: str,
+        reference: Tuple[Optional[Dict[str, int]], str]
+    ) -> Tuple[Dict[str, int], str]:
+        """Check the categories of the K-shot file of class ``name``.
+
+        The file must have the class, and give every class of the label
+        space the category id of ``reference`` (the ids by name of the
+        annotation file, or of the first K-shot file read, and its path).
+        Without a reference yet, this file becomes it and sets the label
+        space.
+
+        Returns:
+            tuple[dict, str]: the reference for the next files.
+        """
+        name2id = category_ids_by_name(data['categories'], path)
+        if name not in name2id:
+            raise ValueError(f"class '{name}' is not a category of "
+                             f'few-shot file {path}')
+        ref_ids, ref_path = reference
+        if ref_ids is None:
+            ref_ids, ref_path = name2id, path
+            self._set_label_space(ref_ids, path)
+        for other in self.metainfo['classes']:
+            if (other in name2id and other in ref_ids
+                    and name2id[other] != ref_ids[other]):
                 raise ValueError(
-                    f'few-shot file {path} has {num_instances} instances of '
-                    f"class '{name}', fewer than K={shots}")
-            if num_instances > shots:
-                print_log(
-                    f'few-shot file {path} has {num_instances} instances of '
-                    f"class '{name}' (K={shots}); all are used",
-                    logger='current',
-                    level=logging.WARNING)
-            file_images = {img['id']: img for img in data['images']}
-            for ann in anns:
-                img_id = ann['image_id']
-                if main_images is not None:
-                    if img_id not in main_images:
-                        raise ValueError(
-                            f'image {img_id} of few-shot file {path} is not '
-                            f'in the annotation file {self.ann_file}')
-                    img = main_images[img_id]
-                elif img_id in file_images:
-                    img = file_images[img_id]
-                else:
-                    raise ValueError(f"annotation {ann['id']} of few-shot "
-                                     f'file {path} refers to image {img_id}, '
-                                     "which is not in 'images'")
-                problem = instance_problem(ann, img['width'], img['height'])
-                if problem is not None:
-                    if self.on_invalid_few_shot == 'raise':
-                        raise ValueError(
-                            f"annotation {ann['id']} (class '{name}', image "
-                            f'{img_id}) of few-shot file {path} {problem}')
-                    self._num_invalid += 1
-                    continue
-                item = items.setdefault(img_id, dict(img=img, anns={}))
-                item['anns'].setdefault(ann['id'], ann)
-        data_list = []
-        for img_id, item in items.items():
-            raw_img_info = dict(item['img'], img_id=img_id)
-            data_list.append(
-                self.parse_data_info(
-                    dict(
-                        raw_img_info=raw_img_info,
-                        raw_ann_info=list(item['anns'].values()))))
-        return data_list
+                    f"category id of class '{other}' is "
+                    f'{name2id[other]} in {path} but {ref_ids[other]} in '
+                    f'{ref_path}')
+        return ref_ids, ref_path
+
+    def _split_shots(
+            self, data: dict, path: str, name: str, num_shots: int,
+            main_images: Optional[Dict[int, dict]]) -> List[Tuple[dict, dict]]:
+        """The valid instances of class ``name`` in its K-shot file.
+
+        Checks that the file has at least K instances (more are used, with a
+        warning), that each refers to a known image (of the annotation file
+        when given, else of the file's own ``images``) and that each passes
+        :func:`.instance_validity.instance_problem` (else raises or, with
+        ``on_invalid_few_shot='skip'``, counts it as skipped).
+
+        Returns:
+            list[tuple[dict, dict]]: ``(image record, annotation)`` pairs.
+        """
+        cat_id = self.cat_ids[self.metainfo['classes'].index(name)]
+        anns = [a for a in data['annotations'] if a['category_id'] == cat_id]
+        num_instances = sum(not a.get('iscrowd', 0) for a in anns)
+        if num_instances < num_shots:
+            raise ValueError(
+                f'few-shot file {path} has {num_instances} instances of '
+                f"class '{name}', fewer than K={num_shots}")
+        if num_instances > num_shots:
+            print_log(
+                f'few-shot file {path} has {num_instances} instances of '
+                f"class '{name}' (K={num_shots}); all are used",
+                logger='current',
+                level=logging.WARNING)
+        file_images = {img['id']: img for img in data['images']}
+        shots = []
+        for ann in anns:
+            img_id = ann['image_id']
+            if main_images is not None:
+                if img_id not in main_images:
+                    raise ValueError(
+                        f'image {img_id} of few-shot file {path} is not '
+                        f'in the annotation file {self.ann_file}')
+                img = main_images[img_id]
+            elif img_id in file_images:
+                img = file_images[img_id]
+            else:
+                raise ValueError(f"annotation {ann['id']} of few-shot "
+                                 f'file {path} refers to image {img_id}, '
+                                 "which is not in 'images'")
+            problem = instance_problem(ann, img['width'], img['height'])
+            if problem is not None:
+                if self.on_invalid_few_shot == 'raise':
+                    raise ValueError(
+                        f"annotation {ann['id']} (class '{name}', image "
+                        f'{img_id}) of few-shot file {path} {problem}')
+                self._num_invalid += 1
+                continue
+            shots.append((img, ann))
+        return shots
+
+    def _merge_shots(self, shots: List[Tuple[dict, dict]]) -> List[dict]:
+        """One data item per image, in order of first appearance, holding
+        the instances of all K-shot files (duplicates by annotation id
+        removed)."""
+        items: Dict[int, dict] = {}
+        for img, ann in shots:
+            item = items.setdefault(img['id'], dict(img=img, anns={}))
+            item['anns'].setdefault(ann['id'], ann)
+        return [
+            self.parse_data_info(
+                dict(
+                    raw_img_info=dict(item['img'], img_id=img_id),
+                    raw_ann_info=list(item['anns'].values())))
+            for img_id, item in items.items()
+        ]
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
         """Parse one image and its annotations into the label space.
+
+        mmdet's :meth:`CocoDataset.parse_data_info` on the annotations this
+        dataset keeps: those not marked ``ignore``, of a class in the label
+        space (by name, :meth:`_set_label_space`) and in ``ann_classes``
+        (others are counted as dropped), and valid by
+        :func:`.instance_validity.instance_problem` (others are counted as
+        skipped). mmdet's own filter (box under 1 px, zero area, no overlap
+        with the image) rejects nothing more, since the rule implies it;
+        whatever it would drop is counted as skipped all the same.
 
         Args:
             raw_data_info (dict): ``raw_img_info`` (a COCO image record plus
@@ -395,48 +456,31 @@ class FewShotCocoDataset(CocoDataset):
             dict: the data info of the image (see :meth:`load_data_list`).
         """
         img_info = raw_data_info['raw_img_info']
-        ann_info = raw_data_info['raw_ann_info']
-        img_prefix = self.data_prefix.get('img', '')
-        data_info = dict(
-            img_path=osp.join(img_prefix, img_info['file_name']),
-            img_id=img_info['img_id'],
-            seg_map_path=None,
-            height=img_info['height'],
-            width=img_info['width'])
-        if self.data_prefix.get('seg', None):
-            data_info['seg_map_path'] = osp.join(
-                self.data_prefix['seg'],
-                img_info['file_name'].rsplit('.', 1)[0] + self.seg_map_suffix)
-        if self.return_classes:
-            data_info['text'] = self.metainfo['classes']
-            data_info['caption_prompt'] = self.caption_prompt
-            data_info['custom_entities'] = True
+        kept = self._kept_annotations(raw_data_info['raw_ann_info'],
+                                      img_info['width'], img_info['height'])
+        data_info = super().parse_data_info(
+            dict(raw_data_info, raw_ann_info=kept))
+        self._num_invalid += len(kept) - len(data_info['instances'])
+        return data_info
 
-        instances = []
-        for ann in ann_info:
-            if ann.get('ignore', False):
-                continue
+    def _kept_annotations(self, anns: List[dict], width: int,
+                          height: int) -> List[dict]:
+        """The annotations of one image that become instances (see
+        :meth:`parse_data_info`); counts the dropped and invalid ones."""
+        kept = []
+        for ann in anns:
             label = self.cat2label.get(ann['category_id'])
-            if label is None:
+            if ann.get('ignore', False) or label is None:
                 continue
             if label not in self._kept_labels:
                 self._num_dropped += 1
                 continue
             # K-shot annotations were checked already (and pass again)
-            if instance_problem(ann, img_info['width'],
-                                img_info['height']) is not None:
+            if instance_problem(ann, width, height) is not None:
                 self._num_invalid += 1
                 continue
-            x1, y1, w, h = ann['bbox']
-            instance = dict(
-                ignore_flag=1 if ann.get('iscrowd', False) else 0,
-                bbox=[x1, y1, x1 + w, y1 + h],
-                bbox_label=label)
-            if ann.get('segmentation', None):
-                instance['mask'] = ann['segmentation']
-            instances.append(instance)
-        data_info['instances'] = instances
-        return data_info
+            kept.append(ann)
+        return kept
 
     def _serialize_data(self) -> Tuple[np.ndarray, np.ndarray]:
         """mmengine's serialisation, which fails on an empty data list."""

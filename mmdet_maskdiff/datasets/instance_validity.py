@@ -20,7 +20,8 @@ An annotation is usable when (:func:`instance_problem` returns ``None``):
    ``h >= 1`` px (mmdet's ``CocoDataset`` also drops boxes under 1 px);
 2. ``area`` is a positive number;
 3. the box lies in the image, up to :data:`OUTSIDE_TOLERANCE` px on each side
-   (rounding in real annotation files);
+   (rounding in real annotation files), and overlaps it (as mmdet's
+   ``CocoDataset`` requires);
 4. a ``segmentation``, when present, is a list of polygons of at least 3
    points inside the image (same tolerance) or an RLE of the image size, and
    covers at least one pixel once rasterised (pycocotools).
@@ -154,7 +155,8 @@ def instance_problem(ann: dict,
                 f'{MIN_BOX_SIZE:g} px)')
     if (x < -OUTSIDE_TOLERANCE or y < -OUTSIDE_TOLERANCE
             or x + w > width + OUTSIDE_TOLERANCE
-            or y + h > height + OUTSIDE_TOLERANCE):
+            or y + h > height + OUTSIDE_TOLERANCE or x + w <= 0 or y + h <= 0
+            or x >= width or y >= height):
         return f'has a bbox {bbox} outside the {width}x{height} image'
     if check_mask and ann.get('segmentation'):
         return mask_problem(ann['segmentation'], width, height)

@@ -4,6 +4,7 @@ import os.path as osp
 
 import numpy as np
 import pytest
+from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 
 from mmdet_maskdiff.datasets import (FewShotCocoDataset,
@@ -143,6 +144,26 @@ def test_full_mode_skips_invalid_and_keeps_crowd(coco):
     info2 = ds.get_data_info(1)
     assert all(inst['bbox'][0] != 50 for inst in info2['instances'])
     assert ds._num_invalid == 1
+
+
+def test_full_mode_equals_mmdet_coco_dataset(coco):
+    """With the label space in the file's category order (mmdet's label
+    order) and only annotations both accept, the data list is mmdet's, field for field:
+    paths (image and seg map), sizes, boxes, labels, crowd flags, masks."""
+    in_file_order = tuple(c['name'] for c in CATEGORIES)
+    common = dict(
+        ann_file=coco['train_path'],
+        data_prefix=dict(img='imgs/', seg='segs/'),
+        pipeline=[])
+    ours = FewShotCocoDataset(
+        classes=in_file_order, class_splits=SPLITS, **common)
+    mmdet = CocoDataset(metainfo=dict(classes=in_file_order), **common)
+    assert ours.cat_ids == mmdet.cat_ids
+    assert len(ours) == len(mmdet) == 8
+    for i in range(len(ours)):
+        assert ours.get_data_info(i) == mmdet.get_data_info(i)
+    # the zero-area dog, which both drop, is counted here
+    assert ours._num_invalid == 1
 
 
 def test_filter_cfg_uses_kept_classes(coco):

@@ -44,6 +44,9 @@ CASES = {
     'overhang_within_tolerance': (dict(bbox=(-1, 4, 8, 9)), None),
     'right_edge_within_tolerance': (dict(bbox=(57, 4, 8, 9)), None),
     'outside': (dict(bbox=(60, 4, 8, 9)), 'outside the 64x48 image'),
+    # within the tolerance but not overlapping the image (mmdet drops it)
+    'left_of_the_image': (dict(bbox=(-1, 4, 1, 9)), 'outside the 64x48'),
+    'right_of_the_image': (dict(bbox=(64, 4, 1, 9)), 'outside the 64x48'),
     'zero_area': (dict(area=0), 'zero area'),
     'missing_area': (dict(area=None), 'zero area'),
     'non_finite': (dict(bbox=(2, 4, float('nan'), 9)), 'non-finite'),
