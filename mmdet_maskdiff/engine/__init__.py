@@ -1,3 +1,4 @@
 from .hooks import DiffusionSamplerHook, SupportSetHook
+from .runner import FewShotRunner
 
-__all__ = ['DiffusionSamplerHook', 'SupportSetHook']
+__all__ = ['DiffusionSamplerHook', 'FewShotRunner', 'SupportSetHook']

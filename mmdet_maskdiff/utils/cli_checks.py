@@ -11,7 +11,6 @@ import sys
 from typing import Callable, List
 
 from mmengine.config import Config
-from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmdet_maskdiff.compat import release_process_group
@@ -82,8 +81,10 @@ def check_checkpoint(path: str, hint: str = '') -> None:
 
 
 def build_runner(cfg: Config) -> Runner:
-    """Build the default runner, or ``cfg.runner_type`` when given."""
+    """Build the default runner, or ``cfg.runner_type`` when given (from
+    mmdet's registry, as mmdet's ``tools/train.py`` does)."""
     if 'runner_type' in cfg:
+        from mmdet.registry import RUNNERS
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
 

@@ -16,6 +16,8 @@ from mmdet_maskdiff.datasets import get_class_splits
 from mmdet_maskdiff.demo.cpu_scale import (cpu_scale_options,
                                            to_cfg_options_args)
 from mmdet_maskdiff.utils.config_tree import iter_config_dicts
+from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
+                                                  support_set_config)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs')
@@ -28,8 +30,8 @@ CONFIGS = [
 IDS = [osp.relpath(p, CONFIG_DIR) for p in CONFIGS]
 BY_STEM = {osp.splitext(osp.basename(p))[0]: p for p in CONFIGS}
 # a stage's final checkpoint, or TFA's novel-row initialisation of it
-CHECKPOINT = re.compile(r'^work_dirs/(?P<stem>[^/]+)/iter_(?P<iter>\d+)'
-                        r'(_novel-init)?\.pth$')
+CHECKPOINT = re.compile(r'^work_dirs/(?P<stem>[^/]+)/(?P<seed>seed\{seed\}/)?'
+                        r'iter_(?P<iter>\d+)(_novel-init)?\.pth$')
 SHOTS = re.compile(r'(\d+)shot')
 FAKE_ROOT = '/nonexistent/synthetic_fsis'
 
@@ -77,6 +79,9 @@ def test_load_from_names_previous_stage(path):
     assert stem in BY_STEM, f'{path}: no config {stem}.py makes {load_from}'
     assert BY_STEM[stem] != path, f'{path} loads its own work dir'
     previous = parsed(BY_STEM[stem])
+    # a stage trained per K-shot sample is loaded from its seed's work dir
+    assert bool(match['seed']) == ('few_shot' in previous), (
+        f'{path}: {load_from} vs few_shot of {stem}')
     # the file the previous stage writes last
     assert int(match['iter']) == previous.train_cfg.max_iters, (
         f'{path}: {load_from} but {stem} trains '
@@ -154,14 +159,16 @@ def test_stage2_uses_one_k_shot_sample(path):
     K and on the seed (per-K configs rebuild the lists from variables)."""
     k = int(SHOTS.search(osp.basename(path))[1])
     cfg = parsed(path)
+    assert apply_few_shot_seed(cfg) == 0
     base_set, novel_set = cfg.train_dataloader.dataset.datasets
     assert base_set.ann_classes == 'BASE' and 'num_novel_shots' not in base_set
     assert (novel_set.num_base_shots, novel_set.num_novel_shots) == (0, k)
     hooks = {hook.type: hook for hook in cfg.custom_hooks}
-    support = hooks['SupportSetHook'].dataset
-    assert (support.num_base_shots, support.num_novel_shots) == (k, k)
-    assert support.seed == novel_set.seed == 0
-    assert support.few_shot_root == novel_set.few_shot_root
+    assert hooks['SupportSetHook'].get('dataset') is None  # derived
+    support = support_set_config(cfg)
+    assert (support['num_base_shots'], support['num_novel_shots']) == (k, k)
+    assert support['seed'] == novel_set.seed == 0
+    assert support['few_shot_root'] == novel_set.few_shot_root
     assert cfg.model.roi_head.mask_head.num_shots == k
     assert hooks['DiffusionSamplerHook'].sampler.type == 'ddim'
 

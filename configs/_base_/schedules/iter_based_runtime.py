@@ -9,6 +9,9 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=10000,
                     max_keep_ckpts=2))
+# seeded, with a different seed per rank (mmengine adds the rank): two runs
+# of one config on one machine give the same weights
+randomness = dict(seed=0, diff_rank_seed=True)
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 # 8 GPUs x 2 images; `--auto-scale-lr` rescales the lr for other sizes.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
