@@ -41,8 +41,8 @@ from mmengine.config import Config, DictAction
 from mmdet_maskdiff.demo.cpu_scale import (cpu_scale_options,
                                            to_cfg_options_args)
 from mmdet_maskdiff.demo.pipeline import DemoSettings, run_pipeline
-from mmdet_maskdiff.demo.report import (aggregate_seeds, format_seed_table,
-                                        summarize)
+from mmdet_maskdiff.demo.report import (COLUMNS, SPLITS, aggregate_seeds,
+                                        format_seed_table, summarize)
 from mmdet_maskdiff.utils import InputError, run_cli
 from mmdet_maskdiff.utils.few_shot_sample import apply_few_shot_seed
 
@@ -65,6 +65,21 @@ def load_run(path: str) -> Dict[str, dict]:
                      "'coco/novel/segm_mAP') found")
 
 
+def format_interval_table(stats: dict) -> str:
+    """Markdown: one row per split, cells ``mean ± ci95``."""
+    columns = [c for c in COLUMNS if any(c in s for s in stats.values())]
+    lines = ['| split | ' + ' | '.join(columns) + ' |',
+             '|' + ' --- |' * (len(columns) + 1)]
+    for split in SPLITS:
+        if split in stats:
+            cells = [
+                f"{stats[split][c]['mean']:.1f} ± {stats[split][c]['ci95']:.1f}"
+                if c in stats[split] else '-' for c in columns
+            ]
+            lines.append(f'| {split} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def write(stats_by_method: dict, out: str) -> None:
     os.makedirs(osp.dirname(out) or '.', exist_ok=True)
     with open(out + '.json', 'w') as f:
@@ -74,7 +89,9 @@ def write(stats_by_method: dict, out: str) -> None:
         n = max((c['n'] for s in stats.values() for c in s.values()),
                 default=0)
         lines += [f'### {method} ({n} seeds, AP in %, mean ± std)', '',
-                  format_seed_table(stats), '']
+                  format_seed_table(stats), '',
+                  f'{method}, mean ± 95 % interval (1.96·std/√n, as iMTFA '
+                  'reports it):', '', format_interval_table(stats), '']
     with open(out + '.md', 'w') as f:
         f.write('\n'.join(lines))
     print('\n'.join(lines))
