@@ -103,3 +103,37 @@ def test_run_two_seeds_resume_and_collect(synthetic_data, tmp_path):
         assert f'seed {seed}: finished, skipped' in again.stdout
     assert 'train.py' not in again.stdout and 'test.py' not in again.stdout
     assert '| novel | ' in again.stdout
+
+
+def _args(**kwargs):
+    import argparse
+    defaults = dict(launcher='none', gpus=8, demo_data=None, iters=None,
+                    scale_schedule=False, cfg_options=[])
+    return argparse.Namespace(**dict(defaults, **kwargs))
+
+
+def test_one_gpu_schedule_is_8_times_longer_at_an_eighth_of_the_lr():
+    args = _args(scale_schedule=True)
+    assert fsis_seeds.schedule_factor(args) == 8
+    assert fsis_seeds.schedule_factor(
+        _args(launcher='pytorch', gpus=4)) == 2
+    options = fsis_seeds.stage_options(STAGE_1B, 3, args)
+    cfg = fsis_seeds.resolve(STAGE_1B, options)
+    assert cfg.train_cfg.max_iters == 8 * 16000
+    assert cfg.param_scheduler[1].milestones == [8 * 14400]
+    assert cfg.param_scheduler[1].end == 8 * 16000
+    assert cfg.optim_wrapper.optimizer.lr == pytest.approx(0.001 / 8)
+    assert cfg.default_hooks.checkpoint.interval == 8 * 4000
+    assert cfg.train_dataloader.dataset.seed == 3
+    assert cfg.work_dir.endswith(
+        osp.join('maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det', 'seed3'))
+
+
+def test_commands_of_both_launchers():
+    cmd = fsis_seeds._command(_args(), 'train', 'c.py', [], ['--x'])
+    assert cmd == [sys.executable, osp.join(TOOLS, 'train.py'), 'c.py', '--x']
+    dist = _args(launcher='pytorch', gpus=8)
+    assert fsis_seeds._command(dist, 'train', 'c.py', [], ['--x']) == [
+        'bash', osp.join(TOOLS, 'dist_train.sh'), 'c.py', '8', '--x']
+    assert fsis_seeds._command(dist, 'test', 'c.py', ['w.pth'], ['--x']) == [
+        'bash', osp.join(TOOLS, 'dist_test.sh'), 'c.py', 'w.pth', '8', '--x']

@@ -1,15 +1,31 @@
 """K-shot results over several seeds: mean ± std (and 95% interval).
 
 MaskDiff claims *stability* across the random K-shot samples (TFA seeds
-0-9). This tool reports it two ways:
+0-9). This tool runs and reports that protocol:
 
+* ``run``: for every seed, stage 1b (TFA fine-tuning), stage 2 (the
+  diffusion mask head) and, with ``--with-fcn``, the FCNMaskHead baseline,
+  then the test of each mask head, all into ``work_dirs/<config>/seed<N>/``
+  (``--cfg-options few_shot.seed=N`` on every stage; stage 2 loads its
+  seed's stage-1b checkpoint); finished stages and seeds are skipped, an
+  interrupted stage resumes; then ``collect``. Stage 1a and TFA's novel-row
+  initialisation are made once beforehand (README)::
+
+      python tools/analysis_tools/fsis_seeds.py run \
+          configs/maskdiff/coco_1shot.py --seeds 0-9 --with-fcn \
+          --launcher pytorch --gpus 8          # tools/dist_train.sh per stage
+      python tools/analysis_tools/fsis_seeds.py run \
+          configs/maskdiff/coco_1shot.py --seeds 0-9 --scale-schedule  # 1 GPU
+
+  ``--demo-data ROOT --iters N`` runs the same at CPU scale on the
+  synthetic dataset.
 * ``collect``: read the metrics of finished runs — the ``results.json`` of
-  ``tools/run_demo.py`` or a JSON of test metrics (the flat ``coco/...`` dict,
-  e.g. the last line of mmengine's ``<timestamp>.json`` in a test work dir,
-  or ``--out`` of your own script) — one file per seed::
+  ``run`` or ``tools/run_demo.py``, or a JSON of test metrics (the flat
+  ``coco/...`` dict, e.g. the last line of mmengine's ``<timestamp>.json`` in
+  a test work dir) — one file per seed::
 
       python tools/analysis_tools/fsis_seeds.py collect \
-          work_dirs/coco_1shot_seed*/metrics.json --out work_dirs/seeds_1shot
+          work_dirs/coco_1shot/seed*/results.json --out work_dirs/seeds_1shot
 
 * ``demo``: run the CPU demo for several seeds (one shared base detector;
   TFA's novel-row initialisation, fine-tuning and both mask heads per seed),
@@ -18,12 +34,7 @@ MaskDiff claims *stability* across the random K-shot samples (TFA seeds
       python tools/analysis_tools/fsis_seeds.py demo --seeds 0 1 2 --shots 5
 
 Writes ``<out>.json`` and ``<out>.md`` (per method: split × metric,
-mean ± std, plus the 95% interval 1.96·std/√n in the JSON).
-For COCO, make stage 1b's starting checkpoint once (one file serves every
-seed, as in TFA: ``tools/model_converters/tfa_novel_init.py``, README), train
-each seed with ``--cfg-options train_dataloader.dataset.seed=N`` (stage 1b) and
-``train_dataloader.dataset.datasets.1.seed=N custom_hooks.0.dataset.seed=N``
-(stage 2), test, then ``collect``.
+mean ± std and mean ± 95% interval 1.96·std/√n).
 """
 import argparse
 import glob
@@ -182,15 +193,53 @@ def _parse_cfg_options(items: List[str]) -> dict:
     return parser.parse_args(['--cfg-options', *items]).cfg_options or {}
 
 
+#: images per batch the configs are written for (8 GPUs x 2 images)
+CONFIG_BATCH = 16
+
+
+def schedule_factor(args) -> float:
+    """``--scale-schedule``: how many times longer each stage runs, the
+    configs' batch over this run's (1 process x 2 images -> 8)."""
+    processes = args.gpus if args.launcher == 'pytorch' else 1
+    return CONFIG_BATCH / (2 * processes)
+
+
+def scaled_schedule(cfg: Config, factor: float) -> List[str]:
+    """``--cfg-options`` that run ``cfg``'s schedule ``factor`` times longer
+    at ``1 / factor`` of its learning rate (the linear scaling rule, Goyal et
+    al. 2017, as mmdet's ``--auto-scale-lr``): iterations, lr milestones,
+    validation and checkpoint intervals are multiplied, the warm-up kept."""
+    items = [
+        f'train_cfg.max_iters={round(cfg.train_cfg.max_iters * factor)}',
+        f'train_cfg.val_interval={round(cfg.train_cfg.val_interval * factor)}',
+        'default_hooks.checkpoint.interval='
+        f'{round(cfg.default_hooks.checkpoint.interval * factor)}',
+        f'optim_wrapper.optimizer.lr={cfg.optim_wrapper.optimizer.lr / factor}'
+    ]
+    for i, scheduler in enumerate(cfg.get('param_scheduler') or []):
+        if scheduler['type'] == 'MultiStepLR':
+            milestones = ','.join(
+                str(round(m * factor)) for m in scheduler['milestones'])
+            items += [
+                f'param_scheduler.{i}.end={round(scheduler["end"] * factor)}',
+                f'param_scheduler.{i}.milestones=[{milestones}]'
+            ]
+    return items
+
+
 def stage_options(config: str, seed: int, args,
                   load_from: Optional[str] = None) -> List[str]:
     """``--cfg-options`` of one stage and seed: the demo sizes (with
-    ``--demo-data``), the user's options, the seed and ``load_from``."""
+    ``--demo-data``) or the scaled schedule (``--scale-schedule``), the
+    user's options, the seed and ``load_from``."""
     items = []
     if args.demo_data:
         items += to_cfg_options_args(
             cpu_scale_options(Config.fromfile(config), args.demo_data,
                               max_iters=args.iters))
+    elif args.scale_schedule:
+        items += scaled_schedule(Config.fromfile(config),
+                                 schedule_factor(args))
     items += list(args.cfg_options or [])
     items.append(f'few_shot.seed={seed}')
     if load_from is not None:
@@ -343,6 +392,11 @@ def main() -> None:
     p_run.add_argument('--cfg-options', nargs='+', default=[],
                        help='key=value options for every stage (as in '
                        'tools/train.py)')
+    p_run.add_argument(
+        '--scale-schedule', action='store_true',
+        help='scale every stage to this run\'s batch (processes x 2 '
+        'images) from the configs\' 16: iterations, milestones and '
+        'intervals x 16/batch, lr x batch/16 (1 GPU: x 8 and / 8)')
     p_run.add_argument('--demo-data', help='run at CPU scale on the '
                        'synthetic dataset at this root (mmdet_maskdiff.demo.'
                        'cpu_scale)')
