@@ -10,8 +10,9 @@ format of ``--cfg-options``) that change only sizes and data:
 * every ``FewShotCocoMetric`` gets the synthetic annotation file (its
   base / novel split follows the dataset's);
 * the model keeps its structure (MaskDiffRCNN, FewShotRoIHead, the same heads)
-  with a ResNet-18 of 16 base channels, 64-channel FPN, 8 classes, a small UNet
-  on 28x28 masks, no ImageNet weights (nothing is downloaded);
+  with a ResNet-18 of 16 base channels, 64-channel FPN, 8 classes (2 for a
+  novel-only config), a small UNet on 28x28 masks, no ImageNet weights
+  (nothing is downloaded);
 * the schedule gets ``max_iters`` and a matching lr schedule.
 
 Every value is a scalar, list or tuple, so :func:`to_cfg_options_args` can
@@ -22,6 +23,7 @@ from typing import Any, Dict, List, Optional
 
 from mmengine.config import Config
 
+from mmdet_maskdiff.datasets.class_splits import resolve_classes
 from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASSES,
                                                     synthetic_paths)
 from mmdet_maskdiff.utils.config_tree import iter_config_dicts
@@ -93,8 +95,21 @@ def _dataset_options(path: str, dataset: dict, paths: Dict[str, str],
     return options
 
 
-def _model_options(model: dict) -> Dict[str, Any]:
+def _num_classes(cfg: Config) -> int:
+    """Size of the synthetic label space of ``cfg``'s training set: all 8
+    classes, or the 2 novel ones for a novel-only config
+    (``classes='NOVEL'``)."""
+    for _, node in iter_config_dicts(cfg.to_dict().get('train_dataloader')):
+        if node.get('type') == 'FewShotCocoDataset':
+            classes = node.get('classes', 'ALL')
+            return len(resolve_classes(classes, 'synthetic')
+                       if isinstance(classes, str) else classes)
+    return NUM_CLASSES
+
+
+def _model_options(model: dict, num_classes: int) -> Dict[str, Any]:
     options = {f'model.{k}': v for k, v in MODEL_SIZES.items()}
+    options['model.roi_head.bbox_head.num_classes'] = num_classes
     roi_head = model.get('roi_head', {})
     mask_head = roi_head.get('mask_head') or {}
     if mask_head.get('type') == 'DiffusionMaskHead':
@@ -109,6 +124,8 @@ def _model_options(model: dict) -> Dict[str, Any]:
             for k, v in FCN_HEAD_SIZES.items()
         })
         options['model.roi_head.mask_roi_extractor.out_channels'] = 64
+    if mask_head:
+        options['model.roi_head.mask_head.num_classes'] = num_classes
     return options
 
 
@@ -145,7 +162,7 @@ def cpu_scale_options(cfg: Config,
             options[f'{path}.ann_file'] = paths['test_ann']
         elif kind == 'SupportSetHook':
             options[f'{path}.max_train_per_class'] = 60
-    options.update(_model_options(cfg.model))
+    options.update(_model_options(cfg.model, _num_classes(cfg)))
     options.update({
         'train_dataloader.batch_size': batch_size,
         'train_dataloader.num_workers': 0,

@@ -137,3 +137,40 @@ def test_commands_of_both_launchers():
         'bash', osp.join(TOOLS, 'dist_train.sh'), 'c.py', '8', '--x']
     assert fsis_seeds._command(dist, 'test', 'c.py', ['w.pth'], ['--x']) == [
         'bash', osp.join(TOOLS, 'dist_test.sh'), 'c.py', 'w.pth', '8', '--x']
+
+
+@pytest.mark.slow  # five tool runs, ~2 min on 2 cores
+def test_novel_only_protocol_with_fcn_at_cpu_scale(synthetic_data, tmp_path):
+    """coco_novel_1shot.py end to end: the 2-class novel stage 1b starts from
+    a stage-1a checkpoint of the full label space (its box predictor is
+    skipped as a size mismatch), both mask heads train and report novel AP
+    only."""
+    cwd = str(tmp_path)
+    init_default_scope('mmdet')
+    base = Config.fromfile(osp.join(REPO, 'configs', 'maskdiff',
+                                    'maskdiff_r101_fpn_8xb2-110k_coco-base'
+                                    '-det.py'))
+    base.merge_from_dict(cpu_scale_options(base, synthetic_data['root']))
+    stage_1a = osp.join(cwd, 'work_dirs',
+                        'maskdiff_r101_fpn_8xb2-110k_coco-base-det',
+                        'iter_110000.pth')
+    os.makedirs(osp.dirname(stage_1a))
+    torch.save(dict(state_dict=MODELS.build(base.model).state_dict(),
+                    meta={}), stage_1a)
+    config = osp.join(REPO, 'configs', 'maskdiff', 'coco_novel_1shot.py')
+    proc = run_tool('analysis_tools/fsis_seeds.py', [
+        'run', config, '--seeds', '0', '--with-fcn', '--demo-data',
+        synthetic_data['root'], '--iters', '2'
+    ], cwd=cwd, timeout=1200)
+    assert proc.returncode == 0, describe(proc)
+    assert 'size mismatch for roi_head.bbox_head.fc_cls.weight' in (
+        proc.stdout + proc.stderr)
+    results = json.loads(open(osp.join(
+        cwd, 'work_dirs', 'coco_novel_1shot', 'seed0',
+        'results.json')).read())
+    for method in ('MaskDiff', 'FCNMaskHead'):
+        summary = results['summary'][method]
+        assert 'segm_mAP' in summary['novel'] and not summary['base']
+        assert set(results['metrics'][method]) >= {
+            'coco/novel/segm_mAP', 'coco/novel/bbox_mAP'}
+    assert '| novel | ' in proc.stdout and '| base | ' not in proc.stdout
