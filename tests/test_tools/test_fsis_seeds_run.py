@@ -13,7 +13,7 @@ from mmengine.registry import init_default_scope
 import mmdet_maskdiff  # noqa: F401
 from mmdet.registry import MODELS
 from mmdet_maskdiff.demo.cpu_scale import cpu_scale_options
-from _tool_helpers import REPO, TOOLS, describe, run_tool
+from _tool_helpers import REPO, TOOLS, describe, free_port, run_tool
 
 sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))
 import fsis_seeds  # noqa: E402
@@ -61,7 +61,7 @@ def _novel_init_checkpoint(cwd, data_root):
                     meta={}), path)
 
 
-@pytest.mark.slow  # six tool runs (2 seeds x train 1b, train 2, test), ~3 min
+@pytest.mark.slow  # six tool runs (2 seeds x train 1b, train 2, test), ~2 min
 def test_run_two_seeds_resume_and_collect(synthetic_data, tmp_path):
     cwd = str(tmp_path)
     _novel_init_checkpoint(cwd, synthetic_data['root'])
@@ -139,7 +139,7 @@ def test_commands_of_both_launchers():
         'bash', osp.join(TOOLS, 'dist_test.sh'), 'c.py', 'w.pth', '8', '--x']
 
 
-@pytest.mark.slow  # five tool runs, ~2 min on 2 cores
+@pytest.mark.slow  # five tool runs, ~1 min on 2 cores
 def test_novel_only_protocol_with_fcn_at_cpu_scale(synthetic_data, tmp_path):
     """coco_novel_1shot.py end to end: the 2-class novel stage 1b starts from
     a stage-1a checkpoint of the full label space (its box predictor is
@@ -174,3 +174,22 @@ def test_novel_only_protocol_with_fcn_at_cpu_scale(synthetic_data, tmp_path):
         assert set(results['metrics'][method]) >= {
             'coco/novel/segm_mAP', 'coco/novel/bbox_mAP'}
     assert '| novel | ' in proc.stdout and '| base | ' not in proc.stdout
+
+
+@pytest.mark.slow  # three launches of one gloo process each, ~1 min
+def test_run_through_dist_train_and_dist_test(synthetic_data, tmp_path):
+    """--launcher pytorch: every stage through tools/dist_train.sh /
+    dist_test.sh (one gloo process on CPU; on GPUs --gpus 8)."""
+    cwd = str(tmp_path)
+    _novel_init_checkpoint(cwd, synthetic_data['root'])
+    env = dict(os.environ, PORT=str(free_port()))
+    proc = run_tool('analysis_tools/fsis_seeds.py', [
+        'run', STAGE_2, '--seeds', '1', '--launcher', 'pytorch', '--gpus',
+        '1', '--demo-data', synthetic_data['root'], '--iters', '2'
+    ], cwd=cwd, env=env, timeout=1200)
+    assert proc.returncode == 0, describe(proc)
+    assert 'dist_train.sh' in proc.stdout and 'dist_test.sh' in proc.stdout
+    results = json.loads(open(osp.join(
+        cwd, 'work_dirs', 'coco_1shot', 'seed1', 'results.json')).read())
+    assert results['seed'] == 1
+    assert 'segm_mAP' in results['summary']['MaskDiff']['novel']
