@@ -207,7 +207,7 @@ def test_few_shot_runner_applies_the_seed_and_checks_checkpoints(
     runner.load_checkpoint(ckpt)
 
 
-@pytest.mark.slow  # three tiny training runs, ~50 s on 2 cores
+@pytest.mark.slow  # three tiny training runs, 20-50 s on 2 shared cores
 def test_two_runs_of_one_config_give_identical_weights(synthetic_data,
                                                        tmp_path):
     """``randomness`` of the configs (seeded, diff_rank_seed): stage 2 with

@@ -326,10 +326,14 @@ def run_seed(args, stages: Dict[str, str], seed: int) -> str:
     mask_dir = resolve(stages['mask'],
                        stage_options(stages['mask'], seed, args)).work_dir
     results = osp.join(mask_dir, 'results.json')
+    wanted = {METHODS[name] for name in stages if name in METHODS}
     if osp.isfile(results):
-        print(f'[fsis_seeds] seed {seed}: finished, skipped ({results})',
-              flush=True)
-        return results
+        with open(results) as f:
+            done = set(json.load(f).get('summary', {}))
+        if wanted <= done:  # a later --with-fcn runs the missing head
+            print(f'[fsis_seeds] seed {seed}: finished, skipped ({results})',
+                  flush=True)
+            return results
     det = train_stage(args, stages['det'],
                       stage_options(stages['det'], seed, args),
                       f'seed {seed} stage 1b')
