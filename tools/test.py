@@ -22,6 +22,8 @@ import mmdet_maskdiff  # noqa: F401  (registers components, applies fixes)
 from mmdet_maskdiff.utils import (InputError, build_runner, check_checkpoint,
                                   load_checkpoint_strictly, load_config,
                                   run_cli)
+from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
+                                                  check_split_folders)
 
 
 def parse_args() -> argparse.Namespace:
@@ -124,6 +126,10 @@ def main() -> None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
 
+    # the K-shot sample of `few_shot.seed` (datasets, {seed} in load_from,
+    # work_dir/seed<N>); FewShotRunner applies it again, to no effect
+    apply_few_shot_seed(cfg)
+
     cfg.load_from = args.checkpoint
 
     if args.show or args.show_dir:
@@ -131,6 +137,7 @@ def main() -> None:
     if args.tta:
         add_tta(cfg)
 
+    check_split_folders(cfg)  # the seed's K-shot files are on disk
     runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(

@@ -17,6 +17,8 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 import mmdet_maskdiff  # noqa: F401  (registers components, applies fixes)
 from mmdet_maskdiff.utils import (InputError, build_runner, check_checkpoint,
                                   check_mixed_precision, load_config, run_cli)
+from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
+                                                  check_split_folders)
 from mmdet_maskdiff.utils.novel_head_init import surgery_command
 
 
@@ -82,6 +84,10 @@ def main() -> None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
 
+    # the K-shot sample of `few_shot.seed` (datasets, {seed} in load_from,
+    # work_dir/seed<N>); FewShotRunner applies it again, to no effect
+    apply_few_shot_seed(cfg)
+
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
@@ -112,6 +118,7 @@ def main() -> None:
             hint=f'make it from the previous stage with: {command}'
             if command else '')
 
+    check_split_folders(cfg)  # the seed's K-shot files are on disk
     runner = build_runner(cfg)
     runner.train()
 

@@ -7,22 +7,30 @@
 # says what a class without another instance gets). Evaluation reports bbox and
 # segm AP / AP50 / AP75 for base, novel and all classes.
 #   tools/dist_train.sh configs/maskdiff/coco_1shot.py 8
-#   tools/dist_test.sh configs/maskdiff/coco_1shot.py work_dirs/coco_1shot/iter_40000.pth 8
-#   mim test mmdet_maskdiff coco_1shot.py --checkpoint work_dirs/coco_1shot/iter_40000.pth
-# Seed of the K-shot sample (TFA seeds 0-9), in both places:
-#   --cfg-options train_dataloader.dataset.datasets.1.seed=N custom_hooks.0.dataset.seed=N
+#   tools/dist_test.sh configs/maskdiff/coco_1shot.py work_dirs/coco_1shot/seed0/iter_40000.pth 8
+#   mim test mmdet_maskdiff coco_1shot.py --checkpoint work_dirs/coco_1shot/seed0/iter_40000.pth
+# The K-shot sample (TFA seeds 0-9) is one key, inherited from stage 1b:
+#   --cfg-options few_shot.seed=N
+# moves the novel training set, the support set (SupportSetHook has no
+# dataset of its own: it takes the training set's K-shot member with K shots
+# of every class), the stage-1b checkpoint ({seed} in load_from) and the work
+# dir (work_dirs/coco_1shot/seed<N>/). FewShotRunner applies it; a checkpoint
+# of another seed or K is refused. All seeds at once:
+#   python tools/analysis_tools/fsis_seeds.py run configs/maskdiff/coco_1shot.py --seeds 0-9
 # Sampler at test time: --cfg-options custom_hooks.1.sampler.steps=8
-# Loads: stage 1b (below); a missing file is an error.
+# Loads: stage 1b of the same seed (below); a missing file is an error.
 _base_ = ['./maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py']
 
-load_from = 'work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det/iter_16000.pth'
+load_from = ('work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det/seed{seed}/'
+             'iter_16000.pth')
 
 model = dict(
     frozen_modules=('backbone', 'neck', 'rpn_head', 'roi_head.bbox_head'),
     roi_head=dict(mask_head={{_base_.diffusion_mask_head}}))
 
 # the K-shot set of this seed: its novel shots join the base training set,
-# and all its shots (base and novel) are the support set k
+# and all its shots (base and novel) are the support set k (derived by
+# SupportSetHook from the training set's member below)
 few_shot_set = dict(_base_.few_shot_dataset, num_base_shots=1,
                     num_novel_shots=1)
 # The K-shot novel images are a few dozen among ~98k base images: sampled
@@ -48,7 +56,6 @@ sampler_hook = dict(
     save_trajectory=True)
 support_set_hook = dict(
     type='SupportSetHook',
-    dataset=few_shot_set,
     crop_size=64,
     context=0.1,
     max_train_per_class=200)

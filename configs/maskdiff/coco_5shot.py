@@ -1,21 +1,17 @@
 # MaskDiff stage 2 with K = 5 (see coco_1shot.py for usage).
 #   tools/dist_train.sh configs/maskdiff/coco_5shot.py 8
-# Loads: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-5shot-det/iter_80000.pth
+# Loads: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-5shot-det/seed<N>/iter_80000.pth
 _base_ = ['./coco_1shot.py']
 
-load_from = ('work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-5shot-det/'
+load_from = ('work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-5shot-det/seed{seed}/'
              'iter_80000.pth')
 model = dict(roi_head=dict(mask_head=dict(num_shots=5)))
 
-# config inheritance replaces lists: the dataset list and the hooks are
-# rebuilt from the base config's variables with the 5-shot set
+# config inheritance replaces lists: the dataset list is rebuilt from the
+# base config's variables (the support set follows its K-shot member)
 few_shot_set = dict(_base_.few_shot_set, num_base_shots=5, num_novel_shots=5)
 train_dataloader = dict(
     dataset=dict(datasets=[
         _base_.base_train_dataset,
         dict(few_shot_set, num_base_shots=0),
     ]))
-custom_hooks = [
-    dict(_base_.support_set_hook, dataset=few_shot_set),
-    _base_.sampler_hook,
-]

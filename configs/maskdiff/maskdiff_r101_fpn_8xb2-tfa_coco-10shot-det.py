@@ -1,5 +1,5 @@
 # MaskDiff stage 1b — TFA fine-tuning with K = 10 (see the 1-shot config).
-# Produces: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-10shot-det/iter_160000.pth
+# Produces: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-10shot-det/seed<N>/iter_160000.pth
 _base_ = ['./maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py']
 
 train_dataloader = dict(dataset=dict(num_base_shots=10, num_novel_shots=10))

@@ -2,8 +2,14 @@
 # Only the last box layers train (cosine-similarity classifier, box
 # regressor); backbone, neck, RPN and the shared box FCs are frozen.
 #   tools/dist_train.sh configs/maskdiff/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py 8
-# Choose the K-shot sample with --cfg-options train_dataloader.dataset.seed=N
-# (TFA seeds 0-9; N >= 1 reads data/coco/few_shot/seedN/).
+# The K-shot sample is named once, by `few_shot.seed` (TFA seeds 0-9; N >= 1
+# reads data/coco/few_shot/seedN/):
+#   tools/dist_train.sh CONFIG 8 --cfg-options few_shot.seed=N
+# FewShotRunner (runner_type below) applies it before building: it sets the
+# seed of every K-shot dataset, replaces {seed} in load_from, and writes to
+# work_dirs/<config>/seed<N>/ (mmdet_maskdiff/utils/few_shot_sample.py).
+# A seed without split files on disk, or a loaded checkpoint trained on
+# another seed or K, stops the run with one line.
 # Loads: stage 1a's final checkpoint with TFA's novel-class initialisation
 # of the box predictor (novel rows re-drawn, base and background rows copied,
 # the classifier bias dropped for the cosine classifier), made once for all K
@@ -12,11 +18,14 @@
 #       configs/maskdiff/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py \
 #       work_dirs/maskdiff_r101_fpn_8xb2-110k_coco-base-det/iter_110000.pth
 # A missing file is an error (tools/train.py prints that command).
-# Produces: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det/iter_16000.pth
+# Produces: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det/seed<N>/iter_16000.pth
 _base_ = ['./maskdiff_r101_fpn_8xb2-110k_coco-base-det.py']
 
 load_from = ('work_dirs/maskdiff_r101_fpn_8xb2-110k_coco-base-det/'
              'iter_110000_novel-init.pth')
+
+runner_type = 'FewShotRunner'
+few_shot = dict(seed=0)  # the K-shot sample of this run (TFA seed 0-9)
 
 model = dict(
     frozen_modules=('backbone', 'neck', 'rpn_head',
@@ -25,7 +34,7 @@ model = dict(
         bbox_head=dict(
             cls_predictor_cfg=dict(type='CosineSimLinear', scale=20.0))))
 
-# the balanced K-shot set of the dataset config (K = 1, seed 0)
+# the balanced K-shot set of the dataset config (K = 1, seed few_shot.seed)
 train_dataloader = dict(
     dataset=dict(_base_.few_shot_dataset, _delete_=True))
 

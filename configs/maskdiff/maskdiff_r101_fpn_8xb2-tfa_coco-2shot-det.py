@@ -1,5 +1,5 @@
 # MaskDiff stage 1b — TFA fine-tuning with K = 2 (see the 1-shot config).
-# Produces: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-2shot-det/iter_32000.pth
+# Produces: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-2shot-det/seed<N>/iter_32000.pth
 _base_ = ['./maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py']
 
 train_dataloader = dict(dataset=dict(num_base_shots=2, num_novel_shots=2))

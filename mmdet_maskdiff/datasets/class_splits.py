@@ -172,3 +172,53 @@ def resolve_classes(
                 f'of class names, e.g. ({spec!r},)')
         return splits[key]
     return _check_names(spec, 'classes')
+
+# PASCAL VOC category name -> COCO category name. The 20 VOC classes are
+# COCO's novel classes; 7 are spelt differently. For the COCO -> VOC
+# protocol (FGN, Fan et al. 2020; MTFA / iMTFA's ``LIKE_FGN_TEST_VOC``): a
+# COCO-trained model is evaluated on VOC instance masks given as a
+# COCO-format json.
+VOC_TO_COCO: Dict[str, str] = {
+    'aeroplane': 'airplane',
+    'bicycle': 'bicycle',
+    'bird': 'bird',
+    'boat': 'boat',
+    'bottle': 'bottle',
+    'bus': 'bus',
+    'car': 'car',
+    'cat': 'cat',
+    'chair': 'chair',
+    'cow': 'cow',
+    'diningtable': 'dining table',
+    'dog': 'dog',
+    'horse': 'horse',
+    'motorbike': 'motorcycle',
+    'person': 'person',
+    'pottedplant': 'potted plant',
+    'sheep': 'sheep',
+    'sofa': 'couch',
+    'train': 'train',
+    'tvmonitor': 'tv',
+}
+COCO_TO_VOC: Dict[str, str] = {coco: voc for voc, coco in VOC_TO_COCO.items()}
+
+
+def coco_name_of_voc_class(name: str, source: str = 'VOC annotations') -> str:
+    """The COCO category name of a PASCAL VOC class name.
+
+    A name that is already the COCO spelling of a VOC class is returned as
+    is, so a file converted once converts again to itself.
+
+    Args:
+        name (str): a VOC (or COCO) category name.
+        source (str): where the name comes from, for the error message.
+
+    Raises:
+        ValueError: ``name`` is neither a VOC class nor the COCO name of one.
+    """
+    if name in VOC_TO_COCO:
+        return VOC_TO_COCO[name]
+    if name in COCO_TO_VOC:
+        return name
+    raise ValueError(f"VOC class '{name}' of {source} has no COCO name; the "
+                     f'VOC classes are {", ".join(sorted(VOC_TO_COCO))}')

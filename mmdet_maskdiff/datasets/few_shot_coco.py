@@ -8,7 +8,7 @@ files (see :mod:`.few_shot_splits`).
 """
 import logging
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.fileio import exists, get_local_path, join_path

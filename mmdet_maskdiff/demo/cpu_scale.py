@@ -12,8 +12,8 @@ format of ``--cfg-options``) that change only sizes and data:
   base / novel split follows the dataset's);
 * the model keeps its structure (MaskDiffRCNN, FewShotRoIHead, the same heads)
   with a ResNet-18 of 16 base channels, 64-channel FPN, 8 (hard set: 12)
-  classes, a small UNet on 28x28 masks, no ImageNet weights (nothing is
-  downloaded);
+  classes (the novel ones only for a novel-only config), a small UNet on
+  28x28 masks, no ImageNet weights (nothing is downloaded);
 * the schedule gets ``max_iters`` and a matching lr schedule.
 
 Every value is a scalar, list or tuple, so :func:`to_cfg_options_args` can
@@ -24,9 +24,9 @@ from typing import Any, Dict, List, Optional
 
 from mmengine.config import Config
 
+from mmdet_maskdiff.datasets.class_splits import resolve_classes
 from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASSES,
                                                     SYNTHETIC_SPLIT_NAMES,
-                                                    synthetic_classes,
                                                     synthetic_difficulty,
                                                     synthetic_paths)
 from mmdet_maskdiff.utils.config_tree import iter_config_dicts
@@ -103,6 +103,18 @@ def _dataset_options(path: str, dataset: dict, paths: Dict[str, str],
     return options
 
 
+def _num_classes(cfg: Config, class_splits: str) -> int:
+    """Size of the synthetic label space of ``cfg``'s training set: all
+    classes of the split ``class_splits``, or its novel ones for a
+    novel-only config (``classes='NOVEL'``)."""
+    for _, node in iter_config_dicts(cfg.to_dict().get('train_dataloader')):
+        if node.get('type') == 'FewShotCocoDataset':
+            classes = node.get('classes', 'ALL')
+            return len(resolve_classes(classes, class_splits)
+                       if isinstance(classes, str) else classes)
+    return len(resolve_classes('ALL', class_splits))
+
+
 def _model_options(model: dict, num_classes: int) -> Dict[str, Any]:
     options = {f'model.{k}': v for k, v in MODEL_SIZES.items()}
     options['model.roi_head.bbox_head.num_classes'] = num_classes
@@ -122,6 +134,8 @@ def _model_options(model: dict, num_classes: int) -> Dict[str, Any]:
         })
         options['model.roi_head.mask_head.num_classes'] = num_classes
         options['model.roi_head.mask_roi_extractor.out_channels'] = 64
+    if mask_head:
+        options['model.roi_head.mask_head.num_classes'] = num_classes
     return options
 
 
@@ -163,8 +177,7 @@ def cpu_scale_options(cfg: Config,
             options[f'{path}.ann_file'] = paths['test_ann']
         elif kind == 'SupportSetHook':
             options[f'{path}.max_train_per_class'] = 60
-    options.update(
-        _model_options(cfg.model, len(synthetic_classes(difficulty))))
+    options.update(_model_options(cfg.model, _num_classes(cfg, class_splits)))
     options.update({
         'train_dataloader.batch_size': batch_size,
         'train_dataloader.num_workers': 0,

@@ -20,6 +20,7 @@ from mmdet_maskdiff.datasets.synthetic_fsis import make_synthetic_fsis
 from mmdet_maskdiff.evaluation.mask_quality import (apply_mask_quality,
                                                     format_mask_quality_table,
                                                     summarize_mask_quality)
+from mmdet_maskdiff.utils.few_shot_sample import apply_few_shot_seed
 from mmdet_maskdiff.utils.novel_head_init import (default_output_path,
                                                   tfa_novel_init)
 from .cpu_scale import cpu_scale_options
@@ -95,19 +96,9 @@ class DemoSettings:
 
 
 def seed_options(cfg: Config, seed: int) -> dict:
-    """Point every few-shot dataset of ``cfg`` at the K-shot sample
-    ``seed``."""
-    options = {}
-    dataset = cfg.train_dataloader.dataset
-    if dataset.get('few_shot_root'):
-        options['train_dataloader.dataset.seed'] = seed
-    for i, member in enumerate(dataset.get('datasets', [])):
-        if member.get('few_shot_root'):
-            options[f'train_dataloader.dataset.datasets.{i}.seed'] = seed
-    for i, hook in enumerate(cfg.get('custom_hooks', [])):
-        if hook.get('type') == 'SupportSetHook':
-            options[f'custom_hooks.{i}.dataset.seed'] = seed
-    return options
+    """The one key that names the K-shot sample ``seed`` (``few_shot.seed``,
+    :mod:`mmdet_maskdiff.utils.few_shot_sample`); none for stage 1a."""
+    return {'few_shot.seed': seed} if cfg.get('few_shot') else {}
 
 
 def build_cfg(name: str, settings: DemoSettings, work_dir: str,
@@ -122,6 +113,7 @@ def build_cfg(name: str, settings: DemoSettings, work_dir: str,
             lr=settings.lr.get(name),
             load_from=load_from))
     cfg.merge_from_dict(seed_options(cfg, settings.seed))
+    apply_few_shot_seed(cfg)  # before work_dir: the demo keeps its layout
     cfg.merge_from_dict(settings.options.get(name, {}))
     if settings.steps is not None:
         for hook in cfg.get('custom_hooks', []):

@@ -1,8 +1,8 @@
 from .hooks import (DiffusionSamplerHook, IterationSeedHook, SupportSetHook,
                     iteration_seed)
-from .runner import OracleBoxTestLoop
+from .runner import FewShotRunner, OracleBoxTestLoop
 
 __all__ = [
     'DiffusionSamplerHook', 'IterationSeedHook', 'SupportSetHook',
-    'iteration_seed', 'OracleBoxTestLoop'
+    'iteration_seed', 'FewShotRunner', 'OracleBoxTestLoop'
 ]

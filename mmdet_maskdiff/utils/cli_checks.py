@@ -16,7 +16,6 @@ import sys
 from typing import Callable, List, Optional
 
 from mmengine.config import Config
-from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmdet_maskdiff.compat import release_process_group
@@ -149,10 +148,14 @@ def check_evaluators(cfg: Config, model) -> None:
 
 
 def build_runner(cfg: Config) -> Runner:
-    """Build the default runner, or ``cfg.runner_type`` when given, and check
-    what can be checked before it runs (:func:`check_evaluators`)."""
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
-        cfg)
+    """Build the default runner, or ``cfg.runner_type`` when given (from
+    mmdet's registry, as mmdet's ``tools/train.py`` does), and check what can
+    be checked before it runs (:func:`check_evaluators`)."""
+    if 'runner_type' in cfg:
+        from mmdet.registry import RUNNERS
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
     model = runner.model
     check_evaluators(cfg, getattr(model, 'module', model))
     return runner

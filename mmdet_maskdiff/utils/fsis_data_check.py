@@ -30,6 +30,8 @@ from mmengine.runner import Runner
 from mmdet.registry import DATASETS
 from mmdet_maskdiff.datasets.support_bank import support_bank_metadata
 from .config_tree import iter_config_dicts
+from .few_shot_sample import (apply_few_shot_seed, checkpoint_file_sample,
+                              support_set_config)
 
 
 def point_data_root(cfg: Config, data_root: str) -> None:
@@ -76,25 +78,6 @@ def _support_hook(cfg: Config) -> Optional[dict]:
     return None
 
 
-def _checkpoint_sample(path: str) -> Optional[Dict[str, Any]]:
-    """The K-shot sample of the training set stored in a checkpoint's meta
-    (mmengine saves the training config there), or None."""
-    if not path or not osp.isfile(path):
-        return None
-    meta = torch.load(path, map_location='cpu', weights_only=False).get(
-        'meta', {})
-    text = meta.get('cfg')
-    if not text:
-        return None
-    cfg = Config.fromstring(text, '.py')
-    for _, node in iter_config_dicts(cfg.train_dataloader.to_dict()):
-        if node.get('few_shot_root'):
-            return dict(
-                seed=node.get('seed', 0),
-                num_novel_shots=node.get('num_novel_shots'))
-    return None
-
-
 def check_sample_consistency(cfg: Config, train_dataset: Any) -> dict:
     """The K-shot samples of the training set, the support set and the
     loaded checkpoint, and whether they agree.
@@ -109,9 +92,11 @@ def check_sample_consistency(cfg: Config, train_dataset: Any) -> dict:
     support = None
     if hook is not None:
         support = _sample_of(
-            DATASETS.build(dict(hook['dataset'], lazy_init=True)))
+            DATASETS.build(
+                dict(support_set_config(cfg, hook.get('dataset')),
+                     lazy_init=True)))
     load_from = cfg.get('load_from')
-    stored = _checkpoint_sample(load_from) if load_from else None
+    stored = checkpoint_file_sample(load_from) if load_from else None
     samples = train + [s for s in (support, stored) if s is not None]
     seeds = {s['seed'] for s in samples}
     novel = {s['num_novel_shots'] for s in samples if s['num_novel_shots']}
@@ -139,6 +124,7 @@ def check_training_data(cfg: Config,
         ``support`` (RoIs checked, own-image shots found, RoIs given null
         shots per split) and ``sample`` (:func:`check_sample_consistency`).
     """
+    apply_few_shot_seed(cfg)  # as FewShotRunner does
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     loader = Runner.build_dataloader(
         cfg.train_dataloader, seed=seed, diff_rank_seed=False)

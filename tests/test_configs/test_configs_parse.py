@@ -16,6 +16,8 @@ from mmdet_maskdiff.datasets import get_class_splits
 from mmdet_maskdiff.demo.cpu_scale import (cpu_scale_options,
                                            to_cfg_options_args)
 from mmdet_maskdiff.utils.config_tree import iter_config_dicts
+from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
+                                                  support_set_config)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs')
@@ -28,8 +30,8 @@ CONFIGS = [
 IDS = [osp.relpath(p, CONFIG_DIR) for p in CONFIGS]
 BY_STEM = {osp.splitext(osp.basename(p))[0]: p for p in CONFIGS}
 # a stage's final checkpoint, or TFA's novel-row initialisation of it
-CHECKPOINT = re.compile(r'^work_dirs/(?P<stem>[^/]+)/iter_(?P<iter>\d+)'
-                        r'(_novel-init)?\.pth$')
+CHECKPOINT = re.compile(r'^work_dirs/(?P<stem>[^/]+)/(?P<seed>seed\{seed\}/)?'
+                        r'iter_(?P<iter>\d+)(_novel-init)?\.pth$')
 SHOTS = re.compile(r'(\d+)shot')
 FAKE_ROOT = '/nonexistent/synthetic_fsis'
 
@@ -45,7 +47,8 @@ def parsed(path: str) -> Config:
 
 
 def test_found_configs():
-    assert len(CONFIGS) >= 7 + 12  # 1a + 6 x 1b + 6 x (diffusion, fcn)
+    # 1a + 6 x 1b + 6 x (diffusion, fcn), all-class and novel-only
+    assert len(CONFIGS) >= 1 + 2 * (6 + 12)
     assert osp.join(CONFIG_DIR, 'maskdiff', 'coco_1shot.py') in CONFIGS
 
 
@@ -77,6 +80,9 @@ def test_load_from_names_previous_stage(path):
     assert stem in BY_STEM, f'{path}: no config {stem}.py makes {load_from}'
     assert BY_STEM[stem] != path, f'{path} loads its own work dir'
     previous = parsed(BY_STEM[stem])
+    # a stage trained per K-shot sample is loaded from its seed's work dir
+    assert bool(match['seed']) == ('few_shot' in previous), (
+        f'{path}: {load_from} vs few_shot of {stem}')
     # the file the previous stage writes last
     assert int(match['iter']) == previous.train_cfg.max_iters, (
         f'{path}: {load_from} but {stem} trains '
@@ -106,6 +112,11 @@ def test_cpu_scale_options_apply(path):
 
     assert cfg.train_cfg.max_iters == 4
     assert cfg.model.backbone.depth == 18
+    # the synthetic label space: 8 classes, or the 2 novel ones
+    num_classes = 2 if 'novel' in osp.basename(path) else 8
+    assert cfg.model.roi_head.bbox_head.num_classes == num_classes
+    if cfg.model.roi_head.get('mask_head'):
+        assert cfg.model.roi_head.mask_head.num_classes == num_classes
     assert cfg.model.backbone.init_cfg is None  # nothing is downloaded
     tree = cfg.to_dict()
     datasets = [
@@ -124,7 +135,10 @@ def test_cpu_scale_options_apply(path):
         assert get_class_splits(node['class_splits'])['NOVEL'] == (
             'crescent', 'heart')
     for node in metrics:  # 'BASE' / 'NOVEL' follow the dataset's split
-        assert node['class_splits'] == dict(base='BASE', novel='NOVEL')
+        expected = (dict(novel='NOVEL') if '_novel' in path
+                    or 'coco-novel' in path else dict(base='BASE',
+                                                      novel='NOVEL'))
+        assert node['class_splits'] == expected
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=IDS)
@@ -154,14 +168,16 @@ def test_stage2_uses_one_k_shot_sample(path):
     K and on the seed (per-K configs rebuild the lists from variables)."""
     k = int(SHOTS.search(osp.basename(path))[1])
     cfg = parsed(path)
+    assert apply_few_shot_seed(cfg) == 0
     base_set, novel_set = cfg.train_dataloader.dataset.datasets
     assert base_set.ann_classes == 'BASE' and 'num_novel_shots' not in base_set
     assert (novel_set.num_base_shots, novel_set.num_novel_shots) == (0, k)
     hooks = {hook.type: hook for hook in cfg.custom_hooks}
-    support = hooks['SupportSetHook'].dataset
-    assert (support.num_base_shots, support.num_novel_shots) == (k, k)
-    assert support.seed == novel_set.seed == 0
-    assert support.few_shot_root == novel_set.few_shot_root
+    assert hooks['SupportSetHook'].get('dataset') is None  # derived
+    support = support_set_config(cfg)
+    assert (support['num_base_shots'], support['num_novel_shots']) == (k, k)
+    assert support['seed'] == novel_set.seed == 0
+    assert support['few_shot_root'] == novel_set.few_shot_root
     assert cfg.model.roi_head.mask_head.num_shots == k
     assert hooks['DiffusionSamplerHook'].sampler.type == 'ddim'
 

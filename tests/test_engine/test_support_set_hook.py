@@ -219,8 +219,43 @@ def test_training_and_support_from_other_samples_raise(synthetic_data,
     message = str(info.value)
     assert 'Support set' in message and 'seed=0, num_novel_shots=1' in message
     assert f'training set: {train_says}' in message
-    assert 'custom_hooks.0.dataset.seed=N' in message
+    assert 'few_shot.seed=N' in message and "hook's dataset unset" in message
     assert runner.model.banks == []
+
+
+def test_support_set_defaults_to_the_training_k_shot_member(synthetic_data):
+    """No dataset: the support set is the training set's K-shot member of
+    the runner's config with K shots of every class (base and novel), same
+    seed -- configured once."""
+    runner = stage2_runner(synthetic_data, seed=1)
+    novel = dict(k_shot_cfg(synthetic_data), num_base_shots=0, seed=1)
+    runner.cfg = dict(
+        train_dataloader=dict(dataset=dict(
+            type='ConcatDataset',
+            datasets=[dataset_cfg(synthetic_data), novel])))
+    hook = SupportSetHook(crop_size=CROP)
+    hook.before_train(runner)
+    hook.before_val(runner)
+    support = hook._support_dataset()
+    assert (support.seed, support.num_base_shots,
+            support.num_novel_shots) == (1, 1, 1)
+    explicit = SupportSetHook(
+        dataset=dict(k_shot_cfg(synthetic_data), seed=1), crop_size=CROP)
+    explicit.before_val(runner)
+    assert torch.equal(hook.test_bank().img_ids, explicit.test_bank().img_ids)
+    assert torch.equal(hook.test_bank().masks, explicit.test_bank().masks)
+
+
+def test_few_shot_seed_not_applied_is_an_error(synthetic_data):
+    """A config naming few_shot.seed=1 built by a runner that did not apply
+    it (the default Runner) would train on seed 0."""
+    runner = stage2_runner(synthetic_data)
+    runner.cfg = dict(few_shot=dict(seed=1))
+    hook = SupportSetHook(dataset=k_shot_cfg(synthetic_data), crop_size=CROP)
+    with pytest.raises(ValueError, match="few_shot.seed=1 but the training "
+                       "set reads the K-shot sample seed=0: build the runner "
+                       "with runner_type='FewShotRunner'"):
+        hook.before_train(runner)
 
 
 def test_check_sample_can_be_turned_off(synthetic_data):

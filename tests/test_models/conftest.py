@@ -12,6 +12,7 @@ import mmdet_maskdiff  # noqa: F401  (registers the package's modules)
 from mmdet.registry import DATASETS, MODELS
 from mmdet_maskdiff.datasets import build_support_bank
 from mmdet_maskdiff.demo.cpu_scale import cpu_scale_options
+from mmdet_maskdiff.utils.few_shot_sample import support_set_config
 
 #: shrinks cpu_scale_options' model further, so a forward pass costs ~0.1 s
 TINY_OVERRIDES = {
@@ -72,8 +73,7 @@ def build_model(maskdiff_cfg):
 def support_bank(maskdiff_cfg):
     """The 5-shot support bank of all 8 classes, built the way
     ``SupportSetHook`` builds its test bank."""
-    dataset = DATASETS.build(
-        copy.deepcopy(maskdiff_cfg.custom_hooks[0].dataset))
+    dataset = DATASETS.build(copy.deepcopy(support_set_config(maskdiff_cfg)))
     return build_support_bank(dataset, crop_size=SUPPORT_CROP, context=0.1)
 
 

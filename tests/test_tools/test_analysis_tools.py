@@ -63,6 +63,8 @@ def test_fsis_seeds_collect(tmp_path):
     assert stats['model']['novel']['segm_mAP']['mean'] == pytest.approx(12.0)
     assert stats['model']['novel']['segm_mAP']['n'] == 2
     assert '12.0 ± 2.8' in (tmp_path / 'seeds.md').read_text()
+    # and the 95 % interval, 1.96 * 2.83 / sqrt(2) = 3.92
+    assert '| novel | ' in proc.stdout and '12.0 ± 3.9' in proc.stdout
 
 
 def test_fsis_seeds_collect_demo_results_with_oracle_rows(tmp_path):

@@ -5,6 +5,7 @@ import os.path as osp
 from mmengine.config import Config
 
 from mmdet_maskdiff.utils import load_config
+from mmdet_maskdiff.utils.few_shot_sample import support_set_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BASE = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')
@@ -64,10 +65,6 @@ train_dataloader = dict(
         dict(_base_.base_train_dataset, data_root=data_root),
         dict(few_shot_set, num_base_shots=0),
     ]))
-custom_hooks = [
-    dict(_base_.support_set_hook, dataset=few_shot_set),
-    _base_.sampler_hook,
-]
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
@@ -108,9 +105,10 @@ def test_downstream_moves_every_data_root(tmp_path):
     assert (novel_set.num_base_shots, novel_set.num_novel_shots) == (0, 1)
     hooks = [hook.type for hook in cfg.custom_hooks]
     assert hooks == ['SupportSetHook', 'DiffusionSamplerHook']
-    support = cfg.custom_hooks[0]
-    assert support.dataset.data_root == MY_ROOT
-    assert support.dataset.num_base_shots == 1
-    assert support.crop_size == base['custom_hooks'][0]['crop_size']
+    # the support set follows the training set's K-shot member
+    assert cfg.custom_hooks[0].get('dataset') is None
+    support = support_set_config(cfg)
+    assert support['data_root'] == MY_ROOT
+    assert (support['num_base_shots'], support['num_novel_shots']) == (1, 1)
     assert cfg.test_dataloader.dataset.test_mode is True
     assert cfg.test_evaluator.ann_file.startswith(MY_ROOT)

@@ -57,7 +57,8 @@ few_shot_dataset = dict(
     few_shot_root=few_shot_root,
     num_base_shots=1,
     num_novel_shots=1,
-    seed=0,
+    # no `seed` here: the configs name the K-shot sample once, with
+    # few_shot = dict(seed=N) (mmdet_maskdiff.utils.few_shot_sample)
     pipeline=train_pipeline,
     backend_args=backend_args)
 test_dataset = dict(

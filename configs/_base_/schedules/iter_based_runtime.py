@@ -11,9 +11,10 @@ default_hooks = dict(
                     max_keep_ckpts=2),
     # training draws seeded per (seed, rank, iteration): `--resume` is exact
     iteration_seed=dict(type='IterationSeedHook'))
-# a fixed seed: the same run twice gives the same weights, and `--resume`
+# seeded, with a different seed per rank (mmengine adds the rank): two runs
+# of one config on one machine give the same weights, and `--resume`
 # rebuilds the data loader (its workers' seeds) from the same seed
-randomness = dict(seed=0)
+randomness = dict(seed=0, diff_rank_seed=True)
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 # 8 GPUs x 2 images; `--auto-scale-lr` rescales the lr for other sizes.
 auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -11,6 +11,7 @@ from mmdet_maskdiff.datasets.few_shot_coco import FewShotCocoDataset
 from mmdet_maskdiff.datasets.support_bank import (SupportBank,
                                                   build_support_bank)
 from mmdet_maskdiff.utils.config_tree import iter_config_dicts
+from mmdet_maskdiff.utils.few_shot_sample import support_set_config
 from .runner_model import unwrap_model
 
 
@@ -49,10 +50,13 @@ class SupportSetHook(Hook):
 
     Two banks are kept:
 
-    * the **test bank**, built from ``dataset`` — the K-shot set of the
-      config's seed (``FewShotCocoDataset`` with ``few_shot_root`` and the
-      shot counts). It is used for validation and testing; the RoI head
-      encodes it once per run;
+    * the **test bank**, built from the support set: by default the K-shot
+      member of the runner's training set (``FewShotCocoDataset`` with
+      ``few_shot_root``) with every class at K shots — the same split files
+      and seed (``few_shot.seed``), so it is configured once
+      (:func:`~mmdet_maskdiff.utils.few_shot_sample.support_set_config`);
+      or ``dataset`` when given. It is used for validation and testing; the
+      RoI head encodes it once per run;
     * the **training bank**, built from ``train_dataset`` or, when that is
       None, from the runner's training dataset. Training shots of a class are
       drawn from it at random, from images other than the query batch.
@@ -67,7 +71,9 @@ class SupportSetHook(Hook):
     replaces the checkpoint's set (e.g. another seed's K-shot sample).
 
     Args:
-        dataset (dict): Dataset config of the test-time support set.
+        dataset (dict, optional): Dataset config of the test-time support
+            set. Defaults to None: derived from the training set's K-shot
+            member.
         train_dataset (dict, optional): Dataset config of the training
             support pool. Defaults to the training dataset.
         crop_size (int): Side S of the square support crops. Defaults to 64.
@@ -78,11 +84,11 @@ class SupportSetHook(Hook):
         seed (int): Seed of the capped subset. Defaults to 0.
         check_sample (bool): Before training, require every K-shot member of
             the training set (a ``FewShotCocoDataset`` with ``few_shot_root``)
-            to use the same K-shot sample as ``dataset`` — seed, novel shots
-            and split folder — so that the novel instances trained on and the
-            support set k come from one seed. A mismatch (e.g. the seed
-            overridden in one place only) raises ``ValueError``. The same
-            switch checks a loaded checkpoint (``tools/test.py``,
+            to use the same K-shot sample as the support set — seed, novel
+            shots and split folder — so that the novel instances trained on
+            and the support set k come from one seed. Only a ``dataset``
+            given by hand can differ; a mismatch raises ``ValueError``. The
+            same switch checks a loaded checkpoint (``tools/test.py``,
             ``load_from``, ``--resume``): when the training config saved in
             its meta used K-shot sets, the support set must have one of their
             seeds and novel K. Defaults to True.
@@ -99,7 +105,7 @@ class SupportSetHook(Hook):
     priority = 'HIGH'
 
     def __init__(self,
-                 dataset: dict,
+                 dataset: Optional[dict] = None,
                  train_dataset: Optional[dict] = None,
                  crop_size: int = 64,
                  context: float = 0.1,
@@ -114,6 +120,7 @@ class SupportSetHook(Hook):
         self.seed = seed
         self.check_sample = check_sample
         self._support_set = None
+        self._runner_cfg = None
         self._test_bank: Optional[SupportBank] = None
         self._train_bank: Optional[SupportBank] = None
 
@@ -170,6 +177,12 @@ class SupportSetHook(Hook):
         annotations (:meth:`test_bank` loads them)."""
         if self._support_set is None:
             cfg = self.dataset_cfg
+            if cfg is None:
+                if self._runner_cfg is None:
+                    raise RuntimeError(
+                        'SupportSetHook without a dataset needs the runner '
+                        '(before_train / before_val / before_test) first')
+                cfg = support_set_config(self._runner_cfg)
             self._support_set = (
                 DATASETS.build(dict(cfg, lazy_init=True)) if isinstance(
                     cfg, dict) else cfg)
@@ -196,10 +209,26 @@ class SupportSetHook(Hook):
                 'SupportSetHook: the training set and the support set use '
                 'different K-shot samples. Support set (the hook\'s '
                 f'dataset): {_sample(support)}; training set: '
-                f'{"; ".join(_sample(m) for m in mismatched)}. Set both, e.g. '
-                '--cfg-options train_dataloader.dataset.datasets.1.seed=N '
-                'custom_hooks.0.dataset.seed=N, or pass check_sample=False '
-                'to the hook.')
+                f'{"; ".join(_sample(m) for m in mismatched)}. Leave the '
+                "hook's dataset unset (it then follows the training set) "
+                'and choose the seed once with --cfg-options few_shot.seed=N'
+                ', or pass check_sample=False to the hook.')
+
+    def _check_seed_applied(self, train_dataset) -> None:
+        """Raise if the config names ``few_shot.seed`` but its K-shot
+        datasets use another seed (a runner that did not apply it)."""
+        few_shot = (self._runner_cfg or {}).get('few_shot') or {}
+        seed = few_shot.get('seed')
+        if seed is None:
+            return
+        for member in _members(train_dataset):
+            if (isinstance(member, FewShotCocoDataset)
+                    and member.few_shot_root and member.seed != seed):
+                raise ValueError(
+                    f'few_shot.seed={seed} but the training set reads the '
+                    f'K-shot sample seed={member.seed}: build the runner with '
+                    "runner_type='FewShotRunner' (RUNNERS.build(cfg)), "
+                    'which applies few_shot to the config')
 
     def check_num_shots(self, runner) -> None:
         """Raise if the support set's K differs from the K the mask head
@@ -259,6 +288,7 @@ class SupportSetHook(Hook):
     def before_run(self, runner) -> None:
         """Fail before training or testing on a K / num_shots mismatch or a
         support set that misses a class."""
+        self._remember_cfg(runner)
         self.check_num_shots(runner)
         self.check_class_coverage(runner)
 
@@ -280,14 +310,17 @@ class SupportSetHook(Hook):
                 'SupportSetHook: the checkpoint was trained on the K-shot '
                 f'set {shown} but the support set is seed={current[0]} '
                 f'num_novel_shots={current[1]}; use the seed and K of '
-                'training (custom_hooks.0.dataset.seed / num_novel_shots), or '
-                'pass custom_hooks.0.check_sample=False to test anyway')
+                'training (--cfg-options few_shot.seed=N, or the K-shot '
+                "config of that K), or pass the hook's check_sample=False to "
+                'test anyway')
 
     def before_train(self, runner) -> None:
         """Check the K-shot sample, build the training pool and give it to
         the model."""
+        self._remember_cfg(runner)
         loader = getattr(runner, 'train_dataloader', None)
         if self.check_sample and loader is not None:
+            self._check_seed_applied(loader.dataset)
             self.check_same_sample(loader.dataset)
         source = self.train_dataset_cfg
         if source is None:
@@ -307,6 +340,8 @@ class SupportSetHook(Hook):
         """Provenance of the test bank, stored with it in checkpoints: the
         crop settings and the K-shot dataset's identifying settings."""
         cfg = self.dataset_cfg
+        if cfg is None and self._runner_cfg is not None:
+            cfg = support_set_config(self._runner_cfg)
         dataset = {}
         if isinstance(cfg, dict):
             for key in ('type', 'ann_file', 'few_shot_root', 'seed',
@@ -333,7 +368,14 @@ class SupportSetHook(Hook):
         model.set_support_bank(self.test_bank())
         self.store_test_bank(model)
 
+    def _remember_cfg(self, runner) -> None:
+        """Keep the runner's config: the default support set comes from its
+        training set."""
+        if self._runner_cfg is None:
+            self._runner_cfg = getattr(runner, 'cfg', None)
+
     def _use_test_bank(self, runner) -> None:
+        self._remember_cfg(runner)
         bank = self.test_bank()
         runner.logger.info(
             f'SupportSetHook: test support set of {len(bank.labels)} '

@@ -1,0 +1,12 @@
+# Baseline for coco_novel_1shot.py: the same frozen novel detector, data and
+# schedule with mmdet's class-agnostic FCNMaskHead instead of the diffusion
+# head (as coco_1shot_fcn.py for the all-class protocol).
+#   tools/dist_train.sh configs/maskdiff/coco_novel_1shot_fcn.py 8
+_base_ = ['./coco_novel_1shot.py']
+
+model = dict(
+    roi_head=dict(
+        mask_roi_extractor={{_base_.fcn_mask_roi_extractor}},
+        mask_head=dict(_base_.fcn_mask_head, num_classes=20)),
+    train_cfg=dict(rcnn=dict(mask_size=28)))
+custom_hooks = []  # no support set or sampler for a point-estimate head

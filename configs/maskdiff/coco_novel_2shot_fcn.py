@@ -1,0 +1,10 @@
+# Baseline for coco_novel_2shot.py (see coco_novel_1shot_fcn.py).
+#   tools/dist_train.sh configs/maskdiff/coco_novel_2shot_fcn.py 8
+_base_ = ['./coco_novel_2shot.py']
+
+model = dict(
+    roi_head=dict(
+        mask_roi_extractor={{_base_.fcn_mask_roi_extractor}},
+        mask_head=dict(_base_.fcn_mask_head, num_classes=20)),
+    train_cfg=dict(rcnn=dict(mask_size=28)))
+custom_hooks = []  # no support set or sampler for a point-estimate head

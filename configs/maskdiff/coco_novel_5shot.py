@@ -1,0 +1,9 @@
+# MaskDiff stage 2, novel-only FSIS protocol, K = 5 (see coco_novel_1shot.py).
+#   tools/dist_train.sh configs/maskdiff/coco_novel_5shot.py 8
+# Loads: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-novel-5shot-det/seed<N>/iter_2500.pth
+_base_ = ['./coco_novel_1shot.py']
+
+load_from = ('work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-novel-5shot-det/'
+             'seed{seed}/iter_2500.pth')
+model = dict(roi_head=dict(mask_head=dict(num_shots=5)))
+train_dataloader = dict(dataset=dict(num_novel_shots=5))

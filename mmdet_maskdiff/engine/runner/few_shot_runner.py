@@ -1,0 +1,49 @@
+"""mmengine's Runner that applies the config's K-shot sample first."""
+import copy
+from typing import Callable, Union
+
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from mmdet.registry import RUNNERS
+from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
+                                                  check_checkpoint_sample,
+                                                  check_split_folders)
+
+
+@RUNNERS.register_module()
+class FewShotRunner(Runner):
+    """A :class:`mmengine.runner.Runner` for one K-shot sample of a few-shot
+    config, selected with ``runner_type = 'FewShotRunner'``.
+
+    mmdet's ``tools/train.py`` / ``tools/test.py`` (and so ``mim``) and this
+    package's tools build ``RUNNERS.build(cfg)`` when a config sets
+    ``runner_type``. Before building, :meth:`from_cfg` applies
+    ``few_shot.seed`` to the config (the K-shot datasets, ``{seed}`` in
+    ``load_from``, a ``seed<N>`` work dir; see
+    :mod:`mmdet_maskdiff.utils.few_shot_sample`) and checks that the seed's
+    split files exist. :meth:`load_checkpoint` refuses a checkpoint trained
+    on another seed or K. A config without ``few_shot`` runs exactly as with
+    the default Runner.
+    """
+
+    @classmethod
+    def from_cfg(cls, cfg: Config) -> 'FewShotRunner':
+        """Apply ``few_shot`` to a copy of ``cfg``, check its split files,
+        then build as :meth:`Runner.from_cfg`."""
+        cfg = copy.deepcopy(cfg)
+        if apply_few_shot_seed(cfg) is not None:
+            check_split_folders(cfg)
+        return super().from_cfg(cfg)
+
+    def load_checkpoint(self,
+                        filename: str,
+                        map_location: Union[str, Callable] = 'cpu',
+                        strict: bool = False,
+                        revise_keys: list = [(r'^module.', '')]) -> dict:
+        """:meth:`Runner.load_checkpoint`, then raise if the checkpoint's
+        K-shot sample (stored training config) differs from this run's."""
+        checkpoint = super().load_checkpoint(filename, map_location, strict,
+                                             revise_keys)
+        check_checkpoint_sample(self.cfg, checkpoint, filename)
+        return checkpoint
