@@ -374,10 +374,14 @@ class DiffusionMaskHead(BaseModule):
         amp_enabled = torch.is_autocast_enabled(device_type)
         amp_dtype = torch.get_autocast_dtype(device_type)
 
+        with torch.autocast(
+                device_type, dtype=amp_dtype, enabled=amp_enabled):
+            encoding = self.denoiser.encode_condition(cond, cond_vector)
+
         def model_fn(x_t: Tensor, t_model: Tensor) -> Tensor:
             with torch.autocast(
                     device_type, dtype=amp_dtype, enabled=amp_enabled):
-                out = self.denoiser(x_t, t_model, cond, labels, cond_vector)
+                out = self.denoiser(x_t, t_model, encoding, labels)
             return out.float()
 
         t = torch.randint(
@@ -464,7 +468,7 @@ class DiffusionMaskHead(BaseModule):
             cfg['guidance_weight'],
             self.num_classes,
             labels,
-            cond=self.denoiser.encode_condition(cond, cond_vector))
+            condition=self.denoiser.encode_condition(cond, cond_vector))
         shape = (cond.shape[0], 1, self.mask_size, self.mask_size)
         use_amp = bool(cfg['amp']) and cond.device.type == 'cuda'
         with torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_amp):
