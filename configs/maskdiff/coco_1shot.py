@@ -11,7 +11,7 @@
 #   mim test mmdet_maskdiff coco_1shot.py --checkpoint work_dirs/coco_1shot/iter_40000.pth
 # Seed of the K-shot sample (TFA seeds 0-9), in both places:
 #   --cfg-options train_dataloader.dataset.datasets.1.seed=N custom_hooks.0.dataset.seed=N
-# Sampler at test time: --cfg-options custom_hooks.1.sampler.steps=8
+# Sampler at test time: --cfg-options model.test_cfg.rcnn.sampler.steps=8
 # Loads: stage 1b (below); a missing file is an error.
 _base_ = ['./maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py']
 
@@ -41,11 +41,8 @@ train_dataloader = dict(
             dict(few_shot_set, num_base_shots=0),
         ]))
 
-sampler_hook = dict(
-    type='DiffusionSamplerHook',
-    sampler=dict(type='ddim', steps=2, eta=0.0, guidance_weight=1.0,
-                 num_samples=1, seed=0),
-    save_trajectory=True)
+# the sampler itself: model.test_cfg.rcnn.sampler (_base_/models)
+sampler_hook = dict(type='DiffusionSamplerHook', save_trajectory=True)
 support_set_hook = dict(
     type='SupportSetHook',
     dataset=few_shot_set,
