@@ -39,7 +39,7 @@ __all__ = [
 SAMPLER_HOME = 'model.test_cfg.rcnn.sampler'
 SAMPLER_KEYS = ('type', 'steps', 'eta', 'guidance_weight', 'num_samples',
                 'seed', 'chunk_size', 'amp', 'fast')
-FAST_KEYS = ('devices', 'bucket_sizes', 'compile', 'cuda_graphs')
+FAST_KEYS = ('enabled', 'devices', 'bucket_sizes', 'compile', 'cuda_graphs')
 DEFAULT_SAMPLER = dict(
     type='ddim',
     steps=2,
@@ -129,7 +129,10 @@ def _fail(where: str, key: str, message: str) -> None:
 
 
 def _parse_fast(value: Any, where: str) -> Optional[FastPath]:
-    """``fast``: None / False (off), True (defaults) or a dict."""
+    """``fast``: None / False (off), True (defaults) or a dict of
+    :class:`FastPath` fields plus ``enabled`` (default True; False: checked
+    but off, so a config can hold the settings and a command line flip
+    them on)."""
     if value is None or value is False:
         return None
     if value is True:
@@ -143,6 +146,10 @@ def _parse_fast(value: Any, where: str) -> Optional[FastPath]:
     if unknown:
         raise ValueError(f'{where}: unknown key {unknown[0]!r}; valid: '
                          f'{list(FAST_KEYS)}')
+    value = dict(value)
+    enabled = value.pop('enabled', True)
+    if not isinstance(enabled, bool):
+        _fail(where, 'enabled', f'must be True or False, got {enabled!r}')
     fast = FastPath(**{
         k: tuple(v) if isinstance(v, list) else v
         for k, v in value.items()
@@ -176,6 +183,8 @@ def _parse_fast(value: Any, where: str) -> Optional[FastPath]:
             _fail(
                 where, 'compile', "runs on CUDA only; set "
                 "devices=('cuda',) or compile=False")
+    if not enabled:  # checked, but off (a config switch to flip)
+        return None
     return FastPath(
         devices=tuple(devices),
         bucket_sizes=tuple(int(s) for s in sizes),

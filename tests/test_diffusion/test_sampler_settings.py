@@ -27,6 +27,18 @@ def test_defaults_and_round_trip():
     assert parse_sampler_settings(dict(fast=False), T).fast is None
 
 
+def test_enabled_false_is_checked_but_off():
+    assert parse_sampler_settings(dict(fast=dict(enabled=False)),
+                                  T).fast is None
+    on = parse_sampler_settings(dict(fast=dict(enabled=True)), T).fast
+    assert on == FastPath()
+    with pytest.raises(ValueError, match=r'fast\.bucket_sizes'):
+        parse_sampler_settings(
+            dict(fast=dict(enabled=False, bucket_sizes=(0, ))), T)
+    with pytest.raises(ValueError, match=r'fast\.enabled must be True or'):
+        parse_sampler_settings(dict(fast=dict(enabled='cuda')), T)
+
+
 def test_buckets():
     fast = FastPath(devices=('cpu', ), bucket_sizes=(4, 8, 32))
     assert [fast.bucket(n)

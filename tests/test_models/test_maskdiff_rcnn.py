@@ -134,6 +134,29 @@ def test_bad_sampler_settings_fail_when_the_model_is_built(
     assert '\n' not in str(info.value)
 
 
+def test_fast_path_switch_reaches_the_sampling(build_model, support_bank,
+                                              test_batch):
+    """--cfg-options ...sampler.fast.enabled=True (and devices, compile)
+    turn the config's fast path on: the denoiser sees bucket sizes only."""
+    prefix = 'test_cfg.rcnn.sampler.fast.'
+    model = build_model(
+        **{
+            prefix + 'enabled': True,
+            prefix + 'devices': ('cpu', ),
+            prefix + 'compile': False,
+            prefix + 'bucket_sizes': (16, ),
+        }).eval()
+    model.set_support_bank(support_bank)
+    batches = []
+    model.roi_head.mask_head.denoiser.register_forward_hook(
+        lambda module, args, out: batches.append(args[0].shape[0]))
+    with torch.no_grad():
+        model(**inputs(model, test_batch, False), mode='predict')
+    assert batches and set(batches) == {16 * 2}  # guidance doubles
+    with pytest.raises(ValueError, match=r'fast\.compile runs on CUDA only'):
+        build_model(**{prefix + 'enabled': True, prefix + 'devices': ('cpu', )})
+
+
 def test_set_test_sampler_checks_before_it_writes(build_model):
     model = build_model()
     before = dict(model.roi_head.test_cfg.sampler)

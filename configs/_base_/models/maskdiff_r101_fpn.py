@@ -60,13 +60,18 @@ model = dict(
     train_cfg=dict(rcnn=dict(mask_size=mask_size, support_fallback='null')),
     # the diffusion head's test-time sampler, its one home (keys and checks:
     # mmdet_maskdiff/diffusion/sampler_settings.py; docs/defaults.md);
-    # FCNMaskHead configs ignore it. `fast=dict(...)`: the CUDA fast path.
+    # FCNMaskHead configs ignore it. `fast`: the inference fast path (RoI
+    # buckets + torch.compile on CUDA), off until measured on a GPU
+    # (docs/benchmarks.md); flip with `...sampler.fast.enabled=True`.
     test_cfg=dict(
         rcnn=dict(
             sampler=dict(
                 type='ddim', steps=2, eta=0.0, guidance_weight=1.0,
                 num_samples=1, seed=0, chunk_size=None, amp=False,
-                fast=None))))
+                fast=dict(
+                    enabled=False, devices=('cuda', ),
+                    bucket_sizes=(32, 64, 128, 256), compile=True,
+                    cuda_graphs=False)))))
 
 # The point-estimate baseline on identical detections: mmdet's FCNMaskHead
 # (Mask R-CNN's head) in place of the diffusion head, see coco_*shot_fcn.py.
