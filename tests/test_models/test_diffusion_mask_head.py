@@ -232,6 +232,9 @@ def test_deprecated_test_sampler_is_mapped_with_a_warning():
     with pytest.warns(DeprecationWarning), \
             pytest.raises(ValueError, match=r'steps .*\[1, 100\]'):
         make_head(test_sampler=dict(steps=1000))
+    with pytest.warns(DeprecationWarning):  # the old trajectory key too
+        head = make_head(test_sampler=dict(steps=3, trajectory_every=2))
+    assert head.trajectory_every == 2
 
 
 @pytest.mark.parametrize('device', DEVICES)

@@ -52,6 +52,8 @@ class DiffusionSamplerHook(Hook):
                  trajectory_every: int = 1,
                  cell_size: int = 56) -> None:
         self.deprecated_sampler = dict(sampler or {})
+        # the hook's own trajectory_every / save_trajectory decide capture
+        self.deprecated_sampler.pop('trajectory_every', None)
         if self.deprecated_sampler:
             message = (
                 'DiffusionSamplerHook: sampler is deprecated; move '

@@ -181,6 +181,9 @@ class DiffusionMaskHead(BaseModule):
             prediction_type=prediction_type)
         self.sampler = RoIMaskSampler(self.diffusion, num_classes)
         self.deprecated_test_sampler = dict(test_sampler or {})
+        # the old key of the trajectory capture, now a head attribute
+        self.trajectory_every = self.deprecated_test_sampler.pop(
+            'trajectory_every', None)
         if test_sampler:
             message = (
                 'DiffusionMaskHead: test_sampler is deprecated; move '
