@@ -131,3 +131,13 @@ def test_amp_on_the_cpu_falls_back_to_fp32_with_one_warning():
         amp = head.predict(condition(3), sampler_cfg(amp=True))
     assert torch.equal(amp['probs'],
                        head.predict(condition(3), sampler_cfg())['probs'])
+
+
+def test_compile_without_triton_is_a_one_line_error(monkeypatch):
+    import torch.utils._triton as triton_utils
+    from mmdet_maskdiff.diffusion import FastPath
+    monkeypatch.setattr(triton_utils, 'has_triton', lambda: False)
+    head = noisy_head()
+    with pytest.raises(RuntimeError, match=r'fast\.compile needs Triton'):
+        head.sampler._compiled_denoiser(head.denoiser,
+                                        FastPath(compile=True))
