@@ -35,8 +35,8 @@ import mmcv
 import torch
 
 import mmdet_maskdiff  # noqa: F401  (registers components, applies fixes)
-from mmdet_maskdiff.apis import (MaskDiffInferencer, set_test_sampler,
-                                 use_config_support_set)
+from mmdet_maskdiff.apis import (MaskDiffInferencer, get_test_sampler,
+                                 set_test_sampler, use_config_support_set)
 from mmdet_maskdiff.models.roi_heads.few_shot_roi_head import NO_SUPPORT_HINT
 from mmdet_maskdiff.utils import (InputError, check_checkpoint, load_config,
                                   run_cli)
@@ -86,14 +86,19 @@ def parse_args() -> argparse.Namespace:
         default='none',
         choices=['coco', 'voc', 'citys', 'random', 'none'],
         help='colour palette of the visualizer')
-    group = parser.add_argument_group('diffusion sampler (MaskDiff only)')
-    group.add_argument('--steps', type=int, help='denoising steps')
+    group = parser.add_argument_group(
+        'diffusion sampler (MaskDiff only; each overrides the config\'s '
+        'model.test_cfg.rcnn.sampler.<key>)')
+    group.add_argument('--steps', type=int, help='denoising steps (steps)')
     group.add_argument(
-        '--guidance-weight', type=float, help='classifier-free guidance w')
+        '--guidance-weight',
+        type=float,
+        help='classifier-free guidance w (guidance_weight)')
     group.add_argument(
         '--num-samples',
         type=int,
-        help='masks sampled per instance; > 1 also saves the uncertainty map')
+        help='masks sampled per instance; > 1 also saves the uncertainty map '
+        '(num_samples)')
     group.add_argument(
         '--save-trajectory',
         action='store_true',
@@ -192,7 +197,7 @@ def save_trajectory(paths: List[str], samples: list, inferencer,
     if trajectory is None:
         return None
     # the trajectory holds the first chunk of RoIs (then other samples)
-    chunk = head.sampler_cfg.get('chunk_size')
+    chunk = get_test_sampler(inferencer.model)['chunk_size']
     labels = torch.cat([s.pred_instances.labels for s in samples])[:chunk]
     scores = torch.cat([s.pred_instances.scores for s in samples])[:chunk]
     classes = (inferencer.model.dataset_meta or {}).get('classes')
@@ -218,10 +223,9 @@ def main() -> None:
     except ValueError as exc:
         raise InputError(str(exc))
     configure(inferencer, args)
-    num_samples = getattr(
-        getattr(
-            getattr(inferencer.model, 'roi_head', None), 'mask_head', None),
-        'sampler_cfg', {}).get('num_samples', 1)
+    num_samples = (
+        get_test_sampler(inferencer.model)['num_samples'] if getattr(
+            inferencer.model.roi_head, 'needs_condition', False) else 1)
 
     images, errors = collect_images(args.inputs)
     for message in errors:

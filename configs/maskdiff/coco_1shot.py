@@ -17,7 +17,7 @@
 # dir (work_dirs/coco_1shot/seed<N>/). FewShotRunner applies it; a checkpoint
 # of another seed or K is refused. All seeds at once:
 #   python tools/analysis_tools/fsis_seeds.py run configs/maskdiff/coco_1shot.py --seeds 0-9
-# Sampler at test time: --cfg-options custom_hooks.1.sampler.steps=8
+# Sampler at test time: --cfg-options model.test_cfg.rcnn.sampler.steps=8
 # Loads: stage 1b of the same seed (below); a missing file is an error.
 _base_ = ['./maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py']
 
@@ -49,11 +49,8 @@ train_dataloader = dict(
             dict(few_shot_set, num_base_shots=0),
         ]))
 
-sampler_hook = dict(
-    type='DiffusionSamplerHook',
-    sampler=dict(type='ddim', steps=2, eta=0.0, guidance_weight=1.0,
-                 num_samples=1, seed=0),
-    save_trajectory=True)
+# the sampler itself: model.test_cfg.rcnn.sampler (_base_/models)
+sampler_hook = dict(type='DiffusionSamplerHook', save_trajectory=True)
 support_set_hook = dict(
     type='SupportSetHook',
     crop_size=64,

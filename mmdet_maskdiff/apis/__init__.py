@@ -1,9 +1,9 @@
 """Using a trained MaskDiff model outside a Runner run."""
 from .inference import (MaskDiffInferencer, check_weights_fit,
-                        set_test_sampler)
+                        get_test_sampler, set_test_sampler)
 from .support_set import find_support_set_hook, use_config_support_set
 
 __all__ = [
     'MaskDiffInferencer', 'check_weights_fit', 'find_support_set_hook',
-    'set_test_sampler', 'use_config_support_set'
+    'get_test_sampler', 'set_test_sampler', 'use_config_support_set'
 ]

@@ -1,14 +1,16 @@
 """Single-image inference helpers for ``tools/image_demo.py``.
 
-* :func:`set_test_sampler` — the test-time sampler settings of a loaded
-  model, in one place (so the demo can be re-pointed when the sampler gets a
-  single home in the config);
+* :func:`set_test_sampler` — change the test-time sampler of a loaded model
+  (its one home: the RoI head's ``test_cfg.sampler``, from
+  ``model.test_cfg.rcnn.sampler``) and the trajectory capture;
 * :func:`check_weights_fit` — refuse, in one line, a checkpoint whose weights
   are not those of the config's model (mmengine loads non-strictly and only
   logs missing / unexpected keys, which would give silently wrong masks);
 * :class:`MaskDiffInferencer` — mmdet's ``DetInferencer`` with that check.
 """
 from typing import Mapping, Optional
+
+from mmengine.config import ConfigDict
 
 from mmdet.apis import DetInferencer
 
@@ -20,9 +22,12 @@ def set_test_sampler(model,
                      steps: Optional[int] = None,
                      guidance_weight: Optional[float] = None,
                      num_samples: Optional[int] = None,
-                     trajectory_every: Optional[int] = None) -> dict:
-    """Change the diffusion mask head's test-time sampler; None keeps a
-    setting.
+                     trajectory_every: Optional[int] = None,
+                     **settings) -> dict:
+    """Change the test-time sampler of a loaded model; None keeps a setting.
+
+    The settings are written to ``model.roi_head.test_cfg.sampler`` (what
+    ``model.test_cfg.rcnn.sampler`` of the config built), checked first.
 
     Args:
         model (MaskDiffRCNN): A loaded model.
@@ -32,26 +37,41 @@ def set_test_sampler(model,
             ``mask_uncertainty``).
         trajectory_every (int, optional): Keep every n-th step of the first
             chunk's reverse chain in ``mask_head.last_trajectory``.
+        **settings: Other sampler keys (``seed``, ``chunk_size``, ``fast``,
+            ...; see :mod:`mmdet_maskdiff.diffusion.sampler_settings`).
 
     Returns:
         dict: The sampler settings now in use.
 
     Raises:
-        ValueError: the model has no diffusion mask head, or a value is out
-            of range.
+        ValueError: the model has no diffusion mask head, or a key or value
+            is bad (one line).
     """
-    head = getattr(getattr(model, 'roi_head', None), 'mask_head', None)
-    if not hasattr(head, 'set_sampler'):
+    roi_head = getattr(model, 'roi_head', None)
+    head = getattr(roi_head, 'mask_head', None)
+    if not hasattr(head, 'sampler_settings'):
         raise ValueError('sampler settings need a model whose '
                          'roi_head.mask_head is a DiffusionMaskHead, got '
                          f'{type(head).__name__}')
-    settings = dict(
-        steps=steps,
-        guidance_weight=guidance_weight,
-        num_samples=num_samples,
-        trajectory_every=trajectory_every)
-    head.set_sampler(**{k: v for k, v in settings.items() if v is not None})
-    return dict(head.sampler_cfg)
+    settings.update(
+        steps=steps, guidance_weight=guidance_weight, num_samples=num_samples)
+    test_cfg = roi_head.test_cfg
+    if test_cfg is None:
+        test_cfg = roi_head.test_cfg = ConfigDict()
+    sampler = dict(test_cfg.get('sampler') or {})
+    sampler.update({k: v for k, v in settings.items() if v is not None})
+    head.sampler_settings(ConfigDict(sampler=sampler))  # check first
+    test_cfg.sampler = sampler
+    if trajectory_every is not None:
+        head.trajectory_every = trajectory_every
+    return get_test_sampler(model)
+
+
+def get_test_sampler(model) -> dict:
+    """The complete test-time sampler settings a loaded model samples with
+    (defaults filled in)."""
+    roi_head = model.roi_head
+    return roi_head.mask_head.sampler_settings(roi_head.test_cfg).to_dict()
 
 
 def check_weights_fit(model, state_dict: Mapping, checkpoint: str) -> None:

@@ -115,10 +115,11 @@ def build_cfg(name: str, settings: DemoSettings, work_dir: str,
     cfg.merge_from_dict(seed_options(cfg, settings.seed))
     apply_few_shot_seed(cfg)  # before work_dir: the demo keeps its layout
     cfg.merge_from_dict(settings.options.get(name, {}))
-    if settings.steps is not None:
-        for hook in cfg.get('custom_hooks', []):
-            if hook.get('type') == 'DiffusionSamplerHook':
-                hook.sampler.steps = settings.steps
+    mask_head = cfg.model.get('roi_head', {}).get('mask_head') or {}
+    if settings.steps is not None and \
+            mask_head.get('type') == 'DiffusionMaskHead':
+        cfg.merge_from_dict(
+            {'model.test_cfg.rcnn.sampler.steps': settings.steps})
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
     cfg.randomness = dict(seed=0)

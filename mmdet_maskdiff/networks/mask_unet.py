@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -290,8 +290,42 @@ class MaskDenoisingUNet(nn.Module):
         self.mask_size = mask_size
         self.widths = widths
         self.with_cp = with_cp
-        emb_channels = 4 * base_channels
+        self.num_res_blocks = num_res_blocks
+        self.attention_channels = attention_channels
+        self._block_args = dict(
+            emb_channels=4 * base_channels,
+            num_classes=num_classes,
+            dropout=dropout,
+            norm_groups=norm_groups,
+            num_head_channels=num_head_channels)
+        self._build_inputs(mask_channels, cond_channels, base_channels,
+                           cond_vector_dim)
+        skip_widths = self._build_down_blocks()
+        self.middle_block = ConditionedSequential(
+            self._res_block(widths[-1], widths[-1]),
+            self._attention(widths[-1]),
+            self._res_block(widths[-1], widths[-1]))
+        self._build_up_blocks(skip_widths)
+        self.out = nn.Sequential(
+            _group_norm(widths[0], norm_groups), nn.SiLU(),
+            _zero_init(nn.Conv2d(widths[0], mask_channels, 3, padding=1)))
 
+    # ----------------------------------------------------------- building
+    def _res_block(self, in_channels: int, out_channels: int) -> ResidualBlock:
+        args = self._block_args
+        return ResidualBlock(in_channels, out_channels, args['emb_channels'],
+                             args['num_classes'], args['dropout'],
+                             args['norm_groups'])
+
+    def _attention(self, channels: int) -> AttentionBlock:
+        return AttentionBlock(channels, self._block_args['num_head_channels'],
+                              self._block_args['norm_groups'])
+
+    def _build_inputs(self, mask_channels: int, cond_channels: int,
+                      base_channels: int, cond_vector_dim: int) -> None:
+        """Time MLP, prototype projection and the split first convolution
+        conv([y; c]) = in_conv_mask(y) + in_conv_cond(c)."""
+        emb_channels = self._block_args['emb_channels']
         self.time_mlp = nn.Sequential(
             nn.Linear(base_channels, emb_channels), nn.SiLU(),
             nn.Linear(emb_channels, emb_channels))
@@ -303,47 +337,44 @@ class MaskDenoisingUNet(nn.Module):
         self.in_conv_cond = nn.Conv2d(
             cond_channels, base_channels, 3, padding=1, bias=False)
 
-        def res_block(in_channels: int, out_channels: int) -> ResidualBlock:
-            return ResidualBlock(in_channels, out_channels, emb_channels,
-                                 num_classes, dropout, norm_groups)
+    def _build_down_blocks(self) -> list:
+        """``num_res_blocks`` residual blocks (+ attention) per level, then a
+        downsampling except at the last level.
 
-        def attention(channels: int) -> AttentionBlock:
-            return AttentionBlock(channels, num_head_channels, norm_groups)
-
+        Returns:
+            list[int]: The width of every skip connection, in order.
+        """
         self.down_blocks = nn.ModuleList()
-        skip_widths = [base_channels]
-        channels = base_channels
-        for level, width in enumerate(widths):
-            for _ in range(num_res_blocks):
-                layers = [res_block(channels, width)]
-                if width in attention_channels:
-                    layers.append(attention(width))
+        skip_widths = [self.base_channels]
+        channels = self.base_channels
+        for level, width in enumerate(self.widths):
+            for _ in range(self.num_res_blocks):
+                layers = [self._res_block(channels, width)]
+                if width in self.attention_channels:
+                    layers.append(self._attention(width))
                 self.down_blocks.append(ConditionedSequential(*layers))
                 channels = width
                 skip_widths.append(channels)
-            if level != len(widths) - 1:
+            if level != len(self.widths) - 1:
                 self.down_blocks.append(
                     ConditionedSequential(Downsample(channels)))
                 skip_widths.append(channels)
+        return skip_widths
 
-        self.middle_block = ConditionedSequential(
-            res_block(channels, channels), attention(channels),
-            res_block(channels, channels))
-
+    def _build_up_blocks(self, skip_widths: list) -> None:
+        """``num_res_blocks + 1`` residual blocks (+ attention) per level,
+        each over [h, skip], then an upsampling except at the first level."""
         self.up_blocks = nn.ModuleList()
-        for level, width in reversed(list(enumerate(widths))):
-            for i in range(num_res_blocks + 1):
-                layers = [res_block(channels + skip_widths.pop(), width)]
+        channels = self.widths[-1]
+        for level, width in reversed(list(enumerate(self.widths))):
+            for i in range(self.num_res_blocks + 1):
+                layers = [self._res_block(channels + skip_widths.pop(), width)]
                 channels = width
-                if width in attention_channels:
-                    layers.append(attention(width))
-                if level > 0 and i == num_res_blocks:
+                if width in self.attention_channels:
+                    layers.append(self._attention(width))
+                if level > 0 and i == self.num_res_blocks:
                     layers.append(Upsample(channels))
                 self.up_blocks.append(ConditionedSequential(*layers))
-
-        self.out = nn.Sequential(
-            _group_norm(channels, norm_groups), nn.SiLU(),
-            _zero_init(nn.Conv2d(channels, mask_channels, 3, padding=1)))
 
     @staticmethod
     def _validate(args: dict) -> tuple[int, ...]:
@@ -383,17 +414,13 @@ class MaskDenoisingUNet(nn.Module):
                                  f'every attended width, not {width}')
         return widths
 
-    # ---------------------------------------------------------------- checks
-    def _check_spatial(self, name: str, tensor: Tensor, channels: int,
-                       batch: Optional[int]) -> None:
+    # --------------------------------------------------------------- inputs
+    def _check_spatial(self, name: str, tensor: Tensor,
+                       channels: int) -> None:
         m = self.mask_size
-        n = tensor.shape[0] if batch is None else batch
-        if tensor.dim() != 4 or tuple(tensor.shape) != (n, channels, m, m):
-            expected = f'(N, {channels}, {m}, {m})'
-            if batch is not None:
-                expected += f' with N={batch}'
-            raise ValueError(f'{name} must have shape {expected}, got '
-                             f'{tuple(tensor.shape)}')
+        if tensor.dim() != 4 or tuple(tensor.shape[1:]) != (channels, m, m):
+            raise ValueError(f'{name} must have shape (N, {channels}, {m}, '
+                             f'{m}), got {tuple(tensor.shape)}')
 
     def _check_vector(self, cond_vector: Optional[Tensor], batch: int) -> None:
         dim = self.cond_vector_dim
@@ -409,13 +436,12 @@ class MaskDenoisingUNet(nn.Module):
             raise ValueError(f'cond_vector must have shape ({batch}, {dim}), '
                              f'got {tuple(cond_vector.shape)}')
 
-    # --------------------------------------------------------------- forward
     def encode_condition(
             self,
             cond: Tensor,
             cond_vector: Optional[Tensor] = None) -> ConditionEncoding:
-        """Precompute the condition's share of the input, once per sampling
-        run.
+        """Check the condition's shapes and precompute its share of the
+        input, once per training step or sampling run.
 
         Args:
             cond: (N, cond_channels, m, m) object region x and K-shot
@@ -426,57 +452,46 @@ class MaskDenoisingUNet(nn.Module):
         Returns:
             ConditionEncoding: ``cond_feat`` (N, base_channels, m, m) and
             ``vector_emb`` (N, 4·base_channels) or None.
+
+        Raises:
+            ValueError: a shape differs from the above (one line).
         """
-        self._check_spatial('cond', cond, self.cond_channels, None)
+        self._check_spatial('cond', cond, self.cond_channels)
         self._check_vector(cond_vector, cond.shape[0])
         vector_emb = None
         if self.cond_vector_proj is not None:
             vector_emb = self.cond_vector_proj(cond_vector)
         return ConditionEncoding(self.in_conv_cond(cond), vector_emb)
 
-    def forward(self,
-                y_t: Tensor,
-                t: Tensor,
-                cond: Union[Tensor, ConditionEncoding],
-                labels: Tensor,
-                cond_vector: Optional[Tensor] = None) -> Tensor:
+    # --------------------------------------------------------------- forward
+    def forward(self, y_t: Tensor, t: Tensor, condition: ConditionEncoding,
+                labels: Tensor) -> Tensor:
         """Predict the diffusion target for noisy masks (ε, x_0 or v: the
         network is agnostic).
+
+        Shapes are not checked here (this runs at every sampling step):
+        :meth:`encode_condition` checks the condition once, and the inputs
+        must share its batch N.
 
         Args:
             y_t: (N, mask_channels, m, m) noisy masks.
             t: (N,) timesteps (original training steps).
-            cond: (N, cond_channels, m, m) raw condition, or the
-                :class:`ConditionEncoding` of :meth:`encode_condition` (then
-                ``cond_vector`` must be None).
+            condition: :meth:`encode_condition` of the condition.
             labels: (N,) long classes in [0, num_classes]; ``num_classes`` is
                 the null class.
-            cond_vector: (N, cond_vector_dim) prototype, with a raw ``cond``.
 
         Returns:
             Tensor: (N, mask_channels, m, m).
         """
-        self._check_spatial('y_t', y_t, self.mask_channels, None)
-        batch = y_t.shape[0]
-        if isinstance(cond, ConditionEncoding):
-            if cond_vector is not None:
-                raise ValueError('pass cond_vector to encode_condition, not '
-                                 'together with a ConditionEncoding')
-            encoding = cond
-            self._check_spatial('cond.cond_feat', encoding.cond_feat,
-                                self.base_channels, batch)
-        else:
-            self._check_spatial('cond', cond, self.cond_channels, batch)
-            encoding = self.encode_condition(cond, cond_vector)
-        if t.shape != (batch, ) or labels.shape != (batch, ):
-            raise ValueError(f't and labels must have shape ({batch},), got '
-                             f'{tuple(t.shape)} and {tuple(labels.shape)}')
-
-        emb = timestep_embedding(t, self.base_channels).to(y_t.dtype)
-        emb = self.time_mlp(emb)
-        if encoding.vector_emb is not None:
-            emb = emb + encoding.vector_emb
-        h = self.in_conv_mask(y_t) + encoding.cond_feat
+        if not isinstance(condition, ConditionEncoding):
+            raise TypeError('condition must be the ConditionEncoding of '
+                            'encode_condition(cond, cond_vector), got '
+                            f'{type(condition).__name__}')
+        emb = self.time_mlp(
+            timestep_embedding(t, self.base_channels).to(y_t.dtype))
+        if condition.vector_emb is not None:
+            emb = emb + condition.vector_emb
+        h = self.in_conv_mask(y_t) + condition.cond_feat
         skips = [h]
         for block in self.down_blocks:
             h = self._run_block(block, h, emb, labels)

@@ -179,7 +179,10 @@ def test_stage2_uses_one_k_shot_sample(path):
     assert support['seed'] == novel_set.seed == 0
     assert support['few_shot_root'] == novel_set.few_shot_root
     assert cfg.model.roi_head.mask_head.num_shots == k
-    assert hooks['DiffusionSamplerHook'].sampler.type == 'ddim'
+    # the sampler has one home: the test_cfg, not the hook
+    assert cfg.model.test_cfg.rcnn.sampler.type == 'ddim'
+    assert 'sampler' not in hooks['DiffusionSamplerHook']
+    assert 'test_sampler' not in cfg.model.roi_head.mask_head
 
 
 @pytest.mark.parametrize('path', TFA, ids=[osp.basename(p) for p in TFA])

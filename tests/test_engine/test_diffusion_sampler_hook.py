@@ -1,4 +1,5 @@
 """DiffusionSamplerHook with a fake runner around a tiny diffusion head."""
+import copy
 import os.path as osp
 from types import SimpleNamespace
 
@@ -6,6 +7,7 @@ import mmcv
 import numpy as np
 import pytest
 import torch
+from mmengine.config import ConfigDict
 from mmengine.logging import MMLogger
 from torch import nn
 
@@ -29,9 +31,10 @@ def _single_thread():
 
 class FakeRoIHead(nn.Module):
 
-    def __init__(self, mask_head):
+    def __init__(self, mask_head, sampler=None):
         super().__init__()
         self.mask_head = mask_head
+        self.test_cfg = ConfigDict(mask_thr_binary=0.5, sampler=sampler or {})
         self.invalidations = 0
 
     def invalidate_support_cache(self):
@@ -40,9 +43,9 @@ class FakeRoIHead(nn.Module):
 
 class FakeDetector(nn.Module):
 
-    def __init__(self, mask_head):
+    def __init__(self, mask_head, sampler=None):
         super().__init__()
-        self.roi_head = FakeRoIHead(mask_head)
+        self.roi_head = FakeRoIHead(mask_head, sampler)
 
 
 def tiny_head():
@@ -65,8 +68,8 @@ def tiny_head():
     return head.eval()
 
 
-def fake_runner(tmp_path, head=None):
-    model = FakeDetector(tiny_head() if head is None else head)
+def fake_runner(tmp_path, head=None, sampler=None):
+    model = FakeDetector(tiny_head() if head is None else head, sampler)
     return SimpleNamespace(
         model=model,
         logger=MMLogger.get_instance('test_diffusion_sampler_hook'),
@@ -92,29 +95,53 @@ SETTINGS = dict(
     chunk_size=4)
 
 
+def predict(runner, num):
+    """What the RoI head does: the mask head samples with its test_cfg."""
+    roi_head = runner.model.roi_head
+    return roi_head.mask_head.predict(condition(num), roi_head.test_cfg)
+
+
 @pytest.mark.parametrize('stage', ['val', 'test'])
-def test_settings_reach_the_head(tmp_path, stage):
-    runner = fake_runner(tmp_path)
-    head = runner.model.roi_head.mask_head
-    hook = DiffusionSamplerHook(sampler=SETTINGS)
+def test_the_hook_does_not_change_the_sampler(tmp_path, stage):
+    runner = fake_runner(tmp_path, sampler=SETTINGS)
+    before = copy.deepcopy(runner.model.roi_head.test_cfg)
+    hook = DiffusionSamplerHook(save_trajectory=True)
     getattr(hook, f'before_{stage}_epoch')(runner)
-    for key, value in SETTINGS.items():
-        assert head.sampler_cfg[key] == value
-    assert head.sampler_cfg['trajectory_every'] is None
-    assert head._sampling_diffusion.num_timesteps == 3
+    assert runner.model.roi_head.test_cfg == before
     assert runner.model.roi_head.invalidations == 1
+    probs = predict(runner, 3)['probs']
+    getattr(hook, f'after_{stage}_iter')(runner, 0, None, None)
+    getattr(hook, f'after_{stage}_epoch')(runner, {})
+    assert runner.model.roi_head.test_cfg == before
+    # the head sampled with test_cfg.sampler: 2 samples give fractions
+    assert torch.equal(probs * 2, (probs * 2).round())
+    head = runner.model.roi_head.mask_head
+    expected = head.predict(condition(3), ConfigDict(sampler=SETTINGS))
+    assert torch.equal(probs, expected['probs'])
 
 
-def test_unknown_setting_raises(tmp_path):
+@pytest.mark.parametrize('stage', ['val', 'test'])
+def test_deprecated_hook_sampler_is_mapped_to_the_test_cfg(tmp_path, stage):
+    runner = fake_runner(tmp_path, sampler=dict(steps=5, seed=1))
+    with pytest.warns(DeprecationWarning,
+                      match='move .* to model.test_cfg.rcnn.sampler'):
+        hook = DiffusionSamplerHook(sampler=SETTINGS)
+    getattr(hook, f'before_{stage}_epoch')(runner)
+    assert runner.model.roi_head.test_cfg.sampler == SETTINGS
+
+
+def test_unknown_deprecated_setting_raises(tmp_path):
     runner = fake_runner(tmp_path)
-    with pytest.raises(KeyError, match='stepz'):
-        DiffusionSamplerHook(sampler=dict(stepz=2)).before_val_epoch(runner)
+    with pytest.warns(DeprecationWarning):
+        hook = DiffusionSamplerHook(sampler=dict(stepz=2))
+    with pytest.raises(ValueError, match="unknown key 'stepz'"):
+        hook.before_val_epoch(runner)
 
 
 @pytest.mark.parametrize('stage', ['val', 'test'])
 def test_settings_are_added_to_the_metrics(tmp_path, stage):
-    runner = fake_runner(tmp_path)
-    hook = DiffusionSamplerHook(sampler=SETTINGS)
+    runner = fake_runner(tmp_path, sampler=SETTINGS)
+    hook = DiffusionSamplerHook()
     getattr(hook, f'before_{stage}_epoch')(runner)
     metrics = {'coco/segm_mAP': 0.25}
     getattr(hook, f'after_{stage}_epoch')(runner, metrics)
@@ -140,16 +167,15 @@ def detections(labels, scores):
 
 @pytest.mark.parametrize('stage', ['val', 'test'])
 def test_trajectory_panel(tmp_path, stage):
-    runner = fake_runner(tmp_path)
+    runner = fake_runner(
+        tmp_path,
+        sampler=dict(type='ddim', steps=3, guidance_weight=1.0, seed=0))
     head = runner.model.roi_head.mask_head
     hook = DiffusionSamplerHook(
-        sampler=dict(type='ddim', steps=3, guidance_weight=1.0, seed=0),
-        save_trajectory=True,
-        num_trajectory_rois=2,
-        cell_size=32)
+        save_trajectory=True, num_trajectory_rois=2, cell_size=32)
     getattr(hook, f'before_{stage}_epoch')(runner)
-    assert head.sampler_cfg['trajectory_every'] == 1
-    probs = head.predict(condition(3))['probs']  # the first batch
+    assert head.trajectory_every == 1
+    probs = predict(runner, 3)['probs']  # the first batch
     outputs = detections([[2, 0], [1]], [[0.9, 0.5], [0.25]])
     getattr(hook, f'after_{stage}_iter')(runner, 0, None, outputs)
 
@@ -183,8 +209,8 @@ def test_trajectory_panel(tmp_path, stage):
                      left + col * cell:left + (col + 1) * cell].min() < 128
 
     # later batches run without trajectory capture and write nothing
-    assert head.sampler_cfg['trajectory_every'] is None
-    head.predict(condition(3))
+    assert head.trajectory_every is None
+    predict(runner, 3)
     assert head.last_trajectory is None
     getattr(hook, f'after_{stage}_iter')(runner, 1)
     assert hook.saved_paths == [path]
@@ -197,19 +223,22 @@ def test_row_titles_are_the_detections_in_roi_order(tmp_path):
     runner.val_dataloader = SimpleNamespace(
         dataset=SimpleNamespace(metainfo=dict(classes=('a', 'b', 'c'))))
     outputs = detections([[2, 0], [1]], [[0.9, 0.5], [0.25]])
-    assert DiffusionSamplerHook._row_labels(
-        runner, 'val', outputs) == ['c\n0.90', 'a\n0.50', 'b\n0.25']
+    hook = DiffusionSamplerHook()
+    assert hook._row_labels(runner, 'val',
+                            outputs) == ['c\n0.90', 'a\n0.50', 'b\n0.25']
     # no class names anywhere: indices
-    assert DiffusionSamplerHook._row_labels(runner, 'test',
-                                            outputs)[0] == ('class 2\n0.90')
-    assert DiffusionSamplerHook._row_labels(runner, 'val', None) is None
+    assert hook._row_labels(runner, 'test', outputs)[0] == ('class 2\n0.90')
+    assert hook._row_labels(runner, 'val', None) is None
+    # the trajectory holds the first chunk: so many rows
+    runner.model.roi_head.test_cfg.sampler.chunk_size = 2
+    assert len(hook._row_labels(runner, 'val', outputs)) == 2
 
 
 def test_no_panel_without_save_trajectory(tmp_path):
     runner = fake_runner(tmp_path)
-    hook = DiffusionSamplerHook(sampler=dict(steps=2))
+    hook = DiffusionSamplerHook()
     hook.before_val_epoch(runner)
-    runner.model.roi_head.mask_head.predict(condition(2))
+    predict(runner, 2)
     hook.after_val_iter(runner, 0)
     assert hook.saved_paths == []
     assert not osp.exists(osp.join(str(tmp_path), 'trajectory'))

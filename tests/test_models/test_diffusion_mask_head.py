@@ -91,6 +91,11 @@ def randomize_(head, seed=0):
 
 
 TRAIN_CFG = ConfigDict(mask_size=M)
+
+
+def sampler_cfg(**sampler):
+    """A RoI head's test_cfg with these sampler settings."""
+    return ConfigDict(mask_thr_binary=0.5, sampler=sampler)
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 
 
@@ -171,42 +176,73 @@ def test_overfits_fixed_masks_and_samples_them_back():
     assert loss_after < 0.3 * loss_before
 
     head.eval()
-    head.set_sampler(
+    test_cfg = sampler_cfg(
         type='ddim', steps=5, guidance_weight=1.0, num_samples=1, seed=0)
-    probs = head.predict(condition_from_masks(targets[:3],
-                                              labels[:3]))['probs'][:, 0]
+    probs = head.predict(
+        condition_from_masks(targets[:3], labels[:3]), test_cfg)['probs'][:,
+                                                                          0]
     pred, truth = probs >= 0.5, torch.from_numpy(masks).bool()
     iou = (pred & truth).sum((1, 2)) / (pred | truth).sum((1, 2))
     assert bool((iou > 0.9).all()), iou
 
 
-def test_set_sampler_validation():
+@pytest.mark.parametrize('sampler, match', [
+    (dict(stepz=4), r"sampler: unknown key 'stepz'"),
+    (dict(type='euler'), r'sampler\.type must be .*euler'),
+    (dict(steps=0), r'sampler\.steps must be None or an int in \[1, 100\]'),
+    (dict(steps=101), r'sampler\.steps .*\[1, 100\], got 101'),
+    (dict(steps=2.5), r'sampler\.steps'),
+    (dict(num_samples=0), r'sampler\.num_samples must be an int >= 1'),
+    (dict(chunk_size=0), r'sampler\.chunk_size must be None .* got 0'),
+    (dict(eta=-1.0), r'sampler\.eta'),
+    (dict(guidance_weight=float('inf')), r'sampler\.guidance_weight'),
+    (dict(seed='a'), r'sampler\.seed'),
+    (dict(amp='fp16'), r'sampler\.amp'),
+])
+def test_bad_sampler_settings_are_one_line_errors(sampler, match):
     head = make_head()
-    before = dict(head.sampler_cfg)
-    with pytest.raises(KeyError, match='stepz'):
-        head.set_sampler(stepz=4)
-    with pytest.raises(ValueError, match='euler'):
-        head.set_sampler(type='euler')
-    for steps in (0, 101):
-        with pytest.raises(ValueError, match=r'\[1, 100\]'):
-            head.set_sampler(steps=steps)
-    with pytest.raises(ValueError, match='num_samples'):
-        head.set_sampler(num_samples=0)
-    assert head.sampler_cfg == before  # a rejected update changes nothing
-    head.set_sampler(steps=7)
-    assert head._sampling_diffusion.num_timesteps == 7
-    head.set_sampler(steps=None)
-    assert head._sampling_diffusion is head.diffusion
-    with pytest.raises(ValueError, match=r'\[1, 100\]'):
+    with pytest.raises(ValueError, match=match) as info:
+        head.predict(random_condition(1), sampler_cfg(**sampler))
+    assert '\n' not in str(info.value)
+    assert 'model.test_cfg.rcnn.sampler' in str(info.value)
+
+
+def test_sampler_settings_come_from_the_test_cfg():
+    head = make_head()
+    defaults = head.sampler_settings(None)
+    assert defaults == head.sampler_settings(ConfigDict())
+    assert defaults.steps == 2 and defaults.chunk_size is None
+    settings = head.sampler_settings(sampler_cfg(steps=7, seed=None))
+    assert settings.steps == 7 and settings.seed is None
+    assert settings.guidance_weight == defaults.guidance_weight
+    assert head.sampler.sampling_diffusion(7).num_timesteps == 7
+    assert head.sampler.sampling_diffusion(None) is head.diffusion
+    with pytest.raises(AttributeError, match='model.test_cfg.rcnn.sampler'):
+        head.set_sampler(steps=3)
+
+
+def test_deprecated_test_sampler_is_mapped_with_a_warning():
+    with pytest.warns(DeprecationWarning,
+                      match=r"test_sampler is deprecated; move \['steps'\] "
+                      'to model.test_cfg.rcnn.sampler'):
+        head = make_head(test_sampler=dict(steps=7))
+    # it still applies (over test_cfg) for one release
+    assert head.sampler_settings(sampler_cfg(steps=3, seed=4)).steps == 7
+    assert head.sampler_settings(sampler_cfg(seed=4)).seed == 4
+    with pytest.warns(DeprecationWarning), \
+            pytest.raises(ValueError, match=r'steps .*\[1, 100\]'):
         make_head(test_sampler=dict(steps=1000))
+    with pytest.warns(DeprecationWarning):  # the old trajectory key too
+        head = make_head(test_sampler=dict(steps=3, trajectory_every=2))
+    assert head.trajectory_every == 2
 
 
 @pytest.mark.parametrize('device', DEVICES)
 def test_several_samples_give_probabilities_and_uncertainty(device):
     head = randomize_(make_head()).eval().to(device)
     condition = to_device(random_condition(3), device)
-    head.set_sampler(num_samples=4, steps=3, seed=0)
-    out = head.predict(condition)
+    out = head.predict(condition,
+                       sampler_cfg(num_samples=4, steps=3, seed=0))
     probs, unc = out['probs'], out['uncertainty']
     assert probs.shape == (3, 1, M, M) and unc.shape == (3, M, M)
     assert probs.min() >= 0 and probs.max() <= 1
@@ -215,8 +251,8 @@ def test_several_samples_give_probabilities_and_uncertainty(device):
     assert torch.allclose(unc, probs[:, 0] * (1 - probs[:, 0]))
     assert ((probs > 0) & (probs < 1)).any()  # the samples do differ
 
-    head.set_sampler(num_samples=1)
-    single = head.predict(condition)
+    single = head.predict(condition,
+                          sampler_cfg(num_samples=1, steps=3, seed=0))
     assert set(single['probs'].unique().tolist()) <= {0.0, 1.0}
     assert torch.count_nonzero(single['uncertainty']) == 0
 
@@ -225,12 +261,12 @@ def test_several_samples_give_probabilities_and_uncertainty(device):
 def test_seed_makes_sampling_reproducible(device):
     head = randomize_(make_head()).eval().to(device)
     condition = to_device(random_condition(4), device)
-    head.set_sampler(steps=3, eta=1.0, seed=3)
-    first = head.predict(condition)['probs']
+    test_cfg = sampler_cfg(steps=3, eta=1.0, seed=3)
+    first = head.predict(condition, test_cfg)['probs']
     torch.manual_seed(123)  # the global RNG does not matter
-    assert torch.equal(head.predict(condition)['probs'], first)
-    head.set_sampler(seed=4)
-    assert not torch.equal(head.predict(condition)['probs'], first)
+    assert torch.equal(head.predict(condition, test_cfg)['probs'], first)
+    test_cfg.sampler.seed = 4
+    assert not torch.equal(head.predict(condition, test_cfg)['probs'], first)
 
 
 def select_rois(condition, rows):
@@ -251,26 +287,27 @@ def test_roi_noise_follows_its_key_not_its_batch(sampler):
     sample): the RoI gets the same mask alone, in another order, in another
     chunking; another key or seed changes it."""
     head = randomize_(make_head()).eval()
-    head.set_sampler(seed=5, **sampler)
+    test_cfg = sampler_cfg(seed=5, **sampler)
     condition = random_condition(6)
     condition.noise_keys = torch.tensor([101, 7, 3, 2**32 - 1, 0, 55])
-    full = head.predict(condition)['probs']
+    full = head.predict(condition, test_cfg)['probs']
     rows = [4, 1, 3]
-    head.set_sampler(chunk_size=2)
-    assert torch.equal(head.predict(select_rois(condition, rows))['probs'],
-                       full[rows])
-    head.set_sampler(chunk_size=1)
+    test_cfg.sampler.chunk_size = 2
+    assert torch.equal(
+        head.predict(select_rois(condition, rows), test_cfg)['probs'],
+        full[rows])
+    test_cfg.sampler.chunk_size = 1
     for row in range(6):
-        alone = head.predict(select_rois(condition, [row]))['probs']
+        alone = head.predict(select_rois(condition, [row]), test_cfg)['probs']
         assert torch.equal(alone, full[row:row + 1])
-    head.set_sampler(chunk_size=None)
+    test_cfg.sampler.chunk_size = None
     # the key matters: row 0 with row 1's key is sampled from other noise
     moved = select_rois(condition, [0, 0])
     moved.noise_keys = condition.noise_keys[[0, 1]]
-    probs = head.predict(moved)['probs']
+    probs = head.predict(moved, test_cfg)['probs']
     assert torch.equal(probs[0], full[0]) and not torch.equal(probs[1], full[0])
-    head.set_sampler(seed=6)
-    assert not torch.equal(head.predict(condition)['probs'], full)
+    test_cfg.sampler.seed = 6
+    assert not torch.equal(head.predict(condition, test_cfg)['probs'], full)
 
 
 def test_max_train_rois_trains_on_a_random_subset():

@@ -7,6 +7,7 @@ import torch
 from mmengine.optim import OptimWrapper
 
 from mmdet.registry import MODELS
+from mmdet_maskdiff.apis import get_test_sampler, set_test_sampler
 
 STAGE2_FROZEN = ('backbone', 'neck', 'rpn_head', 'roi_head.bbox_head')
 
@@ -77,7 +78,7 @@ def test_num_samples_reach_the_uncertainty(build_model, support_bank,
     for name, param in model.roi_head.mask_head.denoiser.named_parameters():
         if not param.any():
             torch.nn.init.normal_(param, std=0.2)
-    model.roi_head.mask_head.set_sampler(num_samples=3)
+    set_test_sampler(model, num_samples=3)
     with torch.no_grad():
         pred = model(
             **inputs(model, test_batch, False),
@@ -88,6 +89,90 @@ def test_num_samples_reach_the_uncertainty(build_model, support_bank,
     assert torch.all((values == 0)
                      | torch.isclose(values, torch.tensor(2 / 9)))
     assert (values > 0).any()  # the 3 samples of a RoI do differ
+
+
+def count_denoiser_calls(model, batch) -> int:
+    calls = []
+    handle = model.roi_head.mask_head.denoiser.register_forward_hook(
+        lambda *args: calls.append(1))
+    with torch.no_grad():
+        pred = model(**inputs(model, batch, False), mode='predict')
+    handle.remove()
+    assert sum(len(p.pred_instances) for p in pred) > 0
+    return len(calls)
+
+
+def test_cfg_option_on_test_cfg_reaches_the_sampling(build_model,
+                                                     support_bank,
+                                                     test_batch):
+    """--cfg-options model.test_cfg.rcnn.sampler.steps=4: the head runs 4
+    denoiser steps (w = 1 is one batched forward per step), not the
+    config's 2."""
+    for steps in (None, 4):
+        keys = {} if steps is None else {'test_cfg.rcnn.sampler.steps': steps}
+        model = build_model(**keys).eval()
+        model.set_support_bank(support_bank)
+        assert count_denoiser_calls(model, test_batch) == (steps or 2)
+        assert get_test_sampler(model)['steps'] == (steps or 2)
+    # and a loaded model takes a new value through set_test_sampler
+    set_test_sampler(model, steps=3)
+    assert model.roi_head.test_cfg.sampler.steps == 3
+    assert count_denoiser_calls(model, test_batch) == 3
+
+
+@pytest.mark.parametrize('key, value, match', [
+    ('chunk_size', 0, r'model\.test_cfg\.rcnn\.sampler\.chunk_size must be '
+     r'None \(all RoIs in one pass\) or an int >= 1, got 0'),
+    ('steps', 101, r'sampler\.steps must be None or an int in \[1, 100\]'),
+    ('num_samples', 0, r'sampler\.num_samples must be an int >= 1'),
+    ('stepz', 4, r"sampler: unknown key 'stepz'"),
+])
+def test_bad_sampler_settings_fail_when_the_model_is_built(
+        build_model, key, value, match):
+    with pytest.raises(ValueError, match=match) as info:
+        build_model(**{f'test_cfg.rcnn.sampler.{key}': value})
+    assert '\n' not in str(info.value)
+
+
+def test_fast_path_switch_reaches_the_sampling(build_model, support_bank,
+                                              test_batch):
+    """--cfg-options ...sampler.fast.enabled=True (and devices, compile)
+    turn the config's fast path on: the denoiser sees bucket sizes only."""
+    prefix = 'test_cfg.rcnn.sampler.fast.'
+    model = build_model(
+        **{
+            prefix + 'enabled': True,
+            prefix + 'devices': ('cpu', ),
+            prefix + 'compile': False,
+            prefix + 'bucket_sizes': (16, ),
+        }).eval()
+    model.set_support_bank(support_bank)
+    batches = []
+    model.roi_head.mask_head.denoiser.register_forward_hook(
+        lambda module, args, out: batches.append(args[0].shape[0]))
+    with torch.no_grad():
+        model(**inputs(model, test_batch, False), mode='predict')
+    assert batches and set(batches) == {16 * 2}  # guidance doubles
+    with pytest.raises(ValueError, match=r'fast\.compile runs on CUDA only'):
+        build_model(**{prefix + 'enabled': True, prefix + 'devices': ('cpu', )})
+
+
+def test_set_test_sampler_checks_before_it_writes(build_model):
+    model = build_model()
+    before = dict(model.roi_head.test_cfg.sampler)
+    with pytest.raises(ValueError, match='num_samples'):
+        set_test_sampler(model, num_samples=0)
+    assert dict(model.roi_head.test_cfg.sampler) == before
+
+
+def test_deprecated_mask_head_test_sampler_still_applies(
+        build_model, support_bank, test_batch):
+    with pytest.warns(DeprecationWarning, match='test_sampler is deprecated'):
+        model = build_model(**{
+            'roi_head.mask_head.test_sampler': dict(steps=3)
+        }).eval()
+    model.set_support_bank(support_bank)
+    assert count_denoiser_calls(model, test_batch) == 3
 
 
 def snapshot(module):

@@ -12,6 +12,7 @@ import torch
 from mmengine.dataset import pseudo_collate
 
 from mmdet.registry import DATASETS
+from mmdet_maskdiff.apis import set_test_sampler
 
 NUM_IMAGES = 4
 
@@ -54,7 +55,7 @@ def test_batch_size_1_and_4_give_identical_predictions(build_model,
                                                        support_bank,
                                                        test_images, sampler):
     model = noise_dependent_model(build_model, support_bank)
-    model.roi_head.mask_head.set_sampler(seed=0, **sampler)
+    set_test_sampler(model, seed=0, **sampler)
     shapes = {tuple(item['inputs'].shape) for item in test_images}
     assert len(shapes) == 1, 'same-size images: batching adds no padding'
 

@@ -95,6 +95,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true',
                         help='bfloat16 autocast for the denoiser (CUDA)')
     parser.add_argument(
+        '--fast', choices=['off', 'bucket', 'compile', 'cuda_graphs'],
+        default='off',
+        help='inference fast path (sampler key `fast`): RoI buckets, + '
+        'torch.compile, + CUDA graphs (compile and graphs: CUDA only)')
+    parser.add_argument(
         '--quick', action='store_true',
         help='CI size: 20 RoIs, demo denoiser, steps 1 2 4, 2 repeats')
     parser.add_argument('--out', default='work_dirs/benchmark_mask_head')
@@ -183,7 +188,7 @@ def diffusion_predictor(name: str, num: int, device: torch.device,
     rois = make_rois(num, device)  # outside the timed call
 
     def run() -> None:
-        probs = head.predict(condition)['probs']
+        probs = head.predict(condition, test_cfg)['probs']
         head.predict_by_feat((probs, ), [rois], [meta], test_cfg)
 
     return head, run
@@ -193,6 +198,10 @@ def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
     test_cfg = ConfigDict(mask_thr_binary=0.5)
+    fast = None if args.fast == 'off' else dict(
+        devices=(device.type, ),
+        compile=args.fast in ('compile', 'cuda_graphs'),
+        cuda_graphs=args.fast == 'cuda_graphs')
     rows: List[dict] = []
     fcn = time_fn(
         fcn_predictor(args.num_rois, device, test_cfg), device, args.warmup,
@@ -207,12 +216,15 @@ def main() -> None:
         for samples in args.samples:
             for w in args.guidance:
                 for steps in args.steps:
-                    head.set_sampler(
+                    test_cfg.sampler = dict(
                         steps=steps, guidance_weight=w,
-                        num_samples=samples, amp=args.amp)
+                        num_samples=samples, amp=args.amp, fast=fast)
+                    head.sampler_settings(test_cfg)  # one-line errors
                     evals = steps * samples * (2 if w else 1)
                     setting = (f'{name}, {steps} step(s), w={w:g}, '
                                f'{samples} sample(s)')
+                    if fast is not None:
+                        setting += f', fast={args.fast}'
                     if per_eval is not None and \
                             per_eval * evals > args.budget:
                         seconds, peak, estimated = per_eval * evals, None, \

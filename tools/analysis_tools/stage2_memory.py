@@ -82,11 +82,13 @@ def denoiser_flops(head, with_cp: bool) -> dict:
     t = torch.zeros(1, dtype=torch.long)
     labels = torch.zeros(1, dtype=torch.long)
     denoiser.with_cp = with_cp
+    def forward() -> torch.Tensor:
+        return denoiser(y, t, denoiser.encode_condition(cond, vector), labels)
+
     with torch.no_grad():
-        forward = _flops(lambda: denoiser(y, t, cond, labels, vector))
-    step = _flops(
-        lambda: denoiser(y, t, cond, labels, vector).square().sum().backward())
-    return dict(forward=forward, train_step=step)
+        forward_flops = _flops(forward)
+    step = _flops(lambda: forward().square().sum().backward())
+    return dict(forward=forward_flops, train_step=step)
 
 
 def detector_forward_mib(cfg) -> dict:

@@ -39,10 +39,7 @@ diffusion_mask_head = dict(
     # the up to 2 x 128 sampled positives): 128 keeps the stage-2 step of
     # 2 images/GPU under 16 GB with checkpointing (docs/benchmarks.md,
     # "Stage-2 memory")
-    max_train_rois=128,
-    test_sampler=dict(
-        type='ddim', steps=2, eta=0.0, guidance_weight=1.0, num_samples=1,
-        seed=0, chunk_size=None))
+    max_train_rois=128)
 model = dict(
     type='MaskDiffRCNN',
     frozen_modules=(),
@@ -60,7 +57,21 @@ model = dict(
     # support_fallback: a training RoI whose class has no support instance
     # outside the query batch gets null shots ('null') or leaves the mask
     # loss ('drop'); it never gets its own object (docs/defaults.md)
-    train_cfg=dict(rcnn=dict(mask_size=mask_size, support_fallback='null')))
+    train_cfg=dict(rcnn=dict(mask_size=mask_size, support_fallback='null')),
+    # the diffusion head's test-time sampler, its one home (keys and checks:
+    # mmdet_maskdiff/diffusion/sampler_settings.py; docs/defaults.md);
+    # FCNMaskHead configs ignore it. `fast`: the inference fast path (RoI
+    # buckets + torch.compile on CUDA), off until measured on a GPU
+    # (docs/benchmarks.md); flip with `...sampler.fast.enabled=True`.
+    test_cfg=dict(
+        rcnn=dict(
+            sampler=dict(
+                type='ddim', steps=2, eta=0.0, guidance_weight=1.0,
+                num_samples=1, seed=0, chunk_size=None, amp=False,
+                fast=dict(
+                    enabled=False, devices=('cuda', ),
+                    bucket_sizes=(32, 64, 128, 256), compile=True,
+                    cuda_graphs=False)))))
 
 # The point-estimate baseline on identical detections: mmdet's FCNMaskHead
 # (Mask R-CNN's head) in place of the diffusion head, see coco_*shot_fcn.py.

@@ -1,34 +1,42 @@
-"""Test-time settings of the diffusion sampler, and trajectory panels."""
+"""Denoising-trajectory panels and the sampler settings in the metrics."""
+import logging
 import os.path as osp
+import warnings
 from typing import Optional, Sequence
 
 import mmcv
 import numpy as np
 import torch
+from mmengine.config import ConfigDict
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 
 from mmdet.registry import HOOKS
+from mmdet_maskdiff.diffusion.sampler_settings import SAMPLER_HOME
 from mmdet_maskdiff.visualization import roi_labels, trajectory_panel
 from .runner_model import unwrap_model
 
 
 @HOOKS.register_module()
 class DiffusionSamplerHook(Hook):
-    """Set the sampler of a ``DiffusionMaskHead`` for validation and testing.
+    """Draw the reverse chain of a ``DiffusionMaskHead`` and log its sampler.
 
-    Training is unaffected (the head samples only at test time). Before each
-    val/test run the hook applies ``sampler`` to the head and drops the RoI
-    head's cached support encoding (the weights may have changed); after the
-    run it adds the settings to the metrics as ``sampler/<key>`` so they are
-    logged and returned next to the AP they produced. With
-    ``save_trajectory`` it writes a PNG panel of the reverse chain for the
-    first RoIs of the first batch (rows: RoIs; columns: y_t from noise to the
-    mask, as in the paper's Fig. 3) into ``<log_dir>/trajectory/``.
+    The sampler itself is set in one place, ``model.test_cfg.rcnn.sampler``
+    (e.g. ``--cfg-options model.test_cfg.rcnn.sampler.steps=8``); this hook
+    does not change it. Training is unaffected. Before each val/test run the
+    hook drops the RoI head's cached support encoding (the weights may have
+    changed); after the run it adds the sampler settings to the metrics as
+    ``sampler/<key>`` so they are logged and returned next to the AP they
+    produced. With ``save_trajectory`` it writes a PNG panel of the reverse
+    chain for the first RoIs of the first batch (rows: RoIs; columns: y_t from
+    noise to the mask, as in the paper's Fig. 3) into
+    ``<log_dir>/trajectory/``.
 
     Args:
-        sampler (dict, optional): Settings for
-            ``DiffusionMaskHead.set_sampler``: ``type``, ``steps``, ``eta``,
-            ``guidance_weight``, ``num_samples``, ``seed``, ``chunk_size``.
+        sampler (dict, optional): Deprecated (one release): settings that
+            are merged into the RoI head's ``test_cfg.sampler`` before each
+            run, with a ``DeprecationWarning``. Set
+            ``model.test_cfg.rcnn.sampler`` instead.
         save_trajectory (bool): Save the trajectory panel. Defaults to False.
         num_trajectory_rois (int): RoIs (rows) in the panel. Defaults to 4.
         trajectory_every (int): Keep every n-th step. Defaults to 1.
@@ -43,7 +51,16 @@ class DiffusionSamplerHook(Hook):
                  num_trajectory_rois: int = 4,
                  trajectory_every: int = 1,
                  cell_size: int = 56) -> None:
-        self.sampler = dict(sampler or {})
+        self.deprecated_sampler = dict(sampler or {})
+        # the hook's own trajectory_every / save_trajectory decide capture
+        self.deprecated_sampler.pop('trajectory_every', None)
+        if self.deprecated_sampler:
+            message = (
+                'DiffusionSamplerHook: sampler is deprecated; move '
+                f'{sorted(self.deprecated_sampler)} to {SAMPLER_HOME} '
+                '(until then the hook copies them there before each run)')
+            warnings.warn(message, DeprecationWarning)
+            print_log(message, logger='current', level=logging.WARNING)
         self.save_trajectory = save_trajectory
         self.num_trajectory_rois = num_trajectory_rois
         self.trajectory_every = trajectory_every
@@ -58,23 +75,31 @@ class DiffusionSamplerHook(Hook):
                             'roi_head.mask_head is a DiffusionMaskHead')
         return head
 
+    @staticmethod
+    def _test_cfg(runner) -> Optional[ConfigDict]:
+        return getattr(unwrap_model(runner).roi_head, 'test_cfg', None)
+
+    def _settings(self, runner) -> dict:
+        """The sampler settings the head samples with."""
+        head = self._mask_head(runner)
+        return head.sampler_settings(self._test_cfg(runner)).to_dict()
+
     def _before_run(self, runner) -> None:
         head = self._mask_head(runner)
-        settings = dict(self.sampler)
-        settings['trajectory_every'] = (
-            self.trajectory_every if self.save_trajectory else None)
-        head.set_sampler(**settings)
         roi_head = unwrap_model(runner).roi_head
+        if self.deprecated_sampler:  # the old home, for one release
+            test_cfg = self._test_cfg(runner)
+            if test_cfg is None:
+                test_cfg = roi_head.test_cfg = ConfigDict()
+            merged = dict(test_cfg.get('sampler') or {},
+                          **self.deprecated_sampler)
+            head.sampler_settings(ConfigDict(sampler=merged))  # validate
+            test_cfg.sampler = merged
+        head.trajectory_every = (
+            self.trajectory_every if self.save_trajectory else None)
         if hasattr(roi_head, 'invalidate_support_cache'):
             roi_head.invalidate_support_cache()
-        runner.logger.info(f'DiffusionSamplerHook: {self._public(head)}')
-
-    @staticmethod
-    def _public(head) -> dict:
-        return {
-            k: v
-            for k, v in head.sampler_cfg.items() if k != 'trajectory_every'
-        }
+        runner.logger.info(f'DiffusionSamplerHook: {self._settings(runner)}')
 
     def _after_first_batch(self,
                            runner,
@@ -85,7 +110,7 @@ class DiffusionSamplerHook(Hook):
             return
         head = self._mask_head(runner)
         trajectory = head.last_trajectory
-        head.set_sampler(trajectory_every=None)  # the rest runs at full speed
+        head.trajectory_every = None  # the rest runs at full speed
         if trajectory is None:
             return
         out_dir = osp.join(runner.log_dir, 'trajectory')
@@ -108,8 +133,7 @@ class DiffusionSamplerHook(Hook):
             num_rois=self.num_trajectory_rois,
             cell_size=self.cell_size)
 
-    @staticmethod
-    def _row_labels(runner, mode: str, outputs) -> Optional[list]:
+    def _row_labels(self, runner, mode: str, outputs) -> Optional[list]:
         """Class and score of the RoIs in the order the head sampled them
         (the batch's detections, image after image)."""
         if not outputs:
@@ -126,15 +150,14 @@ class DiffusionSamplerHook(Hook):
             meta = getattr(getattr(loader, 'dataset', None), 'metainfo', {})
             classes = meta.get('classes')
         # the trajectory holds the first chunk of RoIs (then other samples)
-        chunk = unwrap_model(runner).roi_head.mask_head.sampler_cfg.get(
-            'chunk_size')
+        chunk = self._settings(runner)['chunk_size']
         return roi_labels(labels.tolist()[:chunk],
                           scores.tolist()[:chunk], classes)
 
     def _after_run(self, runner, metrics: Optional[dict]) -> None:
         if metrics is None:
             return
-        for key, value in self._public(self._mask_head(runner)).items():
+        for key, value in self._settings(runner).items():
             if isinstance(value, (int, float)):
                 metrics[f'sampler/{key}'] = value
 

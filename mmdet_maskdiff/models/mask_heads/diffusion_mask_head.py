@@ -1,5 +1,6 @@
 """The MaskDiff mask head: a conditional diffusion model over binary masks."""
 import copy
+import logging
 import warnings
 from typing import Dict, List, Optional, Tuple
 
@@ -7,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.config import ConfigDict
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor
 
@@ -14,24 +16,13 @@ from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, InstanceList, OptMultiConfig
-from mmdet_maskdiff.diffusion import (GaussianDiffusion, KeyedNoise,
-                                      classifier_free_guidance, combine_keys,
-                                      ddim_sample, ddpm_sample, drop_labels,
-                                      get_beta_schedule, stable_key)
+from mmdet_maskdiff.diffusion import (GaussianDiffusion, drop_labels,
+                                      get_beta_schedule)
+from mmdet_maskdiff.diffusion.roi_sampler import RoIMaskSampler
+from mmdet_maskdiff.diffusion.sampler_settings import (  # noqa: F401
+    DEFAULT_SAMPLER, SAMPLER_HOME, SAMPLER_KEYS, SamplerSettings,
+    parse_sampler_settings)
 from .mask_condition import MaskCondition
-
-SAMPLER_KEYS = ('type', 'steps', 'eta', 'guidance_weight', 'num_samples',
-                'seed', 'chunk_size', 'amp', 'trajectory_every')
-DEFAULT_SAMPLER = dict(
-    type='ddim',
-    steps=2,
-    eta=0.0,
-    guidance_weight=1.0,
-    num_samples=1,
-    seed=0,
-    chunk_size=None,
-    amp=False,
-    trajectory_every=None)
 
 
 def _take(tensors: Tuple[Optional[Tensor], ...],
@@ -101,20 +92,20 @@ class DiffusionMaskHead(BaseModule):
             RoIs per batch (per GPU), a random subset (bounds the denoiser's
             memory and time, which grow linearly with the RoI count). None
             uses all. Defaults to None.
-        test_sampler (dict): Test-time sampler: ``type`` ('ddim' | 'ddpm'),
-            ``steps`` (respaced steps; None = all T), ``eta``,
-            ``guidance_weight`` w, ``num_samples``, ``seed`` (an int: the
-            noise of every RoI, sample and step is a function of the seed,
-            the RoI's ``noise_keys`` and the sample index, whatever batch or
-            chunk the RoI is in; None = the global RNG), ``chunk_size``
-            (RoIs per sampling pass, bounds memory; None = all), ``amp`` (run the denoiser under bfloat16 autocast
-            on CUDA; ignored on the CPU) and ``trajectory_every`` (keep every
-            n-th step for visualisation).
+        test_sampler (dict, optional): Deprecated: the test-time sampler
+            lives in ``model.test_cfg.rcnn.sampler`` (keys and checks:
+            :mod:`mmdet_maskdiff.diffusion.sampler_settings`), which the RoI
+            head passes to :meth:`predict`. Settings given here still apply
+            for one release, over those of ``test_cfg``, with a
+            ``DeprecationWarning``.
         init_cfg (dict or list[dict], optional): Initialization config.
     """
 
     #: tells :class:`FewShotRoIHead` to build a :class:`MaskCondition`
     requires_condition = True
+    #: keep every n-th step of the next :meth:`predict`'s first chunk in
+    #: ``last_trajectory`` (set by ``DiffusionSamplerHook``; None: off)
+    trajectory_every: Optional[int] = None
 
     def __init__(self,
                  num_classes: int = 80,
@@ -188,8 +179,19 @@ class DiffusionMaskHead(BaseModule):
         self.diffusion = GaussianDiffusion(
             get_beta_schedule(beta_schedule, num_timesteps),
             prediction_type=prediction_type)
-        self.sampler_cfg = dict(DEFAULT_SAMPLER)
-        self.set_sampler(**(test_sampler or {}))
+        self.sampler = RoIMaskSampler(self.diffusion, num_classes)
+        self.deprecated_test_sampler = dict(test_sampler or {})
+        # the old key of the trajectory capture, now a head attribute
+        self.trajectory_every = self.deprecated_test_sampler.pop(
+            'trajectory_every', None)
+        if test_sampler:
+            message = (
+                'DiffusionMaskHead: test_sampler is deprecated; move '
+                f'{sorted(self.deprecated_test_sampler)} to {SAMPLER_HOME} '
+                '(until then they override the values there)')
+            warnings.warn(message, DeprecationWarning)
+            print_log(message, logger='current', level=logging.WARNING)
+            self.sampler_settings(None)  # validate now
         self.last_trajectory: Optional[dict] = None
 
     # ------------------------------------------------------------------ #
@@ -205,27 +207,35 @@ class DiffusionMaskHead(BaseModule):
         """Whether x includes the neck's RoI features."""
         return self.region_source in ('feature', 'both')
 
+    def sampler_settings(
+            self, rcnn_test_cfg: Optional[ConfigDict]) -> SamplerSettings:
+        """The validated test-time sampler of ``rcnn_test_cfg.sampler``.
+
+        Args:
+            rcnn_test_cfg (ConfigDict, optional): ``test_cfg`` of the RoI
+                head; its ``sampler`` dict (missing keys take
+                :data:`DEFAULT_SAMPLER`). None: the defaults.
+
+        Returns:
+            SamplerSettings: The settings :meth:`predict` samples with.
+
+        Raises:
+            ValueError: a bad key or value (one line naming it).
+        """
+        sampler = dict((rcnn_test_cfg or {}).get('sampler') or {})
+        sampler.update(self.deprecated_test_sampler)
+        return parse_sampler_settings(sampler, self.num_timesteps)
+
     def set_sampler(self, **settings) -> None:
-        """Update the test-time sampler (see ``test_sampler`` in the class
-        docstring); unknown keys raise ``KeyError``."""
-        unknown = set(settings) - set(SAMPLER_KEYS)
-        if unknown:
-            raise KeyError(f'unknown sampler settings {sorted(unknown)}; '
-                           f'valid: {list(SAMPLER_KEYS)}')
-        merged = {**self.sampler_cfg, **settings}
-        if merged['type'] not in ('ddim', 'ddpm'):
-            raise ValueError("sampler type must be 'ddim' or 'ddpm', got "
-                             f"{merged['type']!r}")
-        if merged['num_samples'] < 1:
-            raise ValueError('num_samples must be >= 1')
-        steps = merged['steps']
-        if steps is not None and not 1 <= steps <= self.num_timesteps:
-            raise ValueError(f'sampler steps must be in [1, '
-                             f'{self.num_timesteps}], got {steps}')
-        self.sampler_cfg = merged
-        self._sampling_diffusion = (
-            self.diffusion if steps in (None, self.num_timesteps) else
-            self.diffusion.respace(steps))
+        """Removed: the sampler has one home, ``model.test_cfg.rcnn.sampler``.
+
+        Raises:
+            AttributeError: always, naming the replacement.
+        """
+        raise AttributeError(
+            'DiffusionMaskHead.set_sampler was removed: the test-time '
+            f'sampler lives in {SAMPLER_HOME} (a loaded model: '
+            'mmdet_maskdiff.apis.set_test_sampler(model, ...))')
 
     @property
     def num_timesteps(self) -> int:
@@ -374,10 +384,14 @@ class DiffusionMaskHead(BaseModule):
         amp_enabled = torch.is_autocast_enabled(device_type)
         amp_dtype = torch.get_autocast_dtype(device_type)
 
+        with torch.autocast(
+                device_type, dtype=amp_dtype, enabled=amp_enabled):
+            encoding = self.denoiser.encode_condition(cond, cond_vector)
+
         def model_fn(x_t: Tensor, t_model: Tensor) -> Tensor:
             with torch.autocast(
                     device_type, dtype=amp_dtype, enabled=amp_enabled):
-                out = self.denoiser(x_t, t_model, cond, labels, cond_vector)
+                out = self.denoiser(x_t, t_model, encoding, labels)
             return out.float()
 
         t = torch.randint(
@@ -395,15 +409,21 @@ class DiffusionMaskHead(BaseModule):
     # inference
     # ------------------------------------------------------------------ #
     @torch.inference_mode()
-    def predict(self, condition: MaskCondition) -> Dict[str, Tensor]:
-        """Sample masks for N RoIs with the current test-time sampler.
+    def predict(
+            self,
+            condition: MaskCondition,
+            rcnn_test_cfg: Optional[ConfigDict] = None) -> Dict[str, Tensor]:
+        """Sample masks for N RoIs with the sampler of ``rcnn_test_cfg``.
 
         All RoIs (and all samples per RoI) go through one batched reverse
-        chain per chunk; the condition's share of the first convolution is
-        computed once and reused at every step.
+        chain per chunk (:class:`RoIMaskSampler`); the condition's share of
+        the first convolution is computed once and reused at every step.
 
         Args:
             condition (MaskCondition): Conditioning of the N RoIs.
+            rcnn_test_cfg (ConfigDict, optional): ``test_cfg`` of the RoI
+                head; its ``sampler`` holds the sampler settings (None: the
+                defaults).
 
         Returns:
             dict: ``probs`` (N, 1, m, m) — the fraction of samples that are
@@ -411,81 +431,19 @@ class DiffusionMaskHead(BaseModule):
             ``uncertainty`` (N, m, m), the per-pixel variance of the binary
             samples (zeros for a single sample).
         """
-        cfg = self.sampler_cfg
-        num = len(condition)
-        size = self.mask_size
+        settings = self.sampler_settings(rcnn_test_cfg)
         cond, cond_vector = self.build_condition(condition)
-        device = cond.device
-        roi_keys = None
-        if cfg['seed'] is not None:
-            keys = condition.noise_keys
-            if keys is None:
-                keys = torch.arange(num, device=device)
-            roi_keys = combine_keys(
-                keys.to(device=device, dtype=torch.long),
-                stable_key(int(cfg['seed'])))
-        samples = cfg['num_samples']
-        chunk = cfg['chunk_size'] or num
-        fg_sum = cond.new_zeros((num, 1, size, size))
-        self.last_trajectory = None
-        for start in range(0, num, chunk):
-            stop = min(start + chunk, num)
-            c = cond[start:stop].repeat(samples, 1, 1, 1)
-            v = (None if cond_vector is None else
-                 cond_vector[start:stop].repeat(samples, 1))
-            labels = condition.labels[start:stop].repeat(samples)
-            noise_source = None
-            if roi_keys is not None:  # chain row r: sample r // n, RoI r % n
-                sample_index = torch.arange(
-                    samples, device=device).repeat_interleave(stop - start)
-                noise_source = KeyedNoise(
-                    combine_keys(roi_keys[start:stop].repeat(samples),
-                                 sample_index), (1, size, size), cond.dtype)
-            out = self._sample(c, v, labels, noise_source)
-            binary = (out.sample > 0).to(cond.dtype)
-            fg_sum[start:stop] = binary.view(samples, stop - start, 1, size,
-                                             size).sum(dim=0)
-            if start == 0 and out.trajectory:
-                self.last_trajectory = dict(
-                    steps=[step for step, _, _ in out.trajectory],
-                    x_t=torch.stack([x for _, x, _ in out.trajectory], 1),
-                    pred_x0=torch.stack([p for _, _, p in out.trajectory], 1))
-        probs = fg_sum / samples
+        fg_count, self.last_trajectory = self.sampler.sample(
+            self.denoiser,
+            cond,
+            cond_vector,
+            condition.labels,
+            condition.noise_keys,
+            settings,
+            trajectory_every=self.trajectory_every)
+        probs = fg_count / settings.num_samples
         uncertainty = (probs * (1 - probs))[:, 0]
         return dict(probs=probs, uncertainty=uncertainty)
-
-    def _sample(self, cond: Tensor, cond_vector: Optional[Tensor],
-                labels: Tensor, noise_source: Optional[KeyedNoise]):
-        """One reverse chain for a batch of B = chunk · samples RoIs; noise
-        from ``noise_source``, or the global RNG when it is None."""
-        cfg = self.sampler_cfg
-        model_fn = classifier_free_guidance(
-            self.denoiser,
-            cfg['guidance_weight'],
-            self.num_classes,
-            labels,
-            cond=self.denoiser.encode_condition(cond, cond_vector))
-        shape = (cond.shape[0], 1, self.mask_size, self.mask_size)
-        use_amp = bool(cfg['amp']) and cond.device.type == 'cuda'
-        with torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_amp):
-            return self._run_sampler(model_fn, shape, cond, noise_source)
-
-    def _run_sampler(self, model_fn, shape: Tuple[int, ...], cond: Tensor,
-                     noise_source: Optional[KeyedNoise]):
-        cfg = self.sampler_cfg
-        common = dict(
-            noise_source=noise_source,
-            device=cond.device,
-            dtype=cond.dtype,
-            trajectory_every=cfg['trajectory_every'])
-        if cfg['type'] == 'ddim':
-            return ddim_sample(
-                self._sampling_diffusion,
-                model_fn,
-                shape,
-                eta=cfg['eta'],
-                **common)
-        return ddpm_sample(self._sampling_diffusion, model_fn, shape, **common)
 
     _predict_by_feat_single = FCNMaskHead._predict_by_feat_single
 
@@ -529,7 +487,10 @@ class DiffusionMaskHead(BaseModule):
                 rescale=rescale,
                 activate_map=True)
 
-    def forward(self, condition: MaskCondition) -> Dict[str, Tensor]:
+    def forward(
+            self,
+            condition: MaskCondition,
+            rcnn_test_cfg: Optional[ConfigDict] = None) -> Dict[str, Tensor]:
         """Alias of :meth:`predict`, so the head can be called like any
         module (e.g. for FLOP counting)."""
-        return self.predict(condition)
+        return self.predict(condition, rcnn_test_cfg)

@@ -107,6 +107,10 @@ class FewShotRoIHead(StandardRoIHead):
     With any other mask head (e.g. mmdet's ``FCNMaskHead`` as a baseline)
     it behaves exactly like :class:`StandardRoIHead`.
 
+    **Sampler.** ``test_cfg.sampler`` (``model.test_cfg.rcnn.sampler``) is
+    the diffusion head's test-time sampler: checked when the head is built
+    and passed, with the rest of ``test_cfg``, to ``mask_head.predict``.
+
     **Never its own shot.** A training RoI never receives its own object
     (or anything else from the query images) as k. When every support
     instance of its class lies in the query batch — always for a novel
@@ -136,6 +140,8 @@ class FewShotRoIHead(StandardRoIHead):
                 'FewShotRoIHead: train_cfg.rcnn.support_fallback must be one '
                 f'of {SUPPORT_FALLBACKS}, got {fallback!r}')
         self.support_fallback = fallback
+        if self.needs_condition:  # test_cfg.sampler: checked once, here
+            self.mask_head.sampler_settings(self.test_cfg)
         self.support_bank: Optional[SupportBank] = None
         self.stored_support: Optional[StoredSupport] = None
         self.register_state_dict_post_hook(_save_stored_support)
@@ -317,7 +323,7 @@ class FewShotRoIHead(StandardRoIHead):
         condition = self._mask_condition(x, mask_rois, labels, False)
         condition.noise_keys = self._roi_noise_keys(batch_img_metas,
                                                     results_list)
-        prediction = self.mask_head.predict(condition)
+        prediction = self.mask_head.predict(condition, self.test_cfg)
         num_per_img = [len(res) for res in results_list]
         results_list = self.mask_head.predict_by_feat(
             mask_preds=prediction['probs'].split(num_per_img, 0),

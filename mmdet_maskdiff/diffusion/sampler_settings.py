@@ -1,0 +1,258 @@
+"""The test-time sampler settings of a diffusion mask head, validated.
+
+One home: ``model.test_cfg.rcnn.sampler`` (a dict), read as mmdet reads its
+test settings — the RoI head hands its ``test_cfg`` to the mask head at
+predict time — and checked once when the model is built
+(:func:`parse_sampler_settings`). Bad values are one-line ``ValueError``\\ s
+naming the key. Torch only, so the settings can be used without mmdet.
+
+Keys (defaults in :data:`DEFAULT_SAMPLER`, choices in ``docs/defaults.md``):
+
+* ``type``: ``'ddim'`` (Song et al. 2021) or ``'ddpm'`` (Ho et al. 2020);
+* ``steps``: respaced steps in [1, T]; None = all T;
+* ``eta``: DDIM's η >= 0;
+* ``guidance_weight``: classifier-free guidance w (finite);
+* ``num_samples``: masks sampled per RoI, >= 1;
+* ``seed``: an int — every RoI's noise is a function of the seed, the RoI's
+  key and the sample index (:mod:`~mmdet_maskdiff.diffusion.keyed_noise`) —
+  or None (the global RNG);
+* ``chunk_size``: RoIs per sampling pass (bounds memory), >= 1; None = all;
+* ``amp``: False, or True / ``'bf16'``: the denoiser under bfloat16 autocast
+  on CUDA. On the CPU it is not applied (fp32, a warning once): CPU autocast
+  in bf16 is slower than fp32 on most CPUs and changes the masks;
+* ``fast``: None (eager), or the inference fast path (:class:`FastPath`).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Optional, Tuple
+
+import torch
+
+__all__ = [
+    'SAMPLER_KEYS', 'FAST_KEYS', 'DEFAULT_SAMPLER', 'FastPath',
+    'SamplerSettings', 'parse_sampler_settings'
+]
+
+SAMPLER_HOME = 'model.test_cfg.rcnn.sampler'
+SAMPLER_KEYS = ('type', 'steps', 'eta', 'guidance_weight', 'num_samples',
+                'seed', 'chunk_size', 'amp', 'fast')
+FAST_KEYS = ('enabled', 'devices', 'bucket_sizes', 'compile', 'cuda_graphs')
+DEFAULT_SAMPLER = dict(
+    type='ddim',
+    steps=2,
+    eta=0.0,
+    guidance_weight=1.0,
+    num_samples=1,
+    seed=0,
+    chunk_size=None,
+    amp=False,
+    fast=None)
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """The inference fast path: static shapes for compilation.
+
+    The RoIs of a sampling pass are padded up to the smallest of
+    ``bucket_sizes`` that holds them (passes of more RoIs are split at the
+    largest bucket), so the denoiser sees at most ``len(bucket_sizes)``
+    batch shapes and ``torch.compile`` / CUDA-graph capture compile each
+    once. Padding rows repeat the last RoI and are dropped after sampling;
+    with a ``seed`` every real RoI keeps its own keyed noise, so its mask is
+    the eager path's (bit-equal in fp32).
+
+    Attributes:
+        devices: device types the fast path runs on (others run eager).
+            Default ``('cuda',)``: off on the CPU.
+        bucket_sizes: increasing RoI counts, each >= 1.
+        compile: ``torch.compile`` the denoiser (CUDA only; needs a torch
+            with ``torch.compile`` and Triton).
+        cuda_graphs: compile with ``mode='reduce-overhead'``, which replays
+            each bucket's denoiser as a CUDA graph (needs ``compile``).
+    """
+    devices: Tuple[str, ...] = ('cuda', )
+    bucket_sizes: Tuple[int, ...] = (32, 64, 128, 256)
+    compile: bool = False
+    cuda_graphs: bool = False
+
+    def applies_to(self, device: torch.device) -> bool:
+        """Whether the fast path runs for RoIs on ``device``."""
+        return torch.device(device).type in self.devices
+
+    def bucket(self, num: int) -> int:
+        """The padded RoI count of a pass of ``num`` <= max bucket RoIs."""
+        for size in self.bucket_sizes:
+            if size >= num:
+                return size
+        return self.bucket_sizes[-1]
+
+    @property
+    def compile_mode(self) -> Optional[str]:
+        """``torch.compile`` mode (None: default)."""
+        return 'reduce-overhead' if self.cuda_graphs else None
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Validated test-time sampler settings (see the module docstring)."""
+    type: str = 'ddim'
+    steps: Optional[int] = 2
+    eta: float = 0.0
+    guidance_weight: float = 1.0
+    num_samples: int = 1
+    seed: Optional[int] = 0
+    chunk_size: Optional[int] = None
+    amp: bool = False
+    fast: Optional[FastPath] = field(default=None)
+
+    def to_dict(self) -> dict:
+        """Plain-dict form, as it is written in a config."""
+        out = asdict(self)
+        if self.fast is not None:
+            out['fast'] = asdict(self.fast)
+        return out
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _fail(where: str, key: str, message: str) -> None:
+    raise ValueError(f'{where}.{key} {message}')
+
+
+def _parse_fast(value: Any, where: str) -> Optional[FastPath]:
+    """``fast``: None / False (off), True (defaults) or a dict of
+    :class:`FastPath` fields plus ``enabled`` (default True; False: checked
+    but off, so a config can hold the settings and a command line flip
+    them on)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, Mapping):
+        _fail(
+            where, 'fast', 'must be None, True or a dict of '
+            f'{list(FAST_KEYS)}, got {value!r}')
+    where = f'{where}.fast'
+    unknown = sorted(set(value) - set(FAST_KEYS))
+    if unknown:
+        raise ValueError(f'{where}: unknown key {unknown[0]!r}; valid: '
+                         f'{list(FAST_KEYS)}')
+    value = dict(value)
+    enabled = value.pop('enabled', True)
+    if not isinstance(enabled, bool):
+        _fail(where, 'enabled', f'must be True or False, got {enabled!r}')
+    fast = FastPath(**{
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in value.items()
+    })
+    devices = fast.devices
+    if isinstance(devices, str):
+        devices = (devices, )
+    if not devices or any(d not in ('cpu', 'cuda') for d in devices):
+        _fail(where, 'devices',
+              f"must name 'cpu' and/or 'cuda', got {fast.devices!r}")
+    sizes = fast.bucket_sizes
+    if (not isinstance(sizes, (tuple, list)) or not sizes
+            or not all(_is_int(s) and s >= 1 for s in sizes)
+            or list(sizes) != sorted(set(sizes))):
+        _fail(where, 'bucket_sizes', 'must be increasing ints >= 1, got '
+              f'{sizes!r}')
+    for key in ('compile', 'cuda_graphs'):
+        if not isinstance(getattr(fast, key), bool):
+            _fail(where, key,
+                  f'must be True or False, got {getattr(fast, key)!r}')
+    if fast.cuda_graphs and not fast.compile:
+        _fail(
+            where, 'cuda_graphs', "needs compile=True (the graphs are "
+            "captured by torch.compile(mode='reduce-overhead'))")
+    if fast.compile:
+        if not hasattr(torch, 'compile'):
+            _fail(
+                where, 'compile', f'needs torch.compile, which torch '
+                f'{torch.__version__} lacks; set compile=False')
+        if 'cpu' in devices:
+            _fail(
+                where, 'compile', "runs on CUDA only; set "
+                "devices=('cuda',) or compile=False")
+    if not enabled:  # checked, but off (a config switch to flip)
+        return None
+    return FastPath(
+        devices=tuple(devices),
+        bucket_sizes=tuple(int(s) for s in sizes),
+        compile=fast.compile,
+        cuda_graphs=fast.cuda_graphs)
+
+
+def parse_sampler_settings(cfg: Optional[Mapping],
+                           num_timesteps: int,
+                           where: str = SAMPLER_HOME) -> SamplerSettings:
+    """Validate sampler settings; missing keys take the defaults.
+
+    Args:
+        cfg (Mapping, optional): The settings (e.g.
+            ``model.test_cfg.rcnn.sampler``); None gives the defaults.
+        num_timesteps (int): T of the training diffusion (bounds ``steps``).
+        where (str): Name of the settings in error messages.
+
+    Returns:
+        SamplerSettings: The complete settings.
+
+    Raises:
+        ValueError: one line naming the key at fault.
+    """
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(SAMPLER_KEYS))
+    if unknown:
+        raise ValueError(f'{where}: unknown key {unknown[0]!r}; valid: '
+                         f'{list(SAMPLER_KEYS)}')
+    merged = {**DEFAULT_SAMPLER, **cfg}
+    if merged['type'] not in ('ddim', 'ddpm'):
+        _fail(where, 'type', f"must be 'ddim' or 'ddpm', got "
+              f"{merged['type']!r}")
+    steps = merged['steps']
+    if steps is not None and not (_is_int(steps)
+                                  and 1 <= steps <= num_timesteps):
+        _fail(
+            where, 'steps', f'must be None or an int in [1, '
+            f'{num_timesteps}], got {steps!r}')
+    eta = merged['eta']
+    if not (_is_number(eta) and eta >= 0):
+        _fail(where, 'eta', f'must be a number >= 0, got {eta!r}')
+    weight = merged['guidance_weight']
+    if not (_is_number(weight) and math.isfinite(weight)):
+        _fail(where, 'guidance_weight',
+              f'must be a finite number, got {weight!r}')
+    samples = merged['num_samples']
+    if not (_is_int(samples) and samples >= 1):
+        _fail(where, 'num_samples', f'must be an int >= 1, got {samples!r}')
+    seed = merged['seed']
+    if seed is not None and not _is_int(seed):
+        _fail(where, 'seed', f'must be None or an int, got {seed!r}')
+    chunk = merged['chunk_size']
+    if chunk is not None and not (_is_int(chunk) and chunk >= 1):
+        _fail(
+            where, 'chunk_size', 'must be None (all RoIs in one pass) or '
+            f'an int >= 1, got {chunk!r}')
+    amp = merged['amp']
+    if amp not in (False, True, 'bf16') or (amp != 'bf16'
+                                            and not isinstance(amp, bool)):
+        _fail(where, 'amp', f"must be False, True or 'bf16', got {amp!r}")
+    return SamplerSettings(
+        type=merged['type'],
+        steps=None if steps is None else int(steps),
+        eta=float(eta),
+        guidance_weight=float(weight),
+        num_samples=int(samples),
+        seed=None if seed is None else int(seed),
+        chunk_size=None if chunk is None else int(chunk),
+        amp=bool(amp),
+        fast=_parse_fast(merged['fast'], where))
