@@ -3,7 +3,8 @@ diffusion, samplers, classifier-free guidance, and the test-time sampling of
 RoI masks with its settings."""
 from .gaussian_diffusion import PREDICTION_TYPES, GaussianDiffusion
 from .guidance import classifier_free_guidance, drop_labels
-from .keyed_noise import KeyedNoise, combine_keys, keyed_normal, stable_key
+from .keyed_noise import (KeyedNoise, combine_keys, content_key, keyed_normal,
+                          stable_key)
 from .roi_sampler import RoIMaskSampler
 from .sampler_settings import (DEFAULT_SAMPLER, FastPath, SamplerSettings,
                                parse_sampler_settings)
@@ -14,6 +15,6 @@ __all__ = [
     'get_beta_schedule', 'betas_for_alpha_bar', 'space_timesteps',
     'GaussianDiffusion', 'PREDICTION_TYPES', 'SampleOutput', 'ddpm_sample',
     'ddim_sample', 'classifier_free_guidance', 'drop_labels', 'KeyedNoise',
-    'combine_keys', 'keyed_normal', 'stable_key', 'RoIMaskSampler',
+    'combine_keys', 'content_key', 'keyed_normal', 'stable_key', 'RoIMaskSampler',
     'DEFAULT_SAMPLER', 'FastPath', 'SamplerSettings', 'parse_sampler_settings'
 ]

@@ -31,7 +31,9 @@ from typing import Dict, Sequence, Union
 import torch
 from torch import Tensor
 
-__all__ = ['stable_key', 'combine_keys', 'keyed_normal', 'KeyedNoise']
+__all__ = [
+    'stable_key', 'combine_keys', 'content_key', 'keyed_normal', 'KeyedNoise'
+]
 
 MASK32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9  # 2^32 / golden ratio
@@ -82,6 +84,31 @@ def stable_key(value: Union[int, str, bytes]) -> int:
                 return key
     data = value.encode('utf-8') if isinstance(value, str) else value
     return combine_keys(2, zlib.crc32(data) & MASK32)
+
+
+def content_key(values: Tensor) -> int:
+    """A 32-bit key of a tensor's exact contents (shape, dtype bits and
+    element order), the same on every device and for every batch it was
+    cut from — e.g. of one normalised query image, so that a RoI's noise
+    follows the image itself whether it comes from a dataset (any ``img_id``)
+    or from ``inference_detector`` / ``DetInferencer``.
+
+    Each element's bit pattern is mixed with its position and the mixed
+    words are summed (below 2^63 for up to 2^31 elements: order-free and
+    exact).
+    """
+    flat = values.detach().contiguous().flatten()
+    width = flat.element_size()
+    if not flat.is_floating_point() or width not in (2, 4):
+        raise TypeError('content_key expects a float16/bfloat16/float32 '
+                        f'tensor, got {values.dtype}')
+    bits = flat.view(torch.int32 if width == 4 else torch.int16).long()
+    position = torch.arange(bits.numel(), device=bits.device)
+    mixed = _mix32((bits & MASK32) ^ _mix32(position))
+    key = stable_key(int(mixed.sum()) & MASK32)
+    for size in values.shape:
+        key = combine_keys(key, size & MASK32)
+    return key
 
 
 _TABLES: Dict[torch.device, tuple] = {}

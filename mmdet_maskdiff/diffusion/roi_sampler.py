@@ -19,7 +19,7 @@ computed on the device.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,21 @@ def _pad_rows(tensor: Optional[Tensor], size: int) -> Optional[Tensor]:
         return tensor
     pad = tensor[-1:].expand(size - tensor.shape[0], *tensor.shape[1:])
     return torch.cat([tensor, pad])
+
+
+def _passes(num: int, chunk: int,
+            groups: Optional[Sequence[int]]) -> List[Tuple[int, int]]:
+    """``(start, stop)`` of the sampling passes: at most ``chunk`` rows each,
+    never across a group boundary."""
+    sizes = [num] if groups is None else list(groups)
+    if sum(sizes) != num:
+        raise ValueError(f'groups {sizes} do not add up to {num} RoIs')
+    passes, first = [], 0
+    for size in sizes:
+        for start in range(first, first + size, max(chunk, 1)):
+            passes.append((start, min(start + chunk, first + size)))
+        first += size
+    return passes
 
 
 class RoIMaskSampler:
@@ -77,9 +92,16 @@ class RoIMaskSampler:
         labels: Tensor,
         noise_keys: Optional[Tensor],
         settings: SamplerSettings,
-        trajectory_every: Optional[int] = None
+        trajectory_every: Optional[int] = None,
+        groups: Optional[Sequence[int]] = None
     ) -> Tuple[Tensor, Optional[dict]]:
         """Sample ``num_samples`` binary masks for each of N RoIs.
+
+        A pass of the denoiser never mixes RoIs of two ``groups`` (e.g. two
+        images): a network's output for one row can change in the last bit
+        with the other rows of its batch (BLAS blocking), so grouping by image
+        keeps an image's masks bit-identical whatever images share its batch
+        or process.
 
         Args:
             denoiser (nn.Module): A
@@ -92,6 +114,8 @@ class RoIMaskSampler:
             settings (SamplerSettings): The validated sampler settings.
             trajectory_every (int, optional): Keep every n-th step of the
                 first chunk (then the chain runs eager).
+            groups (Sequence[int], optional): RoI counts of consecutive
+                groups (summing to N) that no pass mixes; None: one group.
 
         Returns:
             tuple: ``fg_count`` (N, 1, m, m), the number of samples that are
@@ -118,8 +142,7 @@ class RoIMaskSampler:
             chunk = min(chunk, fast.bucket_sizes[-1])
         fg_count = cond.new_zeros((num, 1, size, size))
         trajectory = None
-        for start in range(0, num, chunk):
-            stop = min(start + chunk, num)
+        for start, stop in _passes(num, chunk, groups):
             rows = slice(start, stop)
             padded = stop - start if fast is None else fast.bucket(stop -
                                                                    start)

@@ -23,6 +23,8 @@ from typing import Dict, List, Sequence
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from mmdet_maskdiff.models.roi_heads.stored_support import \
+    STATE_KEY as STORED_SUPPORT_KEY
 from .cli_checks import InputError
 
 
@@ -50,6 +52,13 @@ def _state_dict(checkpoint: dict) -> Dict[str, object]:
     }
 
 
+def _is_stored_support(key: str) -> bool:
+    """Whether ``key`` belongs to a stored K-shot support set
+    (``roi_head.support_set.*``): data of any size, not weights, checked by
+    ``FewShotRoIHead`` when it loads them (K and class list)."""
+    return f'.{STORED_SUPPORT_KEY}.' in f'.{key}'
+
+
 def checkpoint_mismatch(
     model_state: Dict[str, object],
     checkpoint: dict,
@@ -57,7 +66,8 @@ def checkpoint_mismatch(
     """What keeps ``checkpoint`` from filling ``model_state`` exactly.
 
     Args:
-        model_state (dict): ``model.state_dict()``.
+        model_state (dict): ``model.state_dict()``. The stored support set
+            (``*.support_set.*``) is left out on both sides.
         checkpoint (dict): A checkpoint (with ``state_dict``) or a state dict.
         allowed_missing (Sequence[str]): Key prefixes the checkpoint may lack.
 
@@ -65,7 +75,10 @@ def checkpoint_mismatch(
         list[str]: One entry per problem, reshaped tensors first; empty when
         the checkpoint fits.
     """
-    state = _state_dict(checkpoint)
+    state = {k: v for k, v in _state_dict(checkpoint).items()
+             if not _is_stored_support(k)}
+    model_state = {k: v for k, v in model_state.items()
+                   if not _is_stored_support(k)}
     reshaped = [
         f'{key} has shape {tuple(state[key].shape)} in the checkpoint, '
         f'{tuple(value.shape)} in the model'

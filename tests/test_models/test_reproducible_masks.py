@@ -1,5 +1,6 @@
 """A detection's mask does not depend on the batch its image is in: each
-RoI's noise is keyed by (sampler seed, img_id, RoI index).
+RoI's noise is keyed by (sampler seed, image contents, RoI index) and
+the denoiser never mixes two images in one pass.
 
 oneDNN convolutions on the CPU may round a batch of 1 differently from a
 batch of 4 (detector boxes then differ in the last bit); the comparison runs

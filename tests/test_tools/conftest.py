@@ -34,7 +34,8 @@ def stage2_model(tmp_path_factory):
         cwd=str(base),
         timeout=600)
     assert proc.returncode == 0, describe(proc)
-    checkpoint = osp.join(work_dir, 'iter_2.pth')
+    # FewShotRunner puts a K-shot sample's run in <work-dir>/seed<N>/
+    checkpoint = osp.join(work_dir, 'seed0', 'iter_2.pth')
 
     dump = str(base / 'runner.pkl')
     proc = run_tool(

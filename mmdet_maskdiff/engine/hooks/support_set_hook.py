@@ -295,6 +295,7 @@ class SupportSetHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Raise if the checkpoint was trained on other K-shot sets than this
         support set (see ``check_sample``)."""
+        self._remember_cfg(runner)
         cfg_text = (checkpoint.get('meta') or {}).get('cfg')
         support = self._support_dataset()
         if (not self.check_sample or not isinstance(cfg_text, str)

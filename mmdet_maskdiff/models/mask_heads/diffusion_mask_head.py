@@ -440,7 +440,8 @@ class DiffusionMaskHead(BaseModule):
             condition.labels,
             condition.noise_keys,
             settings,
-            trajectory_every=self.trajectory_every)
+            trajectory_every=self.trajectory_every,
+            groups=condition.num_per_image)
         probs = fg_count / settings.num_samples
         uncertainty = (probs * (1 - probs))[:, 0]
         return dict(probs=probs, uncertainty=uncertainty)

@@ -1,6 +1,6 @@
 """What a diffusion mask head is conditioned on, per RoI."""
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 from torch import Tensor
 
@@ -35,6 +35,9 @@ class MaskCondition:
             sampler draws each RoI's noise from it and its seed, so a mask
             does not depend on the batch the RoI is in. ``None``: the RoI's
             index in this condition.
+        num_per_image (list[int], optional): Test time: the RoI counts of
+            consecutive images; the sampler never mixes two images in one
+            pass of the denoiser (bit-identical masks whatever the batch).
     """
     labels: Tensor
     region_image: Optional[Tensor] = None
@@ -43,6 +46,7 @@ class MaskCondition:
     prototypes: Optional[Tensor] = None
     train_rois: Optional[Tensor] = None
     noise_keys: Optional[Tensor] = None
+    num_per_image: Optional[List[int]] = None
 
     def __len__(self) -> int:
         return self.labels.shape[0]

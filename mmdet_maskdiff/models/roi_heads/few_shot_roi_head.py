@@ -15,7 +15,8 @@ from mmdet.models.utils import empty_instances
 from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import InstanceList
-from mmdet_maskdiff.diffusion.keyed_noise import combine_keys, stable_key
+from mmdet_maskdiff.diffusion.keyed_noise import (combine_keys, content_key,
+                                                  stable_key)
 from mmdet_maskdiff.structures import SupportBank
 from ..mask_heads.mask_condition import MaskCondition
 from .stored_support import (StoredSupport, first_shots, pop_from_state_dict,
@@ -323,8 +324,9 @@ class FewShotRoIHead(StandardRoIHead):
         condition = self._mask_condition(x, mask_rois, labels, False)
         condition.noise_keys = self._roi_noise_keys(batch_img_metas,
                                                     results_list)
-        prediction = self.mask_head.predict(condition, self.test_cfg)
         num_per_img = [len(res) for res in results_list]
+        condition.num_per_image = num_per_img
+        prediction = self.mask_head.predict(condition, self.test_cfg)
         results_list = self.mask_head.predict_by_feat(
             mask_preds=prediction['probs'].split(num_per_img, 0),
             results_list=results_list,
@@ -336,20 +338,26 @@ class FewShotRoIHead(StandardRoIHead):
             results.mask_uncertainty = unc
         return results_list
 
-    @staticmethod
-    def _roi_noise_keys(batch_img_metas: List[dict],
+    def _roi_noise_keys(self, batch_img_metas: List[dict],
                         results_list: InstanceList) -> Tensor:
-        """A key per detection, (N, ) int64, from its image's ``img_id``
-        (else ``img_path``) and its index among the image's detections: the
-        mask head draws the RoI's noise from it, so the mask is the same
-        whatever batch, rank or chunk the image is processed in."""
+        """A key per detection, (N, ) int64, from its image's contents (the
+        normalised query image without the batch's padding,
+        :func:`~mmdet_maskdiff.diffusion.content_key`) and its index among
+        the image's detections: the mask head draws the RoI's noise from it,
+        so the mask is the same whatever batch, rank or chunk the image is
+        processed in, and whether it comes from the test loop (any
+        ``img_id``), ``inference_detector`` or ``DetInferencer``."""
         keys = []
         for index, (meta, results) in enumerate(
                 zip(batch_img_metas, results_list)):
-            image = meta.get('img_id', meta.get('img_path'))
-            if image is None:  # no identity: the position in the batch
-                image = index
-            image_key = stable_key(image)
+            if self._context is not None:
+                height, width = meta.get('img_shape',
+                                         self._context.images.shape[-2:])
+                image_key = content_key(
+                    self._context.images[index, :, :height, :width])
+            else:  # no pixels lent: the image's identity
+                image = meta.get('img_id', meta.get('img_path', index))
+                image_key = stable_key(image)
             keys.append(
                 combine_keys(
                     image_key,
