@@ -119,7 +119,7 @@ class FewShotRoIHead(StandardRoIHead):
     ``'null'`` (default) gives it null shots (zero crops, empty masks, zero
     prototype), so it still trains the region and class pathways; ``'drop'``
     leaves it out of the mask loss. The choice was measured
-    (``docs/defaults.md``, "Training shots").
+    (``docs/defaults.md``, "Stage-2 data mix and training shots").
 
     Args:
         support_roi_extractor (dict, optional): RoI extractor for the support
