@@ -11,11 +11,13 @@ config's ``SupportSetHook`` — the K-shot files must then be on disk::
 
     use_config_support_set(model, config)  # e.g. with ...dataset.seed=3
 """
+import copy
 from typing import Optional, Union
 
 from mmengine.config import Config
 
 from mmdet.registry import HOOKS
+from mmdet_maskdiff.utils.few_shot_sample import apply_few_shot_seed
 
 
 def find_support_set_hook(config: Config) -> dict:
@@ -53,5 +55,8 @@ def use_config_support_set(model,
         config = model.cfg
     elif isinstance(config, str):
         config = Config.fromfile(config)
+    config = copy.deepcopy(config)
+    apply_few_shot_seed(config)
     hook = HOOKS.build(find_support_set_hook(config).copy())
+    hook.set_config(config)
     hook.use_test_bank(model)

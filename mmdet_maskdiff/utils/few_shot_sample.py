@@ -235,6 +235,8 @@ def check_checkpoint_sample(cfg: Config, checkpoint: dict,
     Raises:
         InputError: one line naming the file and both samples.
     """
+    if not (cfg.get(FEW_SHOT_KEY) or {}).get('check_checkpoint', True):
+        return
     ours = training_sample(cfg)
     theirs = checkpoint_sample(checkpoint)
     if ours is None or theirs is None:
@@ -246,4 +248,5 @@ def check_checkpoint_sample(cfg: Config, checkpoint: dict,
             f'seed={theirs["seed"]}, K={theirs["num_novel_shots"]}, but this '
             f'run uses seed={ours["seed"]}, K={ours["num_novel_shots"]}; load '
             f'the checkpoint of that seed and K ({FEW_SHOT_KEY}.seed moves '
-            f'load_from when it contains {SEED_PLACEHOLDER})')
+            f'load_from when it contains {SEED_PLACEHOLDER}), or pass '
+            f'--cfg-options {FEW_SHOT_KEY}.check_checkpoint=False')

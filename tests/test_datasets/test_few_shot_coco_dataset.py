@@ -4,6 +4,7 @@ import os.path as osp
 
 import numpy as np
 import pytest
+from mmengine.registry import init_default_scope
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 
@@ -249,10 +250,13 @@ def test_pipeline_on_synthetic_data(tmp_path):
         num_test_images=4,
         shots=(1, 3),
         seeds=(0, ))
+    # mmdet's transforms as a config names them, whatever scope an earlier
+    # test left as the default
+    init_default_scope('mmdet')
     pipeline = [
-        dict(type='mmdet.LoadImageFromFile'),
-        dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=True),
-        dict(type='mmdet.PackDetInputs')
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+        dict(type='PackDetInputs')
     ]
     ds = FewShotCocoDataset(
         data_root=paths['root'],

@@ -205,6 +205,10 @@ def test_few_shot_runner_applies_the_seed_and_checks_checkpoints(
         runner.load_checkpoint(ckpt)
     torch.save(_checkpoint_trained_on(1, 1), ckpt)
     runner.load_checkpoint(ckpt)
+    # the opt-out
+    cfg.few_shot.check_checkpoint = False
+    torch.save(_checkpoint_trained_on(0, 1), ckpt)
+    build_runner(cfg).load_checkpoint(ckpt)
 
 
 @pytest.mark.slow  # three tiny training runs, 20-50 s on 2 shared cores

@@ -94,43 +94,6 @@ def test_support_k_must_equal_num_shots(shots, num_shots, fusion, error):
             hook.before_run(runner)
 
 
-def training_cfg_text(seed, shots):
-    return Config(
-        dict(
-            train_dataloader=dict(
-                dataset=dict(
-                    type='ConcatDataset',
-                    datasets=[
-                        dict(type='FewShotCocoDataset', few_shot_root=None),
-                        dict(
-                            type='FewShotCocoDataset',
-                            few_shot_root='few_shot',
-                            seed=seed,
-                            num_novel_shots=shots)
-                    ])))).pretty_text
-
-
-@pytest.mark.parametrize(
-    'trained,support,check,error',
-    [
-        ((0, 5), (0, 5), True, None),
-        ((0, 5), (1, 5), True, 'seed=0 num_novel_shots=5 .* seed=1'),
-        ((0, 5), (0, 1), True, 'num_novel_shots=1'),
-        ((0, 5), (1, 5), False, None),  # the opt-out
-    ])
-def test_support_sample_must_match_the_checkpoint(trained, support, check,
-                                                  error):
-    hook = support_hook(*support, check_sample=check)
-    checkpoint = {'meta': {'cfg': training_cfg_text(*trained)}}
-    if error is None:
-        hook.after_load_checkpoint(None, checkpoint)
-    else:
-        with pytest.raises(ValueError, match=error):
-            hook.after_load_checkpoint(None, checkpoint)
-    # no training config in the meta: nothing to compare
-    hook.after_load_checkpoint(None, {'meta': {}})
-
-
 @pytest.mark.parametrize('base_shots,error', [(1, None),
                                               (0, r"6 class.*'circle'")])
 def test_support_set_must_cover_the_predicted_classes(synthetic_data,
@@ -279,7 +242,7 @@ def _support_seed1_for_seed0_model(tmp_path, root):
         tmp_path,
         root,
         name='tiny_seed1.py',
-        **{'custom_hooks.0.dataset.seed': 1})
+        **{'few_shot.seed': 1})
     return [tested, checkpoint]
 
 
@@ -306,7 +269,7 @@ TOOL_CASES = {
      ['SupportSetHook', 'K=1', 'num_shots=5']),
     'test_support_seed_differs_from_training':
     ('test.py', _support_seed1_for_seed0_model,
-     ['seed=0', 'seed=1', 'check_sample=False']),
+     ['seed=0', 'seed=1', 'few_shot.check_checkpoint=False']),
     'train_segm_evaluator_without_mask_head':
     ('train.py', _segm_without_mask_head,
      ["val_evaluator asks for 'segm'", 'no mask head']),

@@ -1,8 +1,7 @@
 """Builds the K-shot support bank and hands it to the model."""
 import json
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Iterator, List, Optional, Union
 
-from mmengine.config import Config
 from mmengine.dist import broadcast_object_list, get_rank, get_world_size
 from mmengine.hooks import Hook
 
@@ -10,7 +9,6 @@ from mmdet.registry import DATASETS, HOOKS
 from mmdet_maskdiff.datasets.few_shot_coco import FewShotCocoDataset
 from mmdet_maskdiff.datasets.support_bank import (SupportBank,
                                                   build_support_bank)
-from mmdet_maskdiff.utils.config_tree import iter_config_dicts
 from mmdet_maskdiff.utils.few_shot_sample import support_set_config
 from .runner_model import unwrap_model
 
@@ -23,19 +21,6 @@ def _members(dataset) -> Iterator:
     child = getattr(dataset, 'dataset', None)
     if child is not None:
         yield from _members(child)
-
-
-def _trained_samples(cfg_text: str) -> List[Tuple[int, Optional[int]]]:
-    """``(seed, num_novel_shots)`` of every K-shot dataset (a
-    ``FewShotCocoDataset`` with ``few_shot_root``) in a saved config."""
-    try:
-        cfg = Config.fromstring(cfg_text, '.py').to_dict()
-    except Exception:  # an old or foreign config: nothing to compare
-        return []
-    return sorted({(node.get('seed', 0), node.get('num_novel_shots'))
-                   for _, node in iter_config_dicts(cfg)
-                   if node.get('type') == 'FewShotCocoDataset'
-                   and node.get('few_shot_root')})
 
 
 def _sample(dataset: FewShotCocoDataset) -> str:
@@ -87,11 +72,10 @@ class SupportSetHook(Hook):
             to use the same K-shot sample as the support set — seed, novel
             shots and split folder — so that the novel instances trained on
             and the support set k come from one seed. Only a ``dataset``
-            given by hand can differ; a mismatch raises ``ValueError``. The
-            same switch checks a loaded checkpoint (``tools/test.py``,
-            ``load_from``, ``--resume``): when the training config saved in
-            its meta used K-shot sets, the support set must have one of their
-            seeds and novel K. Defaults to True.
+            given by hand can differ; a mismatch raises ``ValueError``.
+            Defaults to True. (A loaded checkpoint trained on another K-shot
+            sample is refused by ``FewShotRunner``; opt-out
+            ``few_shot.check_checkpoint=False``.)
 
     Before a run, the hook also requires the support set's K (both
     ``num_base_shots`` and ``num_novel_shots`` when given) to equal the
@@ -292,29 +276,6 @@ class SupportSetHook(Hook):
         self.check_num_shots(runner)
         self.check_class_coverage(runner)
 
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Raise if the checkpoint was trained on other K-shot sets than this
-        support set (see ``check_sample``)."""
-        self._remember_cfg(runner)
-        cfg_text = (checkpoint.get('meta') or {}).get('cfg')
-        support = self._support_dataset()
-        if (not self.check_sample or not isinstance(cfg_text, str)
-                or not isinstance(support, FewShotCocoDataset)
-                or not support.few_shot_root):
-            return
-        trained = _trained_samples(cfg_text)
-        current = (support.seed, support.num_novel_shots)
-        if trained and current not in trained:
-            shown = ', '.join(f'seed={seed} num_novel_shots={shots}'
-                              for seed, shots in trained)
-            raise ValueError(
-                'SupportSetHook: the checkpoint was trained on the K-shot '
-                f'set {shown} but the support set is seed={current[0]} '
-                f'num_novel_shots={current[1]}; use the seed and K of '
-                'training (--cfg-options few_shot.seed=N, or the K-shot '
-                "config of that K), or pass the hook's check_sample=False to "
-                'test anyway')
-
     def before_train(self, runner) -> None:
         """Check the K-shot sample, build the training pool and give it to
         the model."""
@@ -369,11 +330,17 @@ class SupportSetHook(Hook):
         model.set_support_bank(self.test_bank())
         self.store_test_bank(model)
 
+    def set_config(self, cfg) -> None:
+        """Use ``cfg`` (a run's config, ``few_shot.seed`` applied) for the
+        default support set — its training set's K-shot member — when the
+        hook runs outside a runner (``mmdet_maskdiff.apis``)."""
+        self._runner_cfg = cfg
+
     def _remember_cfg(self, runner) -> None:
         """Keep the runner's config: the default support set comes from its
         training set."""
         if self._runner_cfg is None:
-            self._runner_cfg = getattr(runner, 'cfg', None)
+            self.set_config(getattr(runner, 'cfg', None))
 
     def _use_test_bank(self, runner) -> None:
         self._remember_cfg(runner)
