@@ -35,7 +35,8 @@ def stage2_model(tmp_path_factory):
         timeout=600)
     assert proc.returncode == 0, describe(proc)
     # FewShotRunner puts a K-shot sample's run in <work-dir>/seed<N>/
-    checkpoint = osp.join(work_dir, 'seed0', 'iter_2.pth')
+    run_dir = osp.join(work_dir, 'seed0')
+    checkpoint = osp.join(run_dir, 'iter_2.pth')
 
     dump = str(base / 'runner.pkl')
     proc = run_tool(
@@ -54,7 +55,7 @@ def stage2_model(tmp_path_factory):
         base=base,
         data_root=data_root,
         config=config,
-        work_dir=work_dir,
+        work_dir=run_dir,
         checkpoint=checkpoint,
         runner_pkl=dump,
         image=image)

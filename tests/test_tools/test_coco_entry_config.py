@@ -44,7 +44,8 @@ def test_dist_train_coco_1shot_two_ranks(synthetic_data, tmp_path):
     assert 'GPU number: 2' in output, describe(proc)
     assert 'SupportSetHook: training support pool' in output
     assert 'loss_mask' in output, describe(proc)
-    assert (work_dir / f'iter_{ITERS}.pth').is_file()
+    # FewShotRunner: the run of K-shot sample 0 is in <work-dir>/seed0/
+    assert (work_dir / 'seed0' / f'iter_{ITERS}.pth').is_file()
 
 
 def test_downstream_config_overriding_data_root_trains(synthetic_data,
@@ -72,4 +73,5 @@ def test_downstream_config_overriding_data_root_trains(synthetic_data,
         timeout=600)
     assert proc.returncode == 0, describe(proc)
     assert 'loss_mask' in proc.stdout + proc.stderr, describe(proc)
-    assert (work_dir / f'iter_{ITERS}.pth').is_file()
+    # FewShotRunner: the run of K-shot sample 0 is in <work-dir>/seed0/
+    assert (work_dir / 'seed0' / f'iter_{ITERS}.pth').is_file()

@@ -224,11 +224,11 @@ def _other_num_shots(tmp_path, root):
 
 
 def _support_k1_for_5shot_head(tmp_path, root):
+    # the support set is the training set's K-shot member: a 1-shot member
+    # gives a 1-shot support set, for a head built for 5 shots
     config = tiny_config(
-        tmp_path, root, **{
-            'custom_hooks.0.dataset.num_novel_shots': 1,
-            'custom_hooks.0.dataset.num_base_shots': 1
-        })
+        tmp_path, root,
+        **{'train_dataloader.dataset.datasets.1.num_novel_shots': 1})
     return [config, save_checkpoint(config, str(tmp_path / 'w.pth'))]
 
 

@@ -93,7 +93,8 @@ def test_resumed_training_is_bit_identical(synthetic_data, tmp_path):
             'train_dataloader.batch_size': 2,
         })
     env = single_thread_env()
-    straight = tmp_path / 'straight'
+    # work dirs named for the K-shot sample: FewShotRunner keeps them
+    straight = tmp_path / 'straight' / 'seed0'
     proc = run_tool(
         'train.py', [config, '--work-dir', str(straight)],
         str(tmp_path),
@@ -102,8 +103,8 @@ def test_resumed_training_is_bit_identical(synthetic_data, tmp_path):
     assert proc.returncode == 0, describe(proc)
 
     # "killed" after iteration 2: only iter_2.pth is there; resume to 4
-    resumed = tmp_path / 'resumed'
-    resumed.mkdir()
+    resumed = tmp_path / 'resumed' / 'seed0'
+    resumed.mkdir(parents=True)
     shutil.copy(straight / 'iter_2.pth', resumed / 'iter_2.pth')
     proc = run_tool(
         'train.py', [
