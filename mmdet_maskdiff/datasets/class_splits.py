@@ -48,16 +48,37 @@ COCO_SPLIT: Dict[str, Tuple[str, ...]] = dict(
 SPLIT_NAMES: Tuple[str, ...] = ('ALL', 'BASE', 'NOVEL')
 
 #: named base / novel definitions, usable as ``class_splits='<name>'`` in
-#: configs and on the command line (``--cfg-options ...class_splits=coco``)
+#: configs and on the command line (``--cfg-options ...class_splits=coco``),
+#: or per side, ``class_splits=dict(base='coco', novel='coco')``. An ``ALL``
+#: entry keeps a label order other than ``base + novel`` (COCO's category
+#: id order).
 CLASS_SPLIT_PRESETS: Dict[str, Dict[str, Tuple[str, ...]]] = dict(
-    coco=dict(base=COCO_BASE_CLASSES, novel=COCO_NOVEL_CLASSES))
+    coco=dict(
+        base=COCO_BASE_CLASSES,
+        novel=COCO_NOVEL_CLASSES,
+        ALL=COCO_ALL_CLASSES))
 
 
-def register_class_splits(name: str, base: Sequence[str],
-                          novel: Sequence[str]) -> None:
-    """Make ``class_splits=name`` mean ``dict(base=base, novel=novel)``."""
-    CLASS_SPLIT_PRESETS[name.lower()] = dict(
-        base=tuple(base), novel=tuple(novel))
+def register_class_splits(name: str,
+                          base: Sequence[str],
+                          novel: Sequence[str],
+                          all_classes: Optional[Sequence[str]] = None) -> None:
+    """Make ``class_splits=name`` mean ``dict(base=base, novel=novel)``.
+
+    Args:
+        name (str): the preset name (case-insensitive).
+        base (Sequence[str]): the base class names.
+        novel (Sequence[str]): the novel class names.
+        all_classes (Sequence[str], optional): the label order of ``ALL``,
+            a permutation of ``base + novel``; None means ``base + novel``.
+    """
+    preset = dict(base=tuple(base), novel=tuple(novel))
+    if all_classes is not None:
+        if sorted(all_classes) != sorted(preset['base'] + preset['novel']):
+            raise ValueError(f'register_class_splits({name!r}): all_classes '
+                             'must be a permutation of base + novel')
+        preset['ALL'] = tuple(all_classes)
+    CLASS_SPLIT_PRESETS[name.lower()] = preset
 
 
 ClassSpec = Union[str, Sequence[str]]
@@ -95,12 +116,17 @@ def get_class_splits(
     """Return the ``ALL`` / ``BASE`` / ``NOVEL`` class tuples of a dataset.
 
     Args:
-        class_splits (Mapping[str, Sequence[str]] | str, optional): the base
-            / novel definition of a non-COCO dataset, ``dict(base=[...],
-            novel=[...])`` (keys case-insensitive), or the name of one in
+        class_splits (Mapping[str, Sequence[str] | str] | str, optional):
+            the base / novel definition, ``dict(base=[...], novel=[...])``
+            (keys case-insensitive), or the name of one in
             :data:`CLASS_SPLIT_PRESETS` (``'coco'``, ``'synthetic'``, or one
-            added with :func:`register_class_splits`). ``ALL`` is then
-            ``base + novel`` in that order. ``None`` means COCO
+            added with :func:`register_class_splits`). In the dict, a side
+            may be a preset name, taking that preset's side: the base
+            configs write ``dict(base='coco', novel='coco')`` so that a
+            child config's ``dict(base=[...], novel=[...])`` merges over
+            it without ``_delete_``. ``ALL`` is ``base + novel`` in that
+            order, or the preset's own order when both sides name the same
+            preset (COCO: category id order). ``None`` means COCO
             (:data:`COCO_SPLIT`).
 
     Returns:
@@ -113,27 +139,43 @@ def get_class_splits(
     if class_splits is None:
         return dict(COCO_SPLIT)
     if isinstance(class_splits, str):
-        preset = CLASS_SPLIT_PRESETS.get(class_splits.lower())
-        if preset is None:
-            raise ValueError(
-                f'unknown class_splits {class_splits!r}; named splits: '
-                f'{sorted(CLASS_SPLIT_PRESETS)} (or give dict(base=[...], '
-                'novel=[...]))')
-        class_splits = preset
+        class_splits = dict(base=class_splits, novel=class_splits)
     if not isinstance(class_splits, Mapping):
         raise ValueError('class_splits must be a dict(base=[...], '
-                         f'novel=[...]), got {type(class_splits).__name__}')
+                         f'novel=[...]) or a preset name, got '
+                         f'{type(class_splits).__name__}')
     keys = {str(key).lower(): key for key in class_splits}
     if len(keys) != len(class_splits) or set(keys) != {'base', 'novel'}:
         raise ValueError('class_splits must have exactly the keys '
                          f"'base' and 'novel', got {list(class_splits)}")
-    base = _check_names(class_splits[keys['base']], "class_splits['base']")
-    novel = _check_names(class_splits[keys['novel']], "class_splits['novel']")
+    sides = {side: class_splits[keys[side]] for side in ('base', 'novel')}
+    for side, names in sides.items():
+        if isinstance(names, str):
+            sides[side] = _preset(names)[side]
+    base = _check_names(sides['base'], "class_splits['base']")
+    novel = _check_names(sides['novel'], "class_splits['novel']")
     overlap = [name for name in base if name in novel]
     if overlap:
         raise ValueError('classes cannot be both base and novel: '
                          f'{overlap}')
-    return dict(ALL=base + novel, BASE=base, NOVEL=novel)
+    all_classes = base + novel
+    base_name, novel_name = (class_splits[keys[side]]
+                             for side in ('base', 'novel'))
+    if (isinstance(base_name, str) and isinstance(novel_name, str)
+            and base_name.lower() == novel_name.lower()):
+        all_classes = _preset(base_name).get('ALL', all_classes)
+    return dict(ALL=all_classes, BASE=base, NOVEL=novel)
+
+
+def _preset(name: str) -> Dict[str, Tuple[str, ...]]:
+    """The registered class splits called ``name`` (case-insensitive)."""
+    preset = CLASS_SPLIT_PRESETS.get(name.lower())
+    if preset is None:
+        raise ValueError(
+            f'unknown class_splits {name!r}; named splits: '
+            f'{sorted(CLASS_SPLIT_PRESETS)} (or give dict(base=[...], '
+            'novel=[...]))')
+    return preset
 
 
 def resolve_classes(

@@ -20,6 +20,7 @@ from mmengine.runner import Runner
 
 from mmdet_maskdiff.compat import release_process_group
 from .config_tree import iter_config_dicts
+from .num_classes_check import check_num_classes
 
 PLUGIN = 'mmdet_maskdiff'
 PLUGIN_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -150,11 +151,13 @@ def check_evaluators(cfg: Config, model) -> None:
 def build_runner(cfg: Config) -> Runner:
     """Build the default runner, or ``cfg.runner_type`` when given (from
     mmdet's registry, as mmdet's ``tools/train.py`` does), and check what can
-    be checked before it runs (:func:`check_evaluators`)."""
+    be checked before it runs (:func:`check_evaluators`; FewShotRunner
+    checks ``num_classes`` itself, so that mmdet's tools check it too)."""
     if 'runner_type' in cfg:
         from mmdet.registry import RUNNERS
         runner = RUNNERS.build(cfg)
     else:
+        check_num_classes(cfg)
         runner = Runner.from_cfg(cfg)
     model = runner.model
     check_evaluators(cfg, getattr(model, 'module', model))

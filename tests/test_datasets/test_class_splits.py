@@ -54,7 +54,9 @@ def test_resolve_errors(spec, match):
     (dict(base=['a', 'b'], novel=['b']), r"both base and novel: \['b'\]"),
     (dict(base=['a'], rare=['b']), "exactly the keys 'base' and 'novel'"),
     (dict(base=['a', 'a'], novel=['b']), 'more than once'),
-    (dict(base='a', novel=['b']), 'sequence of class names'),
+    # a string side names a preset
+    (dict(base='a', novel=['b']), "unknown class_splits 'a'"),
+    (dict(base=('a', ), novel=[3]), 'must contain class names'),
     (['a', 'b'], 'must be a dict'),
 ])
 def test_class_splits_errors(splits, match):
@@ -79,3 +81,32 @@ def test_named_class_splits():
         CLASS_SPLIT_PRESETS.pop('mine_for_test')
     with pytest.raises(ValueError, match="unknown class_splits 'nope'"):
         get_class_splits('nope')
+
+
+def test_class_splits_sides_name_presets():
+    """The base configs write dict(base='coco', novel='coco'): COCO's label
+    order, as None; a child's lists replace both sides."""
+    assert get_class_splits(dict(base='coco', novel='COCO')) == COCO_SPLIT
+    assert get_class_splits('coco') == COCO_SPLIT  # category id order
+    assert get_class_splits(None) == COCO_SPLIT
+    mixed = get_class_splits(dict(base=['a'], novel='synthetic'))
+    assert mixed == dict(ALL=('a', 'crescent', 'heart'), BASE=('a', ),
+                         NOVEL=('crescent', 'heart'))
+    # two presets: base + novel order
+    assert get_class_splits(dict(base='synthetic', novel='coco'))['ALL'] == (
+        get_class_splits('synthetic')['BASE'] + COCO_NOVEL_CLASSES)
+
+
+def test_register_class_splits_label_order():
+    from mmdet_maskdiff.datasets import (CLASS_SPLIT_PRESETS,
+                                         register_class_splits)
+    register_class_splits(
+        'ordered_for_test', base=['a', 'c'], novel=['b'],
+        all_classes=['a', 'b', 'c'])
+    try:
+        assert get_class_splits('ordered_for_test')['ALL'] == ('a', 'b', 'c')
+    finally:
+        CLASS_SPLIT_PRESETS.pop('ordered_for_test')
+    with pytest.raises(ValueError, match='permutation of base [+] novel'):
+        register_class_splits('bad', base=['a'], novel=['b'],
+                              all_classes=['a'])

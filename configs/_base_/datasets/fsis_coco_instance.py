@@ -10,7 +10,11 @@
 dataset_type = 'FewShotCocoDataset'
 data_root = 'data/coco/'
 few_shot_root = 'few_shot/'
-class_splits = None  # COCO's base/novel split
+# COCO's 60 base / 20 novel classes, label order = category ids. A dict
+# (each side a preset name or a list of names), so that a child config's
+# class_splits=dict(base=[...], novel=[...]) merges over it without
+# `_delete_` (docs/custom_dataset.md)
+class_splits = dict(base='coco', novel='coco')
 backend_args = None
 
 train_pipeline = [

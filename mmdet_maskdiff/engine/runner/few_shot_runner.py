@@ -9,6 +9,7 @@ from mmdet.registry import RUNNERS
 from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
                                                   check_checkpoint_sample,
                                                   check_split_folders)
+from mmdet_maskdiff.utils.num_classes_check import check_num_classes
 
 
 @RUNNERS.register_module()
@@ -22,18 +23,20 @@ class FewShotRunner(Runner):
     ``few_shot.seed`` to the config (the K-shot datasets, ``{seed}`` in
     ``load_from``, a ``seed<N>`` work dir; see
     :mod:`mmdet_maskdiff.utils.few_shot_sample`) and checks that the seed's
-    split files exist. :meth:`load_checkpoint` refuses a checkpoint trained
+    split files exist, and that the heads' ``num_classes`` match the
+    datasets' classes (:func:`check_num_classes`). :meth:`load_checkpoint` refuses a checkpoint trained
     on another seed or K. A config without ``few_shot`` runs exactly as with
     the default Runner.
     """
 
     @classmethod
     def from_cfg(cls, cfg: Config) -> 'FewShotRunner':
-        """Apply ``few_shot`` to a copy of ``cfg``, check its split files,
-        then build as :meth:`Runner.from_cfg`."""
+        """Apply ``few_shot`` to a copy of ``cfg``, check its split files
+        and ``num_classes``, then build as :meth:`Runner.from_cfg`."""
         cfg = copy.deepcopy(cfg)
         if apply_few_shot_seed(cfg) is not None:
             check_split_folders(cfg)
+        check_num_classes(cfg)
         return super().from_cfg(cfg)
 
     def load_checkpoint(self,
