@@ -17,7 +17,8 @@ from typing import Optional, Union
 from mmengine.config import Config
 
 from mmdet.registry import HOOKS
-from mmdet_maskdiff.utils.few_shot_sample import apply_few_shot_seed
+from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
+                                                  support_set_hook_config)
 
 
 def find_support_set_hook(config: Config) -> dict:
@@ -26,9 +27,9 @@ def find_support_set_hook(config: Config) -> dict:
     Raises:
         ValueError: the config has none (one line, naming the config).
     """
-    for hook in config.get('custom_hooks', None) or []:
-        if hook.get('type') in ('SupportSetHook', 'mmdet.SupportSetHook'):
-            return hook
+    hook = support_set_hook_config(config)
+    if hook is not None:
+        return hook
     raise ValueError(
         f'config {getattr(config, "filename", None) or "<in memory>"} has no '
         'SupportSetHook in custom_hooks: use a MaskDiff stage-2 config '

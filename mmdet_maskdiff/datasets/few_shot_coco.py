@@ -8,7 +8,7 @@ files (see :mod:`.few_shot_splits`).
 """
 import logging
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.fileio import exists, get_local_path, join_path
@@ -503,3 +503,23 @@ class FewShotCocoDataset(CocoDataset):
             if not (filter_empty_gt and not data_info['instances'])
             and min(data_info['width'], data_info['height']) >= min_size
         ]
+
+
+def _wrapped(dataset: Any) -> Iterator[Any]:
+    """``dataset`` and every dataset it wraps (Concat / Repeat /
+    ClassBalanced, nested), depth first."""
+    yield dataset
+    for child in getattr(dataset, 'datasets', None) or []:
+        yield from _wrapped(child)
+    child = getattr(dataset, 'dataset', None)
+    if child is not None:
+        yield from _wrapped(child)
+
+
+def k_shot_members(dataset: Any) -> List[FewShotCocoDataset]:
+    """The :class:`FewShotCocoDataset` s in ``dataset`` (itself or wrapped)
+    that read K-shot files (``few_shot_root`` set)."""
+    return [
+        member for member in _wrapped(dataset)
+        if isinstance(member, FewShotCocoDataset) and member.few_shot_root
+    ]

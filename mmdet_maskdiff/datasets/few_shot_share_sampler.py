@@ -121,18 +121,10 @@ class FewShotShareSampler(Sampler):
                 'FewShotShareSampler: the K-shot member and the other '
                 f'members must be non-empty, got {len(self.k_shot_indices)} '
                 f'K-shot and {len(self.rest_indices)} other images')
-        mean_k = float(
-            np.mean(
-                np.concatenate([
-                    count_instances(m) for i, m in enumerate(members)
-                    if i == k
-                ])))
+        counts = [count_instances(m) for m in members]
+        mean_k = float(counts[k].mean())
         mean_rest = float(
-            np.mean(
-                np.concatenate([
-                    count_instances(m) for i, m in enumerate(members)
-                    if i != k
-                ])))
+            np.concatenate([c for i, c in enumerate(counts) if i != k]).mean())
         self.mean_instances: Tuple[float, float] = (mean_k, mean_rest)
         self.k_shot_probability = k_shot_image_probability(
             self.few_shot_share, max(mean_k, 1e-6), max(mean_rest, 1e-6))

@@ -56,6 +56,16 @@ def k_shot_datasets(tree: Any, path: str = '') -> List[Tuple[str, dict]]:
             if _is_k_shot_dataset(node)]
 
 
+def support_set_hook_config(cfg: Any) -> Optional[dict]:
+    """The ``SupportSetHook`` entry of ``cfg.custom_hooks`` (a stage-2
+    config), or None."""
+    for hook in cfg.get('custom_hooks', None) or []:
+        kind = hook.get('type')
+        if isinstance(kind, str) and kind.split('.')[-1] == 'SupportSetHook':
+            return hook
+    return None
+
+
 #: the parts of a config that build datasets (top-level variables such as
 #: ``few_shot_set`` are only text that these copy)
 RUN_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader',

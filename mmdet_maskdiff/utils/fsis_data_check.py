@@ -28,10 +28,11 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from mmdet.registry import DATASETS
+from mmdet_maskdiff.datasets.few_shot_coco import k_shot_members
 from mmdet_maskdiff.datasets.support_bank import support_bank_metadata
 from .config_tree import iter_config_dicts
 from .few_shot_sample import (apply_few_shot_seed, checkpoint_file_sample,
-                              support_set_config)
+                              support_set_config, support_set_hook_config)
 
 
 def point_data_root(cfg: Config, data_root: str) -> None:
@@ -48,34 +49,12 @@ def point_data_root(cfg: Config, data_root: str) -> None:
                                         osp.basename(ann))
 
 
-def _k_shot_members(dataset: Any) -> List[Any]:
-    """``dataset`` and the datasets it wraps that read K-shot files."""
-    found = []
-    stack = [dataset]
-    while stack:
-        node = stack.pop()
-        if getattr(node, 'few_shot_root', None):
-            found.append(node)
-        stack.extend(getattr(node, 'datasets', None) or [])
-        child = getattr(node, 'dataset', None)
-        if child is not None:
-            stack.append(child)
-    return found
-
-
 def _sample_of(dataset: Any) -> Dict[str, Any]:
     return dict(
         seed=dataset.seed,
         num_novel_shots=dataset.num_novel_shots,
         num_base_shots=dataset.num_base_shots,
         few_shot_root=dataset.few_shot_root)
-
-
-def _support_hook(cfg: Config) -> Optional[dict]:
-    for hook in cfg.get('custom_hooks', None) or []:
-        if hook.get('type') == 'SupportSetHook':
-            return hook
-    return None
 
 
 def check_sample_consistency(cfg: Config, train_dataset: Any) -> dict:
@@ -87,8 +66,8 @@ def check_sample_consistency(cfg: Config, train_dataset: Any) -> dict:
         ``checkpoint`` (``load_from`` and its stored sample or None) and
         ``consistent`` (bool: every seed and novel K present agree).
     """
-    train = [_sample_of(m) for m in _k_shot_members(train_dataset)]
-    hook = _support_hook(cfg)
+    train = [_sample_of(m) for m in k_shot_members(train_dataset)]
+    hook = support_set_hook_config(cfg)
     support = None
     if hook is not None:
         support = _sample_of(
@@ -159,7 +138,7 @@ def _check_training_shots(cfg: Config, dataset: Any,
                           batches: List[List[int]], novel: set,
                           seed: int) -> Optional[dict]:
     """Draw the training shots of every batch as ``FewShotRoIHead`` does."""
-    hook = _support_hook(cfg)
+    hook = support_set_hook_config(cfg)
     mask_head = cfg.model.get('roi_head', {}).get('mask_head') or {}
     if hook is None or 'num_shots' not in mask_head:
         return None

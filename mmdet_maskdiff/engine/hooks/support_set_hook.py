@@ -1,26 +1,17 @@
 """Builds the K-shot support bank and hands it to the model."""
 import json
-from typing import Iterator, List, Optional, Union
+from typing import List, Optional, Union
 
 from mmengine.dist import broadcast_object_list, get_rank, get_world_size
 from mmengine.hooks import Hook
 
 from mmdet.registry import DATASETS, HOOKS
-from mmdet_maskdiff.datasets.few_shot_coco import FewShotCocoDataset
+from mmdet_maskdiff.datasets.few_shot_coco import (FewShotCocoDataset,
+                                                  k_shot_members)
 from mmdet_maskdiff.datasets.support_bank import (SupportBank,
                                                   build_support_bank)
 from mmdet_maskdiff.utils.few_shot_sample import support_set_config
 from .runner_model import unwrap_model
-
-
-def _members(dataset) -> Iterator:
-    """``dataset`` and the datasets it wraps (Concat/Repeat/ClassBalanced)."""
-    yield dataset
-    for child in getattr(dataset, 'datasets', None) or []:
-        yield from _members(child)
-    child = getattr(dataset, 'dataset', None)
-    if child is not None:
-        yield from _members(child)
 
 
 def _sample(dataset: FewShotCocoDataset) -> str:
@@ -178,12 +169,8 @@ class SupportSetHook(Hook):
         support = self._support_dataset()
         if not isinstance(support, FewShotCocoDataset):
             return
-        k_shot_members = [
-            m for m in _members(train_dataset)
-            if isinstance(m, FewShotCocoDataset) and m.few_shot_root
-        ]
         mismatched = [
-            m for m in k_shot_members
+            m for m in k_shot_members(train_dataset)
             if (m.seed, m.few_shot_root) != (support.seed,
                                              support.few_shot_root)
             or m.num_novel_shots not in (None, 0, support.num_novel_shots)
@@ -205,9 +192,8 @@ class SupportSetHook(Hook):
         seed = few_shot.get('seed')
         if seed is None:
             return
-        for member in _members(train_dataset):
-            if (isinstance(member, FewShotCocoDataset)
-                    and member.few_shot_root and member.seed != seed):
+        for member in k_shot_members(train_dataset):
+            if member.seed != seed:
                 raise ValueError(
                     f'few_shot.seed={seed} but the training set reads the '
                     f'K-shot sample seed={member.seed}: build the runner with '

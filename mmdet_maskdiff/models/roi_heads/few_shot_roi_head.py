@@ -15,8 +15,7 @@ from mmdet.models.utils import empty_instances
 from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import InstanceList
-from mmdet_maskdiff.diffusion.keyed_noise import (combine_keys, content_key,
-                                                  stable_key)
+from mmdet_maskdiff.diffusion.keyed_noise import combine_keys, content_key
 from mmdet_maskdiff.structures import SupportBank
 from ..mask_heads.mask_condition import MaskCondition
 from .stored_support import (StoredSupport, first_shots, pop_from_state_dict,
@@ -322,8 +321,10 @@ class FewShotRoIHead(StandardRoIHead):
             return results_list
         labels = torch.cat([res.labels for res in results_list])
         condition = self._mask_condition(x, mask_rois, labels, False)
-        condition.noise_keys = self._roi_noise_keys(batch_img_metas,
-                                                    results_list)
+        if self.mask_head.sampler_settings(self.test_cfg).seed is not None:
+            # hashing every image's pixels only pays off for keyed noise
+            condition.noise_keys = self._roi_noise_keys(
+                batch_img_metas, results_list)
         num_per_img = [len(res) for res in results_list]
         condition.num_per_image = num_per_img
         prediction = self.mask_head.predict(condition, self.test_cfg)
@@ -350,14 +351,11 @@ class FewShotRoIHead(StandardRoIHead):
         keys = []
         for index, (meta, results) in enumerate(
                 zip(batch_img_metas, results_list)):
-            if self._context is not None:
-                height, width = meta.get('img_shape',
-                                         self._context.images.shape[-2:])
-                image_key = content_key(
-                    self._context.images[index, :, :height, :width])
-            else:  # no pixels lent: the image's identity
-                image = meta.get('img_id', meta.get('img_path', index))
-                image_key = stable_key(image)
+            # _mask_condition has already required the query context
+            height, width = meta.get('img_shape',
+                                     self._context.images.shape[-2:])
+            image_key = content_key(
+                self._context.images[index, :, :height, :width])
             keys.append(
                 combine_keys(
                     image_key,
