@@ -79,8 +79,19 @@ def _zero_init(module: nn.Module) -> nn.Module:
 class ResidualBlock(nn.Module):
     """GroupNorm-SiLU-Conv ×2 residual block with time and class inputs.
 
-    h = conv1(act(norm1(x))) + W·act(emb) + E[label],
-    out = skip(x) + conv2(dropout(act(norm2(h)))).
+    h = conv1(act(norm1(x))),
+    (s, b) = W·act(emb),
+    out = skip(x) + conv2(dropout(act(norm2(h) · (1 + s) + b + E[label]))).
+
+    The embeddings enter *after* ``norm2``: the scale-shift ("AdaGN") form of
+    improved-diffusion's ``use_scale_shift_norm`` (Nichol & Dhariwal 2021;
+    Dhariwal & Nichol 2021, "Diffusion Models Beat GANs", §3). Adding them
+    before ``norm2`` — improved-diffusion's other option — is not used: a
+    per-channel constant added in front of a GroupNorm is removed by it
+    wherever a group holds one channel (``gcd(norm_groups, C) == C``, every
+    width ≤ 32 with 32 groups), so a narrow UNet would be blind to t, the
+    class and the prototype; and only the part that differs within a group
+    survives elsewhere.
 
     E has ``num_classes + 1`` rows (the last one is the null class) and is
     zero-initialised (our choice: the network starts class-agnostic); conv2
@@ -100,7 +111,9 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.norm1 = _group_norm(in_channels, norm_groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.time_proj = nn.Linear(emb_channels, out_channels)
+        # (scale, shift) of norm2's output, from the time (+ prototype)
+        # embedding
+        self.time_proj = nn.Linear(emb_channels, 2 * out_channels)
         self.class_embedding = nn.Embedding(num_classes + 1, out_channels)
         nn.init.zeros_(self.class_embedding.weight)
         self.norm2 = _group_norm(out_channels, norm_groups)
@@ -123,9 +136,11 @@ class ResidualBlock(nn.Module):
             Tensor: (N, C, H, W).
         """
         h = self.conv1(F.silu(self.norm1(x)))
-        bias = self.time_proj(F.silu(emb)) + self.class_embedding(labels)
-        h = h + bias[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        scale, shift = self.time_proj(F.silu(emb)).chunk(2, dim=1)
+        shift = shift + self.class_embedding(labels)
+        h = self.norm2(h) * (1 + scale[:, :, None, None]) + \
+            shift[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
 
