@@ -45,9 +45,10 @@ def test_default_coco_stage2_fits_16_gib():
 
 
 def test_without_checkpointing_the_same_step_does_not_fit():
-    """The measure can fail: without checkpointing (~190 MiB per RoI, the
-    issue's 48.7 GiB at 256 RoIs) the default RoI count is over budget."""
+    """The measure can fail: without checkpointing (~209 MiB per RoI with
+    the scale-shift residual blocks; the issue measured 48.7 GiB at 256 RoIs
+    with additive ones) the default RoI count is over budget."""
     head, cfg = coco_head(**{'denoiser.with_cp': False})
     memory = stage2_activation_memory(head)
     assert memory.peak_bytes(cfg.max_train_rois) > BUDGET
-    assert 44 * 2**30 < memory.saved_bytes(256) < 52 * 2**30
+    assert 48 * 2**30 < memory.saved_bytes(256) < 56 * 2**30
