@@ -4,9 +4,11 @@
 # (by path, relative to your file). Files under data_root:
 #   annotations/instances_{train,test}.json, images/{train,test}/,
 #   few_shot/ (tools/dataset_converters/prepare_few_shot_splits.py)
-# load_from (stage 1b of the same seed, trained on this dataset) is inherited;
-# set it if your stage-1b config has another name.
+# Loads stage 1b of the same seed on this dataset (my_fsis_tfa_1shot.py);
+# change load_from if your stage-1b config has another name.
 _base_ = ['../maskdiff/coco_1shot.py']
+
+load_from = 'work_dirs/my_fsis_tfa_1shot/seed{seed}/iter_16000.pth'
 
 data_root = 'data/my_dataset/'
 class_splits = dict(
