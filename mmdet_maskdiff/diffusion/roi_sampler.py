@@ -56,6 +56,39 @@ def _passes(num: int, chunk: int,
     return passes
 
 
+def _roi_noise_keys(num: int, device: torch.device,
+                    noise_keys: Optional[Tensor],
+                    seed: Optional[int]) -> Optional[Tensor]:
+    """(num, ) long noise key of each RoI under the sampler ``seed``
+    (``noise_keys``, or the RoI index when None); None when unseeded."""
+    if seed is None:
+        return None
+    keys = torch.arange(num, device=device) if noise_keys is None \
+        else noise_keys
+    return combine_keys(
+        keys.to(device=device, dtype=torch.long), stable_key(seed))
+
+
+def _fast_path_for(settings: SamplerSettings, device: torch.device,
+                   trajectory_every: Optional[int]) -> Optional[FastPath]:
+    """The fast path of ``settings`` when it applies to ``device`` and no
+    trajectory is kept (the trajectory runs eager); otherwise None."""
+    fast = settings.fast
+    if fast is not None and not (fast.applies_to(device)
+                                 and trajectory_every is None):
+        return None
+    return fast
+
+
+def _trajectory_dict(trajectory: List[Tuple[int, Tensor, Tensor]]) -> dict:
+    """``steps`` and the (rows, steps, ...) stacks ``x_t`` and ``pred_x0``
+    of a :class:`~.samplers.SampleOutput` trajectory."""
+    return dict(
+        steps=[step for step, _, _ in trajectory],
+        x_t=torch.stack([x for _, x, _ in trajectory], 1),
+        pred_x0=torch.stack([p for _, _, p in trajectory], 1))
+
+
 class RoIMaskSampler:
     """Reverse chains for the RoIs of a mask head.
 
@@ -124,19 +157,8 @@ class RoIMaskSampler:
             None.
         """
         num, size = cond.shape[0], cond.shape[-1]
-        device = cond.device
-        roi_keys = None
-        if settings.seed is not None:
-            keys = (
-                torch.arange(num, device=device)
-                if noise_keys is None else noise_keys)
-            roi_keys = combine_keys(
-                keys.to(device=device, dtype=torch.long),
-                stable_key(settings.seed))
-        fast = settings.fast
-        if fast is not None and not (fast.applies_to(device)
-                                     and trajectory_every is None):
-            fast = None
+        roi_keys = _roi_noise_keys(num, cond.device, noise_keys, settings.seed)
+        fast = _fast_path_for(settings, cond.device, trajectory_every)
         chunk = settings.chunk_size or num
         if fast is not None:
             chunk = min(chunk, fast.bucket_sizes[-1])
@@ -157,10 +179,7 @@ class RoIMaskSampler:
             binary = binary.view(settings.num_samples, padded, 1, size, size)
             fg_count[rows] = binary[:, :stop - start].sum(dim=0)
             if start == 0 and out.trajectory:
-                trajectory = dict(
-                    steps=[step for step, _, _ in out.trajectory],
-                    x_t=torch.stack([x for _, x, _ in out.trajectory], 1),
-                    pred_x0=torch.stack([p for _, _, p in out.trajectory], 1))
+                trajectory = _trajectory_dict(out.trajectory)
         return fg_count, trajectory
 
     def _sample_pass(self, denoiser: nn.Module, cond: Tensor,
