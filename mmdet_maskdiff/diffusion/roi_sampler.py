@@ -41,6 +41,16 @@ def _pad_rows(tensor: Optional[Tensor], size: int) -> Optional[Tensor]:
     return torch.cat([tensor, pad])
 
 
+def _pass_rows(tensors: Sequence[Optional[Tensor]], rows: slice,
+               size: int) -> List[Optional[Tensor]]:
+    """The ``rows`` of each tensor (None stays None), padded to ``size``
+    rows (:func:`_pad_rows`)."""
+    return [
+        _pad_rows(None if tensor is None else tensor[rows], size)
+        for tensor in tensors
+    ]
+
+
 def _passes(num: int, chunk: int,
             groups: Optional[Sequence[int]]) -> List[Tuple[int, int]]:
     """``(start, stop)`` of the sampling passes: at most ``chunk`` rows each,
@@ -78,6 +88,26 @@ def _fast_path_for(settings: SamplerSettings, device: torch.device,
                                  and trajectory_every is None):
         return None
     return fast
+
+
+def _chunk_size(settings: SamplerSettings, fast: Optional[FastPath],
+                num: int) -> int:
+    """RoIs per pass: ``settings.chunk_size`` (None: all ``num``), at most
+    the largest bucket of the fast path."""
+    chunk = settings.chunk_size or num
+    if fast is not None:
+        chunk = min(chunk, fast.bucket_sizes[-1])
+    return chunk
+
+
+def _foreground_count(sample: Tensor, num_samples: int, num_rois: int,
+                      dtype: torch.dtype) -> Tensor:
+    """(num_rois, 1, m, m) how many of the ``num_samples`` samples are
+    foreground (> 0) at each pixel, from a pass's chain ``sample`` (rows:
+    samples x padded RoIs, 1, m, m); padding RoIs are dropped."""
+    binary = (sample > 0).to(dtype)
+    binary = binary.view(num_samples, -1, *sample.shape[1:])
+    return binary[:, :num_rois].sum(dim=0)
 
 
 def _trajectory_dict(trajectory: List[Tuple[int, Tensor, Tensor]]) -> dict:
@@ -159,9 +189,7 @@ class RoIMaskSampler:
         num, size = cond.shape[0], cond.shape[-1]
         roi_keys = _roi_noise_keys(num, cond.device, noise_keys, settings.seed)
         fast = _fast_path_for(settings, cond.device, trajectory_every)
-        chunk = settings.chunk_size or num
-        if fast is not None:
-            chunk = min(chunk, fast.bucket_sizes[-1])
+        chunk = _chunk_size(settings, fast, num)
         fg_count = cond.new_zeros((num, 1, size, size))
         trajectory = None
         for start, stop in _passes(num, chunk, groups):
@@ -169,15 +197,12 @@ class RoIMaskSampler:
             padded = stop - start if fast is None else fast.bucket(stop -
                                                                    start)
             out = self._sample_pass(
-                denoiser, _pad_rows(cond[rows], padded),
-                _pad_rows(None if cond_vector is None else cond_vector[rows],
-                          padded), _pad_rows(labels[rows], padded),
-                _pad_rows(None if roi_keys is None else roi_keys[rows],
-                          padded), settings, fast,
+                denoiser,
+                *_pass_rows((cond, cond_vector, labels, roi_keys), rows,
+                            padded), settings, fast,
                 trajectory_every if start == 0 else None)
-            binary = (out.sample > 0).to(cond.dtype)
-            binary = binary.view(settings.num_samples, padded, 1, size, size)
-            fg_count[rows] = binary[:, :stop - start].sum(dim=0)
+            fg_count[rows] = _foreground_count(
+                out.sample, settings.num_samples, stop - start, cond.dtype)
             if start == 0 and out.trajectory:
                 trajectory = _trajectory_dict(out.trajectory)
         return fg_count, trajectory
