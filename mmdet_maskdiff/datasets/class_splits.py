@@ -12,7 +12,7 @@ turns a split keyword (``'ALL'``, ``'BASE'``, ``'NOVEL'``) or an explicit
 sequence into such a tuple, for COCO or for any dataset whose base / novel
 classes are given as ``class_splits=dict(base=[...], novel=[...])``.
 """
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 # mmdet ``CocoDataset.METAINFO['classes']`` order (= COCO category id order).
 COCO_ALL_CLASSES: Tuple[str, ...] = (
@@ -110,6 +110,22 @@ def _check_names(names: Sequence[str], what: str) -> Tuple[str, ...]:
     return names
 
 
+def _named_sides(class_splits: ClassSplits) -> Dict[str, Any]:
+    """``base`` and ``novel`` of a ``class_splits`` dict (keys
+    case-insensitive) or preset name, as written (names or a preset name)."""
+    if isinstance(class_splits, str):
+        class_splits = dict(base=class_splits, novel=class_splits)
+    if not isinstance(class_splits, Mapping):
+        raise ValueError('class_splits must be a dict(base=[...], '
+                         f'novel=[...]) or a preset name, got '
+                         f'{type(class_splits).__name__}')
+    keys = {str(key).lower(): key for key in class_splits}
+    if len(keys) != len(class_splits) or set(keys) != {'base', 'novel'}:
+        raise ValueError('class_splits must have exactly the keys '
+                         f"'base' and 'novel', got {list(class_splits)}")
+    return {side: class_splits[keys[side]] for side in ('base', 'novel')}
+
+
 def get_class_splits(
         class_splits: Optional[ClassSplits] = None
 ) -> Dict[str, Tuple[str, ...]]:
@@ -138,20 +154,11 @@ def get_class_splits(
     """
     if class_splits is None:
         return dict(COCO_SPLIT)
-    if isinstance(class_splits, str):
-        class_splits = dict(base=class_splits, novel=class_splits)
-    if not isinstance(class_splits, Mapping):
-        raise ValueError('class_splits must be a dict(base=[...], '
-                         f'novel=[...]) or a preset name, got '
-                         f'{type(class_splits).__name__}')
-    keys = {str(key).lower(): key for key in class_splits}
-    if len(keys) != len(class_splits) or set(keys) != {'base', 'novel'}:
-        raise ValueError('class_splits must have exactly the keys '
-                         f"'base' and 'novel', got {list(class_splits)}")
-    sides = {side: class_splits[keys[side]] for side in ('base', 'novel')}
-    for side, names in sides.items():
-        if isinstance(names, str):
-            sides[side] = _preset(names)[side]
+    named = _named_sides(class_splits)
+    sides = {
+        side: _preset(names)[side] if isinstance(names, str) else names
+        for side, names in named.items()
+    }
     base = _check_names(sides['base'], "class_splits['base']")
     novel = _check_names(sides['novel'], "class_splits['novel']")
     overlap = [name for name in base if name in novel]
@@ -159,8 +166,7 @@ def get_class_splits(
         raise ValueError('classes cannot be both base and novel: '
                          f'{overlap}')
     all_classes = base + novel
-    base_name, novel_name = (class_splits[keys[side]]
-                             for side in ('base', 'novel'))
+    base_name, novel_name = named['base'], named['novel']
     if (isinstance(base_name, str) and isinstance(novel_name, str)
             and base_name.lower() == novel_name.lower()):
         all_classes = _preset(base_name).get('ALL', all_classes)

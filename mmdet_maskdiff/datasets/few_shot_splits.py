@@ -36,7 +36,7 @@ import json
 import os
 import os.path as osp
 import random
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .instance_validity import is_valid_instance
 
@@ -199,6 +199,82 @@ def dump_canonical_json(data: dict, path: str) -> None:
         f.write('\n')
 
 
+def _categories_by_file_name(categories: List[dict],
+                             ann_file: str) -> Dict[str, dict]:
+    """Category name -> category of ``ann_file``; a name must be unique and
+    usable in a file name (no ``/`` or path separator)."""
+    name2cat = {}
+    for cat in categories:
+        name = cat['name']
+        if name in name2cat:
+            raise ValueError(f"category name '{name}' appears twice in "
+                             f'{ann_file}')
+        if '/' in name or os.sep in name:
+            raise ValueError(f"category name '{name}' in {ann_file} cannot "
+                             'be part of a file name')
+        name2cat[name] = cat
+    return name2cat
+
+
+def _valid_instances_by_category(data: dict, images: Dict[int, dict],
+                                 ann_file: str) -> Dict[int, List[dict]]:
+    """Category id -> the annotations of ``data`` that pass
+    :func:`.instance_validity.is_valid_instance`, in file order (their
+    images must have ``width`` and ``height``)."""
+    per_cat: Dict[int, List[dict]] = {}
+    for ann in data['annotations']:
+        img = images[ann['image_id']]
+        if 'width' not in img or 'height' not in img:
+            raise ValueError(f"image {img['id']} of {ann_file} has no "
+                             "'width' and 'height' (needed to check its "
+                             'annotations)')
+        if is_valid_instance(ann, img['width'], img['height']):
+            per_cat.setdefault(ann['category_id'], []).append(ann)
+    return per_cat
+
+
+def _check_enough_instances(candidates: List[Tuple[str, List[dict]]],
+                            max_shots: int, ann_file: str) -> None:
+    """Fail on the first class with fewer than ``max_shots`` valid
+    instances (checked for every class before anything is written)."""
+    for name, anns in candidates:
+        if len(anns) < max_shots:
+            raise ValueError(
+                f"class '{name}' has {len(anns)} valid non-crowd "
+                f'instances in {ann_file}, fewer than K={max_shots} (valid: '
+                'mmdet_maskdiff.datasets.instance_validity)')
+
+
+def _images_of(anns: List[dict], images: Dict[int, dict]) -> List[dict]:
+    """The images of ``anns``, each once, in the order of first mention."""
+    image_ids = list(dict.fromkeys(a['image_id'] for a in anns))
+    return [images[i] for i in image_ids]
+
+
+def _write_splits(data: dict, images: Dict[int, dict],
+                  candidates: List[Tuple[str, List[dict]]],
+                  shots: List[int], seeds: List[int],
+                  out_dir: str) -> List[str]:
+    """Write the K-shot file of every seed, class (``candidates``: each
+    class name with its valid annotations) and K; returns the paths, in
+    (seed, class, K) order."""
+    header = {key: data[key] for key in ('info', 'licenses') if key in data}
+    paths = []
+    for seed in seeds:
+        for name, anns_of_class in candidates:
+            for k, anns in sample_instances(anns_of_class, shots, seed,
+                                            name).items():
+                split = dict(
+                    header,
+                    images=_images_of(anns, images),
+                    annotations=anns,
+                    categories=data['categories'])
+                path = few_shot_split_path(out_dir, name, k, seed)
+                dump_canonical_json(split, path)
+                paths.append(path)
+    return paths
+
+
 def generate_few_shot_splits(
         ann_file: str,
         out_dir: str,
@@ -234,16 +310,7 @@ def generate_few_shot_splits(
         raise ValueError('shots and seeds must not be empty')
 
     categories = data['categories']
-    name2cat = {}
-    for cat in categories:
-        name = cat['name']
-        if name in name2cat:
-            raise ValueError(f"category name '{name}' appears twice in "
-                             f'{ann_file}')
-        if '/' in name or os.sep in name:
-            raise ValueError(f"category name '{name}' in {ann_file} cannot "
-                             'be part of a file name')
-        name2cat[name] = cat
+    name2cat = _categories_by_file_name(categories, ann_file)
     if classes is None:
         classes = [cat['name'] for cat in categories]
     for name in classes:
@@ -253,42 +320,11 @@ def generate_few_shot_splits(
 
     check_annotation_references(data, ann_file)
     images = {img['id']: img for img in data['images']}
-    per_cat: Dict[int, List[dict]] = {}
-    for ann in data['annotations']:
-        img = images[ann['image_id']]
-        if 'width' not in img or 'height' not in img:
-            raise ValueError(f"image {img['id']} of {ann_file} has no "
-                             "'width' and 'height' (needed to check its "
-                             'annotations)')
-        if is_valid_instance(ann, img['width'], img['height']):
-            per_cat.setdefault(ann['category_id'], []).append(ann)
-
-    # check every class before writing anything
-    for name in classes:
-        available = len(per_cat.get(name2cat[name]['id'], []))
-        if available < shots[-1]:
-            raise ValueError(
-                f"class '{name}' has {available} valid non-crowd "
-                f'instances in {ann_file}, fewer than K={shots[-1]} (valid: '
-                'mmdet_maskdiff.datasets.instance_validity)')
-
-    header = {key: data[key] for key in ('info', 'licenses') if key in data}
-    paths = []
-    for seed in seeds:
-        for name in classes:
-            candidates = per_cat.get(name2cat[name]['id'], [])
-            for k, anns in sample_instances(candidates, shots, seed,
-                                            name).items():
-                image_ids = list(dict.fromkeys(a['image_id'] for a in anns))
-                split = dict(
-                    header,
-                    images=[images[i] for i in image_ids],
-                    annotations=anns,
-                    categories=categories)
-                path = few_shot_split_path(out_dir, name, k, seed)
-                dump_canonical_json(split, path)
-                paths.append(path)
-    return paths
+    per_cat = _valid_instances_by_category(data, images, ann_file)
+    candidates = [(name, per_cat.get(name2cat[name]['id'], []))
+                  for name in classes]
+    _check_enough_instances(candidates, shots[-1], ann_file)
+    return _write_splits(data, images, candidates, shots, seeds, out_dir)
 
 
 def load_few_shot_split(root: str, class_name: str, shots: int,

@@ -177,11 +177,30 @@ def build_support_bank(dataset,
     """
     _check_arguments(crop_size, context, on_invalid)
     class_names = tuple(dataset.metainfo['classes'])
-    backend_args = getattr(dataset, 'backend_args', None)
+    by_image = _entries_by_image(dataset, max_per_class, seed)
+    crops, num_skipped = _crop_all(dataset, by_image, context, crop_size,
+                                   on_invalid, progress)
+    bank = _assemble(crops, crop_size, class_names)
+    _log_bank(bank, num_skipped)
+    return bank
+
+
+def _entries_by_image(dataset, max_per_class: Optional[int],
+                      seed: int) -> Dict[int, List[Tuple[int, int]]]:
+    """Dataset index -> ``(instance index, label)`` of the bank's entries
+    (:func:`support_entries`) in that image, in bank order."""
     by_image: Dict[int, List[Tuple[int, int]]] = {}
     for idx, j, label in support_entries(dataset, max_per_class, seed):
         by_image.setdefault(idx, []).append((j, label))
+    return by_image
 
+
+def _crop_all(dataset, by_image: Dict[int, List[Tuple[int, int]]],
+              context: float, crop_size: int, on_invalid: str,
+              progress: bool) -> Tuple[List[_Crop], int]:
+    """The crops of every image's entries (each image read once, through
+    ``dataset.backend_args``) and the number of skipped instances."""
+    backend_args = getattr(dataset, 'backend_args', None)
     crops: List[_Crop] = []
     num_skipped = 0
     for idx, items in _with_progress(by_image.items(), len(by_image),
@@ -191,9 +210,7 @@ def build_support_bank(dataset,
             crop_size, on_invalid)
         crops.extend(image_crops)
         num_skipped += skipped
-    bank = _assemble(crops, crop_size, class_names)
-    _log_bank(bank, num_skipped)
-    return bank
+    return crops, num_skipped
 
 
 def _check_arguments(crop_size: int, context: float, on_invalid: str) -> None:

@@ -48,7 +48,7 @@ import math
 import os
 import os.path as osp
 import shutil
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -118,6 +118,69 @@ def _disc(mask: np.ndarray, centre: np.ndarray, radius: float,
         lineType=cv2.LINE_8)
 
 
+#: classes drawn from discs and ellipses rather than a polygon
+_ROUND_SHAPES = ('circle', 'ring', 'crescent', 'ellipse')
+
+
+def _draw_round(mask: np.ndarray, name: str, centre: np.ndarray, r: float,
+                angle: float) -> None:
+    """Draw one of :data:`_ROUND_SHAPES` of radius ``r`` into ``mask``."""
+    if name == 'ellipse':
+        cv2.ellipse(
+            mask, (int(round(centre[0])), int(round(centre[1]))),
+            (max(1, int(round(r))), max(1, int(round(0.45 * r)))),
+            math.degrees(angle),
+            0,
+            360,
+            1,
+            -1,
+            lineType=cv2.LINE_8)
+        return
+    _disc(mask, centre, r, 1)
+    if name == 'ring':
+        _disc(mask, centre, 0.5 * r, 0)
+    elif name == 'crescent':
+        shift = _rotate(np.array([[0.5 * r, 0.]]), angle)[0]
+        _disc(mask, centre + shift, 0.8 * r, 0)
+
+
+def _outline(name: str, r: float) -> np.ndarray:
+    """(V, 2) vertices of a polygonal class of radius ``r``, centred at 0,
+    unrotated."""
+    if name == 'square':
+        a = 0.7 * r
+        return np.array([[-a, -a], [a, -a], [a, a], [-a, a]])
+    if name == 'triangle':
+        t = np.arange(3) * 2 * math.pi / 3 - math.pi / 2
+        return r * np.stack([np.cos(t), np.sin(t)], 1)
+    if name == 'hexagon':
+        t = np.arange(6) * math.pi / 3
+        return r * np.stack([np.cos(t), np.sin(t)], 1)
+    if name == 'star':
+        t = np.arange(10) * math.pi / 5 - math.pi / 2
+        rad = np.where(np.arange(10) % 2 == 0, r, 0.45 * r)
+        return np.stack([rad * np.cos(t), rad * np.sin(t)], 1)
+    if name == 'cross':
+        t, a = r / 3, r * 0.95
+        return np.array([[-t, -a], [t, -a], [t, -t], [a, -t], [a, t], [t, t],
+                         [t, a], [-t, a], [-t, t], [-a, t], [-a, -t],
+                         [-t, -t]])
+    if name == 'heart':
+        t = np.linspace(0, 2 * math.pi, 48, endpoint=False)
+        x = 16 * np.sin(t)**3
+        y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) -
+              np.cos(4 * t))
+        return np.stack([x, y - 2.5], 1) * (r / 17.5)
+    if name == 'bolt':
+        return np.array([[-0.35, -1.], [0.45, -1.], [0.05, -0.15],
+                         [0.5, -0.15], [-0.4, 1.], [-0.05, 0.1], [-0.5, 0.1]
+                         ]) * r
+    if name == 'arrow':
+        return np.array([[-1., -0.22], [0.15, -0.22], [0.15, -0.6], [1., 0.],
+                         [0.15, 0.6], [0.15, 0.22], [-1., 0.22]]) * r
+    raise ValueError(f'unknown synthetic class {name!r}')
+
+
 def draw_shape(name: str, height: int, width: int, centre: np.ndarray,
                radius: float, angle: float) -> np.ndarray:
     """Rasterise one shape (no anti-aliasing).
@@ -135,63 +198,13 @@ def draw_shape(name: str, height: int, width: int, centre: np.ndarray,
         np.ndarray: uint8 (height, width) mask in {0, 1}.
     """
     mask = np.zeros((height, width), np.uint8)
-    r = radius
-    if name == 'circle':
-        _disc(mask, centre, r, 1)
-    elif name == 'ring':
-        _disc(mask, centre, r, 1)
-        _disc(mask, centre, 0.5 * r, 0)
-    elif name == 'crescent':
-        _disc(mask, centre, r, 1)
-        shift = _rotate(np.array([[0.5 * r, 0.]]), angle)[0]
-        _disc(mask, centre + shift, 0.8 * r, 0)
-    elif name == 'square':
-        a = 0.7 * r
-        _polygon(mask, centre, np.array([[-a, -a], [a, -a], [a, a], [-a, a]]),
-                 angle)
-    elif name == 'triangle':
-        t = np.arange(3) * 2 * math.pi / 3 - math.pi / 2
-        _polygon(mask, centre, r * np.stack([np.cos(t), np.sin(t)], 1), angle)
-    elif name == 'star':
-        t = np.arange(10) * math.pi / 5 - math.pi / 2
-        rad = np.where(np.arange(10) % 2 == 0, r, 0.45 * r)
-        _polygon(mask, centre, np.stack([rad * np.cos(t), rad * np.sin(t)], 1),
-                 angle)
-    elif name == 'cross':
-        t, a = r / 3, r * 0.95
-        pts = np.array([[-t, -a], [t, -a], [t, -t], [a, -t], [a, t], [t, t],
-                        [t, a], [-t, a], [-t, t], [-a, t], [-a, -t], [-t, -t]])
-        _polygon(mask, centre, pts, angle)
-    elif name == 'heart':
-        t = np.linspace(0, 2 * math.pi, 48, endpoint=False)
-        x = 16 * np.sin(t)**3
-        y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) -
-              np.cos(4 * t))
-        pts = np.stack([x, y - 2.5], 1) * (r / 17.5)
-        _polygon(mask, centre, pts, 0.3 * math.sin(angle))
-    elif name == 'hexagon':
-        t = np.arange(6) * math.pi / 3
-        _polygon(mask, centre, r * np.stack([np.cos(t), np.sin(t)], 1), angle)
-    elif name == 'ellipse':
-        cv2.ellipse(
-            mask, (int(round(centre[0])), int(round(centre[1]))),
-            (max(1, int(round(r))), max(1, int(round(0.45 * r)))),
-            math.degrees(angle),
-            0,
-            360,
-            1,
-            -1,
-            lineType=cv2.LINE_8)
-    elif name == 'bolt':
-        pts = np.array([[-0.35, -1.], [0.45, -1.], [0.05, -0.15], [0.5, -0.15],
-                        [-0.4, 1.], [-0.05, 0.1], [-0.5, 0.1]]) * r
-        _polygon(mask, centre, pts, angle)
-    elif name == 'arrow':
-        pts = np.array([[-1., -0.22], [0.15, -0.22], [0.15, -0.6], [1., 0.],
-                        [0.15, 0.6], [0.15, 0.22], [-1., 0.22]]) * r
-        _polygon(mask, centre, pts, angle)
-    else:
-        raise ValueError(f'unknown synthetic class {name!r}')
+    if name in _ROUND_SHAPES:
+        _draw_round(mask, name, centre, radius, angle)
+        return mask
+    points = _outline(name, radius)
+    if name == 'heart':  # the heart only tilts a little, never upside down
+        angle = 0.3 * math.sin(angle)
+    _polygon(mask, centre, points, angle)
     return mask
 
 
@@ -252,6 +265,16 @@ class _ClassStream:
         return self.queue.pop()
 
 
+def _paint_over(img: np.ndarray, placed: List[dict], cover: np.ndarray,
+                texture: np.ndarray) -> None:
+    """Paint ``texture`` (H, W, 3) into ``img`` where ``cover`` (H, W) is
+    set, and take those pixels from the visible ``mask`` of every
+    ``placed`` instance."""
+    for p in placed:
+        p['mask'] = p['mask'] & (1 - cover)
+    img[cover > 0] = texture[cover > 0]
+
+
 def _make_image(image_size: int, rng: np.random.Generator,
                 stream: _ClassStream) -> Tuple[np.ndarray, List[dict]]:
     """One image and its instances (``label``, visible ``mask``)."""
@@ -281,10 +304,7 @@ def _make_image(image_size: int, rng: np.random.Generator,
                 break
         else:
             continue  # no place found; the image gets fewer instances
-        for p in placed:
-            p['mask'] = p['mask'] & (1 - full)
-        texture = _texture(name, h, w, rng)
-        img[full > 0] = texture[full > 0]
+        _paint_over(img, placed, full, _texture(name, h, w, rng))
         placed.append(dict(label=label, mask=full, full_area=full_area))
     return img, placed
 
@@ -414,6 +434,60 @@ def _keeps_enough(placed: List[dict], cover: np.ndarray) -> bool:
     return True
 
 
+def _place_hard_instance(label: int, placed: List[dict], h: int, w: int,
+                         scale: float,
+                         rng: np.random.Generator) -> Optional[dict]:
+    """Up to 30 tries to place a shape of class ``label`` (log-uniform
+    radius, next to an earlier instance with probability
+    :data:`_HARD_NEAR_PROB`) that has :data:`_HARD_MIN_AREA` pixels and
+    leaves every ``placed`` instance visible enough; returns its ``label``,
+    full ``mask``, ``full_area``, ``centre`` and ``radius``, or None."""
+    log_radius = (math.log(_HARD_RADIUS[0]), math.log(_HARD_RADIUS[1]))
+    for _attempt in range(30):
+        radius = min(
+            math.exp(rng.uniform(*log_radius)) * scale, (min(h, w) - 4) / 2)
+        low, high = radius + 1, np.array([w, h]) - radius - 2
+        if placed and rng.random() < _HARD_NEAR_PROB:
+            anchor = placed[int(rng.integers(len(placed)))]
+            direction = rng.uniform(0, 2 * math.pi)
+            dist = (anchor['radius'] + radius) * rng.uniform(0.3, 0.9)
+            centre = np.clip(
+                anchor['centre'] +
+                dist * np.array([math.cos(direction),
+                                 math.sin(direction)]), low, high)
+        else:
+            centre = rng.uniform(low, high)
+        full = draw_shape(SYNTHETIC_HARD_CLASSES[label], h, w, centre, radius,
+                          rng.uniform(0, 2 * math.pi))
+        full_area = int(full.sum())
+        if full_area >= _HARD_MIN_AREA and _keeps_enough(placed, full):
+            return dict(
+                label=label,
+                mask=full,
+                full_area=full_area,
+                centre=centre,
+                radius=radius)
+    return None
+
+
+def _draw_bar(img: np.ndarray, placed: List[dict], image_size: int,
+              scale: float, rng: np.random.Generator) -> None:
+    """Draw one occluding bar of stuff texture in front of the instances,
+    unless it would leave one of them not visible enough."""
+    h, w = img.shape[:2]
+    bar = np.zeros((h, w), np.uint8)
+    start = rng.uniform(0, [w, h])
+    direction = rng.uniform(0, 2 * math.pi)
+    length = rng.uniform(0.3, 0.8) * image_size
+    end = start + length * np.array([math.cos(direction), math.sin(direction)])
+    thickness = max(1, int(round(rng.uniform(1.5, 4) * scale)))
+    cv2.line(bar, tuple(int(round(v)) for v in start),
+             tuple(int(round(v)) for v in end), 1, thickness)
+    texture = _stuff_texture(h, w, rng)
+    if _keeps_enough(placed, bar):
+        _paint_over(img, placed, bar, texture)
+
+
 def _make_hard_image(image_size: int, rng: np.random.Generator,
                      stream: _ClassStream) -> Tuple[np.ndarray, List[dict]]:
     """One hard-set image and its instances (``label``, visible ``mask``,
@@ -430,58 +504,16 @@ def _make_hard_image(image_size: int, rng: np.random.Generator,
     scale = image_size / _BASE_SIZE
     img = _hard_background(h, w, rng, scale)
     placed: List[dict] = []
-    log_radius = (math.log(_HARD_RADIUS[0]), math.log(_HARD_RADIUS[1]))
     for _ in range(int(rng.integers(2, 7))):
         label = stream.next()
-        for _attempt in range(30):
-            radius = min(
-                math.exp(rng.uniform(*log_radius)) * scale,
-                (min(h, w) - 4) / 2)
-            low, high = radius + 1, np.array([w, h]) - radius - 2
-            if placed and rng.random() < _HARD_NEAR_PROB:
-                anchor = placed[int(rng.integers(len(placed)))]
-                direction = rng.uniform(0, 2 * math.pi)
-                dist = (anchor['radius'] + radius) * rng.uniform(0.3, 0.9)
-                centre = np.clip(
-                    anchor['centre'] +
-                    dist * np.array([math.cos(direction),
-                                     math.sin(direction)]), low, high)
-            else:
-                centre = rng.uniform(low, high)
-            full = draw_shape(SYNTHETIC_HARD_CLASSES[label], h, w, centre,
-                              radius, rng.uniform(0, 2 * math.pi))
-            full_area = int(full.sum())
-            if full_area >= _HARD_MIN_AREA and _keeps_enough(placed, full):
-                break
-        else:
+        instance = _place_hard_instance(label, placed, h, w, scale, rng)
+        if instance is None:
             continue  # no place found; the image gets fewer instances
-        for p in placed:
-            p['mask'] = p['mask'] & (1 - full)
         texture = _hard_instance_texture(label, h, w, rng)
-        img[full > 0] = texture[full > 0]
-        placed.append(
-            dict(
-                label=label,
-                mask=full,
-                full_area=full_area,
-                centre=centre,
-                radius=radius))
+        _paint_over(img, placed, instance['mask'], texture)
+        placed.append(instance)
     for _ in range(int(rng.integers(0, 3))):
-        bar = np.zeros((h, w), np.uint8)
-        start = rng.uniform(0, [w, h])
-        direction = rng.uniform(0, 2 * math.pi)
-        length = rng.uniform(0.3, 0.8) * image_size
-        end = start + length * np.array(
-            [math.cos(direction), math.sin(direction)])
-        thickness = max(1, int(round(rng.uniform(1.5, 4) * scale)))
-        cv2.line(bar, tuple(int(round(v)) for v in start),
-                 tuple(int(round(v)) for v in end), 1, thickness)
-        texture = _stuff_texture(h, w, rng)
-        if not _keeps_enough(placed, bar):
-            continue
-        for p in placed:
-            p['mask'] = p['mask'] & (1 - bar)
-        img[bar > 0] = texture[bar > 0]
+        _draw_bar(img, placed, image_size, scale, rng)
     return _hard_finish(img, rng), placed
 
 
@@ -583,6 +615,99 @@ def synthetic_paths(out_dir: str) -> Dict[str, str]:
         manifest=osp.join(out_dir, _MANIFEST))
 
 
+def _check_make_arguments(difficulty: str, num_train_images: int,
+                          num_test_images: int, image_size: int) -> None:
+    """The argument checks of :func:`make_synthetic_fsis`."""
+    if difficulty not in SYNTHETIC_SPLITS_BY_DIFFICULTY:
+        raise ValueError(
+            f'difficulty must be one of '
+            f'{sorted(SYNTHETIC_SPLITS_BY_DIFFICULTY)}, got {difficulty!r}')
+    if num_train_images < 1 or num_test_images < 1:
+        raise ValueError('num_train_images and num_test_images must be >= 1')
+    if image_size < 32:
+        raise ValueError(f'image_size must be >= 32, got {image_size}')
+
+
+def _read_manifest(manifest: str) -> Optional[dict]:
+    """The generation parameters in ``manifest``; None when it does not
+    exist or is not valid JSON."""
+    if not osp.isfile(manifest):
+        return None
+    with open(manifest, encoding='utf-8') as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError:
+            return None
+
+
+def _write_manifest(manifest: str, params: dict) -> None:
+    """Write the generation parameters (sorted keys, indent 1)."""
+    with open(manifest, 'w', encoding='utf-8') as f:
+        json.dump(params, f, sort_keys=True, indent=1)
+        f.write('\n')
+
+
+def _clear_previous(out_dir: str, manifest: str, overwrite: bool) -> None:
+    """Delete ``images/``, ``annotations/``, ``few_shot/`` and the manifest
+    under ``out_dir`` when ``overwrite``; when one exists and not
+    ``overwrite``, raise ``FileExistsError``."""
+    parts = [
+        osp.join(out_dir, d) for d in ('images', 'annotations', 'few_shot')
+    ]
+    if not any(osp.exists(p) for p in parts + [manifest]):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f'{out_dir} already holds a dataset made with other '
+            'arguments (or other files); pass overwrite=True '
+            '(--overwrite) to replace it')
+    for p in parts:
+        if osp.isdir(p):
+            shutil.rmtree(p)
+    if osp.exists(manifest):
+        os.remove(manifest)
+
+
+def _manifest_params(num_train_images: int, num_test_images: int,
+                     image_size: int, seed: int, shots: Sequence[int],
+                     seeds: Sequence[int], difficulty: str) -> dict:
+    """The generation parameters written to (and compared with) the
+    manifest."""
+    params = dict(
+        format_version=_FORMAT_VERSION,
+        num_train_images=int(num_train_images),
+        num_test_images=int(num_test_images),
+        image_size=int(image_size),
+        seed=int(seed),
+        shots=sorted(set(int(k) for k in shots)),
+        seeds=sorted(set(int(s) for s in seeds)),
+        classes=list(synthetic_classes(difficulty)))
+    if difficulty != 'easy':  # the easy manifest keeps its original keys
+        params['difficulty'] = difficulty
+    return params
+
+
+def _write_dataset(out_dir: str, num_images: Tuple[int, int],
+                   image_size: int, seed: int, params: dict,
+                   difficulty: str) -> None:
+    """Write the images and annotations (``num_images``: train, test), the
+    few-shot files and, last, the manifest (``params``)."""
+    paths = synthetic_paths(out_dir)
+    train_rng = np.random.default_rng([seed, 0])
+    test_rng = np.random.default_rng([seed, 1])
+    _write_split(out_dir, 'train', num_images[0], image_size, train_rng,
+                 difficulty)
+    _write_split(out_dir, 'test', num_images[1], image_size, test_rng,
+                 difficulty)
+    generate_few_shot_splits(
+        paths['train_ann'],
+        paths['few_shot_root'],
+        shots=params['shots'],
+        seeds=params['seeds'])
+    # the manifest last: its presence means the dataset is complete
+    _write_manifest(paths['manifest'], params)
+
+
 def make_synthetic_fsis(out_dir: str,
                         num_train_images: int = 300,
                         num_test_images: int = 80,
@@ -628,64 +753,17 @@ def make_synthetic_fsis(out_dir: str,
             instances of a class for the largest K (use more training
             images).
     """
-    if difficulty not in SYNTHETIC_SPLITS_BY_DIFFICULTY:
-        raise ValueError(
-            f'difficulty must be one of '
-            f'{sorted(SYNTHETIC_SPLITS_BY_DIFFICULTY)}, got {difficulty!r}')
-    if num_train_images < 1 or num_test_images < 1:
-        raise ValueError('num_train_images and num_test_images must be >= 1')
-    if image_size < 32:
-        raise ValueError(f'image_size must be >= 32, got {image_size}')
+    _check_make_arguments(difficulty, num_train_images, num_test_images,
+                          image_size)
     paths = synthetic_paths(out_dir)
-    params = dict(
-        format_version=_FORMAT_VERSION,
-        num_train_images=int(num_train_images),
-        num_test_images=int(num_test_images),
-        image_size=int(image_size),
-        seed=int(seed),
-        shots=sorted(set(int(k) for k in shots)),
-        seeds=sorted(set(int(s) for s in seeds)),
-        classes=list(synthetic_classes(difficulty)))
-    if difficulty != 'easy':  # the easy manifest keeps its original keys
-        params['difficulty'] = difficulty
-    if osp.isfile(paths['manifest']):
-        with open(paths['manifest'], encoding='utf-8') as f:
-            try:
-                existing = json.load(f)
-            except json.JSONDecodeError:
-                existing = None
-        if existing == params:
-            return paths
-    parts = [
-        osp.join(out_dir, d) for d in ('images', 'annotations', 'few_shot')
-    ]
-    if any(osp.exists(p) for p in parts + [paths['manifest']]):
-        if not overwrite:
-            raise FileExistsError(
-                f'{out_dir} already holds a dataset made with other '
-                'arguments (or other files); pass overwrite=True '
-                '(--overwrite) to replace it')
-        for p in parts:
-            if osp.isdir(p):
-                shutil.rmtree(p)
-        if osp.exists(paths['manifest']):
-            os.remove(paths['manifest'])
+    params = _manifest_params(num_train_images, num_test_images, image_size,
+                              seed, shots, seeds, difficulty)
+    if _read_manifest(paths['manifest']) == params:
+        return paths
+    _clear_previous(out_dir, paths['manifest'], overwrite)
 
-    train_rng = np.random.default_rng([seed, 0])
-    test_rng = np.random.default_rng([seed, 1])
-    _write_split(out_dir, 'train', num_train_images, image_size, train_rng,
-                 difficulty)
-    _write_split(out_dir, 'test', num_test_images, image_size, test_rng,
-                 difficulty)
-    generate_few_shot_splits(
-        paths['train_ann'],
-        paths['few_shot_root'],
-        shots=params['shots'],
-        seeds=params['seeds'])
-    # the manifest last: its presence means the dataset is complete
-    with open(paths['manifest'], 'w', encoding='utf-8') as f:
-        json.dump(params, f, sort_keys=True, indent=1)
-        f.write('\n')
+    _write_dataset(out_dir, (num_train_images, num_test_images), image_size,
+                   seed, params, difficulty)
     return paths
 
 

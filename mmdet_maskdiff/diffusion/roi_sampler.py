@@ -41,6 +41,16 @@ def _pad_rows(tensor: Optional[Tensor], size: int) -> Optional[Tensor]:
     return torch.cat([tensor, pad])
 
 
+def _pass_rows(tensors: Sequence[Optional[Tensor]], rows: slice,
+               size: int) -> List[Optional[Tensor]]:
+    """The ``rows`` of each tensor (None stays None), padded to ``size``
+    rows (:func:`_pad_rows`)."""
+    return [
+        _pad_rows(None if tensor is None else tensor[rows], size)
+        for tensor in tensors
+    ]
+
+
 def _passes(num: int, chunk: int,
             groups: Optional[Sequence[int]]) -> List[Tuple[int, int]]:
     """``(start, stop)`` of the sampling passes: at most ``chunk`` rows each,
@@ -54,6 +64,59 @@ def _passes(num: int, chunk: int,
             passes.append((start, min(start + chunk, first + size)))
         first += size
     return passes
+
+
+def _roi_noise_keys(num: int, device: torch.device,
+                    noise_keys: Optional[Tensor],
+                    seed: Optional[int]) -> Optional[Tensor]:
+    """(num, ) long noise key of each RoI under the sampler ``seed``
+    (``noise_keys``, or the RoI index when None); None when unseeded."""
+    if seed is None:
+        return None
+    keys = torch.arange(num, device=device) if noise_keys is None \
+        else noise_keys
+    return combine_keys(
+        keys.to(device=device, dtype=torch.long), stable_key(seed))
+
+
+def _fast_path_for(settings: SamplerSettings, device: torch.device,
+                   trajectory_every: Optional[int]) -> Optional[FastPath]:
+    """The fast path of ``settings`` when it applies to ``device`` and no
+    trajectory is kept (the trajectory runs eager); otherwise None."""
+    fast = settings.fast
+    if fast is not None and not (fast.applies_to(device)
+                                 and trajectory_every is None):
+        return None
+    return fast
+
+
+def _chunk_size(settings: SamplerSettings, fast: Optional[FastPath],
+                num: int) -> int:
+    """RoIs per pass: ``settings.chunk_size`` (None: all ``num``), at most
+    the largest bucket of the fast path."""
+    chunk = settings.chunk_size or num
+    if fast is not None:
+        chunk = min(chunk, fast.bucket_sizes[-1])
+    return chunk
+
+
+def _foreground_count(sample: Tensor, num_samples: int, num_rois: int,
+                      dtype: torch.dtype) -> Tensor:
+    """(num_rois, 1, m, m) how many of the ``num_samples`` samples are
+    foreground (> 0) at each pixel, from a pass's chain ``sample`` (rows:
+    samples x padded RoIs, 1, m, m); padding RoIs are dropped."""
+    binary = (sample > 0).to(dtype)
+    binary = binary.view(num_samples, -1, *sample.shape[1:])
+    return binary[:, :num_rois].sum(dim=0)
+
+
+def _trajectory_dict(trajectory: List[Tuple[int, Tensor, Tensor]]) -> dict:
+    """``steps`` and the (rows, steps, ...) stacks ``x_t`` and ``pred_x0``
+    of a :class:`~.samplers.SampleOutput` trajectory."""
+    return dict(
+        steps=[step for step, _, _ in trajectory],
+        x_t=torch.stack([x for _, x, _ in trajectory], 1),
+        pred_x0=torch.stack([p for _, _, p in trajectory], 1))
 
 
 class RoIMaskSampler:
@@ -124,22 +187,9 @@ class RoIMaskSampler:
             None.
         """
         num, size = cond.shape[0], cond.shape[-1]
-        device = cond.device
-        roi_keys = None
-        if settings.seed is not None:
-            keys = (
-                torch.arange(num, device=device)
-                if noise_keys is None else noise_keys)
-            roi_keys = combine_keys(
-                keys.to(device=device, dtype=torch.long),
-                stable_key(settings.seed))
-        fast = settings.fast
-        if fast is not None and not (fast.applies_to(device)
-                                     and trajectory_every is None):
-            fast = None
-        chunk = settings.chunk_size or num
-        if fast is not None:
-            chunk = min(chunk, fast.bucket_sizes[-1])
+        roi_keys = _roi_noise_keys(num, cond.device, noise_keys, settings.seed)
+        fast = _fast_path_for(settings, cond.device, trajectory_every)
+        chunk = _chunk_size(settings, fast, num)
         fg_count = cond.new_zeros((num, 1, size, size))
         trajectory = None
         for start, stop in _passes(num, chunk, groups):
@@ -147,20 +197,14 @@ class RoIMaskSampler:
             padded = stop - start if fast is None else fast.bucket(stop -
                                                                    start)
             out = self._sample_pass(
-                denoiser, _pad_rows(cond[rows], padded),
-                _pad_rows(None if cond_vector is None else cond_vector[rows],
-                          padded), _pad_rows(labels[rows], padded),
-                _pad_rows(None if roi_keys is None else roi_keys[rows],
-                          padded), settings, fast,
+                denoiser,
+                *_pass_rows((cond, cond_vector, labels, roi_keys), rows,
+                            padded), settings, fast,
                 trajectory_every if start == 0 else None)
-            binary = (out.sample > 0).to(cond.dtype)
-            binary = binary.view(settings.num_samples, padded, 1, size, size)
-            fg_count[rows] = binary[:, :stop - start].sum(dim=0)
+            fg_count[rows] = _foreground_count(
+                out.sample, settings.num_samples, stop - start, cond.dtype)
             if start == 0 and out.trajectory:
-                trajectory = dict(
-                    steps=[step for step, _, _ in out.trajectory],
-                    x_t=torch.stack([x for _, x, _ in out.trajectory], 1),
-                    pred_x0=torch.stack([p for _, _, p in out.trajectory], 1))
+                trajectory = _trajectory_dict(out.trajectory)
         return fg_count, trajectory
 
     def _sample_pass(self, denoiser: nn.Module, cond: Tensor,

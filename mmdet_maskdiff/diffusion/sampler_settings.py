@@ -128,24 +128,20 @@ def _fail(where: str, key: str, message: str) -> None:
     raise ValueError(f'{where}.{key} {message}')
 
 
-def _parse_fast(value: Any, where: str) -> Optional[FastPath]:
-    """``fast``: None / False (off), True (defaults) or a dict of
-    :class:`FastPath` fields plus ``enabled`` (default True; False: checked
-    but off, so a config can hold the settings and a command line flip
-    them on)."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        value = {}
-    if not isinstance(value, Mapping):
-        _fail(
-            where, 'fast', 'must be None, True or a dict of '
-            f'{list(FAST_KEYS)}, got {value!r}')
-    where = f'{where}.fast'
-    unknown = sorted(set(value) - set(FAST_KEYS))
+def _reject_unknown_keys(cfg: Mapping, valid: Tuple[str, ...],
+                         where: str) -> None:
+    """Fail on the first (sorted) key of ``cfg`` not in ``valid``."""
+    unknown = sorted(set(cfg) - set(valid))
     if unknown:
         raise ValueError(f'{where}: unknown key {unknown[0]!r}; valid: '
-                         f'{list(FAST_KEYS)}')
+                         f'{list(valid)}')
+
+
+def _fast_fields(value: Mapping, where: str) -> Tuple[bool, FastPath]:
+    """``enabled`` and the unchecked :class:`FastPath` of a ``fast`` dict
+    (lists turned into tuples); unknown keys and a non-bool ``enabled``
+    fail."""
+    _reject_unknown_keys(value, FAST_KEYS, where)
     value = dict(value)
     enabled = value.pop('enabled', True)
     if not isinstance(enabled, bool):
@@ -154,6 +150,13 @@ def _parse_fast(value: Any, where: str) -> Optional[FastPath]:
         k: tuple(v) if isinstance(v, list) else v
         for k, v in value.items()
     })
+    return enabled, fast
+
+
+def _check_fast_buckets(fast: FastPath,
+                        where: str) -> Tuple[Tuple[str, ...], Any]:
+    """Check ``devices`` and ``bucket_sizes``; returns the devices as a
+    tuple (a single name allowed) and the bucket sizes."""
     devices = fast.devices
     if isinstance(devices, str):
         devices = (devices, )
@@ -166,6 +169,13 @@ def _parse_fast(value: Any, where: str) -> Optional[FastPath]:
             or list(sizes) != sorted(set(sizes))):
         _fail(where, 'bucket_sizes', 'must be increasing ints >= 1, got '
               f'{sizes!r}')
+    return devices, sizes
+
+
+def _check_fast_compile(fast: FastPath, devices: Tuple[str, ...],
+                        where: str) -> None:
+    """Check ``compile`` and ``cuda_graphs`` (bools; graphs need compile;
+    compile needs ``torch.compile`` and CUDA-only ``devices``)."""
     for key in ('compile', 'cuda_graphs'):
         if not isinstance(getattr(fast, key), bool):
             _fail(where, key,
@@ -183,6 +193,25 @@ def _parse_fast(value: Any, where: str) -> Optional[FastPath]:
             _fail(
                 where, 'compile', "runs on CUDA only; set "
                 "devices=('cuda',) or compile=False")
+
+
+def _parse_fast(value: Any, where: str) -> Optional[FastPath]:
+    """``fast``: None / False (off), True (defaults) or a dict of
+    :class:`FastPath` fields plus ``enabled`` (default True; False: checked
+    but off, so a config can hold the settings and a command line flip
+    them on)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, Mapping):
+        _fail(
+            where, 'fast', 'must be None, True or a dict of '
+            f'{list(FAST_KEYS)}, got {value!r}')
+    where = f'{where}.fast'
+    enabled, fast = _fast_fields(value, where)
+    devices, sizes = _check_fast_buckets(fast, where)
+    _check_fast_compile(fast, devices, where)
     if not enabled:  # checked, but off (a config switch to flip)
         return None
     return FastPath(
@@ -190,6 +219,47 @@ def _parse_fast(value: Any, where: str) -> Optional[FastPath]:
         bucket_sizes=tuple(int(s) for s in sizes),
         compile=fast.compile,
         cuda_graphs=fast.cuda_graphs)
+
+
+def _check_chain_keys(merged: dict, num_timesteps: int, where: str) -> None:
+    """Check the keys of the reverse chain: ``type``, ``steps`` (in [1,
+    ``num_timesteps``] or None), ``eta`` and ``guidance_weight``."""
+    if merged['type'] not in ('ddim', 'ddpm'):
+        _fail(where, 'type', f"must be 'ddim' or 'ddpm', got "
+              f"{merged['type']!r}")
+    steps = merged['steps']
+    if steps is not None and not (_is_int(steps)
+                                  and 1 <= steps <= num_timesteps):
+        _fail(
+            where, 'steps', f'must be None or an int in [1, '
+            f'{num_timesteps}], got {steps!r}')
+    eta = merged['eta']
+    if not (_is_number(eta) and eta >= 0):
+        _fail(where, 'eta', f'must be a number >= 0, got {eta!r}')
+    weight = merged['guidance_weight']
+    if not (_is_number(weight) and math.isfinite(weight)):
+        _fail(where, 'guidance_weight',
+              f'must be a finite number, got {weight!r}')
+
+
+def _check_pass_keys(merged: dict, where: str) -> None:
+    """Check the keys of the sampling passes: ``num_samples``, ``seed``,
+    ``chunk_size`` and ``amp``."""
+    samples = merged['num_samples']
+    if not (_is_int(samples) and samples >= 1):
+        _fail(where, 'num_samples', f'must be an int >= 1, got {samples!r}')
+    seed = merged['seed']
+    if seed is not None and not _is_int(seed):
+        _fail(where, 'seed', f'must be None or an int, got {seed!r}')
+    chunk = merged['chunk_size']
+    if chunk is not None and not (_is_int(chunk) and chunk >= 1):
+        _fail(
+            where, 'chunk_size', 'must be None (all RoIs in one pass) or '
+            f'an int >= 1, got {chunk!r}')
+    amp = merged['amp']
+    if amp not in (False, True, 'bf16') or (amp != 'bf16'
+                                            and not isinstance(amp, bool)):
+        _fail(where, 'amp', f"must be False, True or 'bf16', got {amp!r}")
 
 
 def parse_sampler_settings(cfg: Optional[Mapping],
@@ -210,49 +280,18 @@ def parse_sampler_settings(cfg: Optional[Mapping],
         ValueError: one line naming the key at fault.
     """
     cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(SAMPLER_KEYS))
-    if unknown:
-        raise ValueError(f'{where}: unknown key {unknown[0]!r}; valid: '
-                         f'{list(SAMPLER_KEYS)}')
+    _reject_unknown_keys(cfg, SAMPLER_KEYS, where)
     merged = {**DEFAULT_SAMPLER, **cfg}
-    if merged['type'] not in ('ddim', 'ddpm'):
-        _fail(where, 'type', f"must be 'ddim' or 'ddpm', got "
-              f"{merged['type']!r}")
-    steps = merged['steps']
-    if steps is not None and not (_is_int(steps)
-                                  and 1 <= steps <= num_timesteps):
-        _fail(
-            where, 'steps', f'must be None or an int in [1, '
-            f'{num_timesteps}], got {steps!r}')
-    eta = merged['eta']
-    if not (_is_number(eta) and eta >= 0):
-        _fail(where, 'eta', f'must be a number >= 0, got {eta!r}')
-    weight = merged['guidance_weight']
-    if not (_is_number(weight) and math.isfinite(weight)):
-        _fail(where, 'guidance_weight',
-              f'must be a finite number, got {weight!r}')
-    samples = merged['num_samples']
-    if not (_is_int(samples) and samples >= 1):
-        _fail(where, 'num_samples', f'must be an int >= 1, got {samples!r}')
-    seed = merged['seed']
-    if seed is not None and not _is_int(seed):
-        _fail(where, 'seed', f'must be None or an int, got {seed!r}')
-    chunk = merged['chunk_size']
-    if chunk is not None and not (_is_int(chunk) and chunk >= 1):
-        _fail(
-            where, 'chunk_size', 'must be None (all RoIs in one pass) or '
-            f'an int >= 1, got {chunk!r}')
-    amp = merged['amp']
-    if amp not in (False, True, 'bf16') or (amp != 'bf16'
-                                            and not isinstance(amp, bool)):
-        _fail(where, 'amp', f"must be False, True or 'bf16', got {amp!r}")
+    _check_chain_keys(merged, num_timesteps, where)
+    _check_pass_keys(merged, where)
+    steps, seed, chunk = merged['steps'], merged['seed'], merged['chunk_size']
     return SamplerSettings(
         type=merged['type'],
         steps=None if steps is None else int(steps),
-        eta=float(eta),
-        guidance_weight=float(weight),
-        num_samples=int(samples),
+        eta=float(merged['eta']),
+        guidance_weight=float(merged['guidance_weight']),
+        num_samples=int(merged['num_samples']),
         seed=None if seed is None else int(seed),
         chunk_size=None if chunk is None else int(chunk),
-        amp=bool(amp),
+        amp=bool(merged['amp']),
         fast=_parse_fast(merged['fast'], where))

@@ -177,6 +177,22 @@ def ddpm_sample(
                           _check_every(trajectory_every), model_kwargs)
 
 
+def _ddim_coefficients(
+        diffusion: GaussianDiffusion,
+        eta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-step numpy tables of DDIM (Song et al. 2021, Eq. 12 and 16).
+
+    Returns:
+        tuple: σ_t (S,), the coefficient √(1 − ᾱ_{t−1} − σ_t²) of ε̂ (S,)
+        and √ᾱ_{t−1} (S,), over the steps of ``diffusion``.
+    """
+    acp, acp_prev = diffusion.alphas_cumprod, diffusion.alphas_cumprod_prev
+    variance_ratio = (1.0 - acp_prev) / (1.0 - acp)
+    sigmas = eta * np.sqrt(variance_ratio * (1.0 - acp / acp_prev))
+    direction_coefs = np.sqrt(np.clip(1.0 - acp_prev - sigmas**2, 0.0, None))
+    return sigmas, direction_coefs, np.sqrt(acp_prev)
+
+
 @torch.inference_mode()
 def ddim_sample(
         diffusion: GaussianDiffusion,
@@ -201,23 +217,9 @@ def ddim_sample(
     draws one z per step except the last (σ = 0 there).
 
     Args:
-        diffusion: the (possibly respaced) diffusion whose steps are visited.
-        model_fn: ``model_fn(x_t (N, ...), t (N,) long original timesteps,
-            **model_kwargs)`` returning the ``diffusion.prediction_type``
-            output (N, ...).
-        shape: (N, ...) sample shape.
         eta: η >= 0 (0: deterministic; 1 over all steps: DDPM).
-        noise: (N, ...) initial x_T; drawn from ``generator`` if None.
-        generator: RNG on the target device for every draw.
-        noise_source: instead of ``generator``, ``noise_source(draw)``
-            returns each draw (N, ...): draw 0 is x_T, draw i the z of step
-            i; see :class:`~mmdet_maskdiff.diffusion.keyed_noise.KeyedNoise`.
-        device: target device; defaults to ``noise.device``, else
-            ``generator.device``, else CPU.
-        dtype: sample dtype.
-        trajectory_every: keep (t, x_t, x̂_0) every k steps and at the last;
-            None: off.
-        model_kwargs: extra keyword arguments for ``model_fn``.
+        diffusion, model_fn, shape, noise, generator, noise_source, device,
+            dtype, trajectory_every, model_kwargs: as in :func:`ddpm_sample`.
 
     Returns:
         SampleOutput: ``sample`` (N, ...) and ``trajectory``.
@@ -225,11 +227,7 @@ def ddim_sample(
     eta = float(eta)
     if not eta >= 0.0:
         raise ValueError(f'eta must be >= 0, got {eta}')
-    acp, acp_prev = diffusion.alphas_cumprod, diffusion.alphas_cumprod_prev
-    variance_ratio = (1.0 - acp_prev) / (1.0 - acp)
-    sigmas = eta * np.sqrt(variance_ratio * (1.0 - acp / acp_prev))
-    direction_coefs = np.sqrt(np.clip(1.0 - acp_prev - sigmas**2, 0.0, None))
-    sqrt_acp_prev = np.sqrt(acp_prev)
+    sigmas, direction_coefs, sqrt_acp_prev = _ddim_coefficients(diffusion, eta)
     draw_noise = _noise_drawer(generator, noise_source)
     x = _initial_noise(shape, noise, draw_noise, generator, device, dtype)
 

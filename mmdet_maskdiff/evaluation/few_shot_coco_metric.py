@@ -210,18 +210,9 @@ class FewShotCocoMetric(CocoMetric):
                 self._name_to_cat_id()  # every class must be in ann_file
 
     def resolve_splits(self, dataset_meta: dict) -> Dict[str, Tuple[str, ...]]:
-        """Class names of every split, ``all`` first.
-
-        Args:
-            dataset_meta (dict): must hold ``classes``.
-
-        Returns:
-            dict[str, tuple[str, ...]]: split name -> class names.
-
-        Raises:
-            ValueError: a split class that is not a dataset class, or an empty
-                split.
-        """
+        """Class names of every split of this metric's ``class_splits``,
+        ``all`` first: :func:`resolve_split_specs` (same arguments, result
+        and errors)."""
         return resolve_split_specs(self.class_splits, dataset_meta)
 
     def _name_to_cat_id(self) -> Dict[str, int]:

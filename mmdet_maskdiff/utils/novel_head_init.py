@@ -150,6 +150,100 @@ def _get(state_dict: Dict[str, Tensor], key: str, source: str) -> Tensor:
     return state_dict[key]
 
 
+def _checked_weights(state_dict: Dict[str, Tensor],
+                     layout: BoxPredictorLayout,
+                     source: str) -> Tuple[Tensor, Tensor]:
+    """The classifier and box regressor weights of ``state_dict``, after
+    checking their row counts against ``layout``."""
+    num_classes = layout.num_classes
+    cls_weight = _get(state_dict, f'{layout.cls_prefix}.weight', source)
+    if cls_weight.shape[0] != num_classes + 1:
+        raise ValueError(
+            f'{source}: {layout.cls_prefix}.weight has {cls_weight.shape[0]} '
+            f'rows ({cls_weight.shape[0] - 1} classes + background) but the '
+            f'config has {num_classes} classes (+ background)')
+    reg_rows = 4 if layout.reg_class_agnostic else 4 * num_classes
+    reg_weight = _get(state_dict, f'{layout.reg_prefix}.weight', source)
+    if reg_weight.shape[0] != reg_rows:
+        found = reg_weight.shape[0]
+        raise ValueError(
+            f'{source}: {layout.reg_prefix}.weight has {found} rows '
+            f'({found / 4:g} classes x 4) but the config expects {reg_rows} '
+            f'({num_classes} classes, '
+            f"{'class-agnostic' if layout.reg_class_agnostic else '4 per class'})"
+        )
+    return cls_weight, reg_weight
+
+
+def _redraw(weight: Tensor, rows: List[int], std: float,
+            generator: Optional[torch.Generator]) -> Tensor:
+    """A copy of ``weight`` whose ``rows`` are drawn from N(0, std^2) (in
+    float32, then cast to the weight's dtype)."""
+    weight = weight.clone()
+    if rows:
+        draw = torch.empty(
+            (len(rows), ) + tuple(weight.shape[1:]), dtype=torch.float32)
+        draw.normal_(0.0, std, generator=generator)
+        weight[rows] = draw.to(weight.dtype)
+    return weight
+
+
+def _zero(bias: Tensor, rows: List[int]) -> Tensor:
+    """A copy of ``bias`` with ``rows`` set to 0."""
+    bias = bias.clone()
+    bias[rows] = 0
+    return bias
+
+
+def _reinit_classifier(new: Dict[str, Tensor], cls_weight: Tensor,
+                       layout: BoxPredictorLayout, std: float,
+                       generator: Optional[torch.Generator],
+                       source: str) -> List[str]:
+    """Re-draw the novel classifier rows in ``new`` (zero their bias, or
+    remove the bias the target lacks); returns the notes."""
+    novel = list(layout.novel_labels)
+    notes = []
+    bias_key = f'{layout.cls_prefix}.bias'
+    new[f'{layout.cls_prefix}.weight'] = _redraw(cls_weight, novel, std,
+                                                 generator)
+    if not layout.cls_has_bias:
+        if bias_key in new:
+            del new[bias_key]
+            notes.append(f'removed {bias_key}: the target classifier (e.g. '
+                         "CosineSimLinear, TFA's cosine classifier) has no "
+                         'bias')
+    elif bias_key in new:
+        new[bias_key] = _zero(new[bias_key], novel)
+    else:
+        notes.append(f'{source} has no {bias_key}: the target classifier '
+                     'keeps its initial bias')
+    notes.append(f'{layout.cls_prefix}: {len(novel)} novel rows re-drawn '
+                 f'(N(0, {std:g}^2) weights, zero bias), '
+                 f'{layout.num_classes - len(novel)} base rows and the '
+                 'background row copied')
+    return notes
+
+
+def _reinit_regressor(new: Dict[str, Tensor], reg_weight: Tensor,
+                      layout: BoxPredictorLayout, std: float,
+                      generator: Optional[torch.Generator]) -> List[str]:
+    """Re-draw the novel classes' 4 box regressor rows each in ``new``
+    (zero their bias; class-agnostic: kept); returns the notes."""
+    if layout.reg_class_agnostic:
+        return [f'{layout.reg_prefix}: class-agnostic, kept as is']
+    novel = list(layout.novel_labels)
+    rows = [4 * c + i for c in novel for i in range(4)]
+    new[f'{layout.reg_prefix}.weight'] = _redraw(reg_weight, rows, std,
+                                                 generator)
+    reg_bias = f'{layout.reg_prefix}.bias'
+    if reg_bias in new:
+        new[reg_bias] = _zero(new[reg_bias], rows)
+    return [
+        f'{layout.reg_prefix}: {len(rows)} novel rows '
+        f'({len(novel)} classes x 4) re-drawn, the base rows copied'
+    ]
+
+
 def reinit_novel_rows(
         state_dict: Dict[str, Tensor],
         layout: BoxPredictorLayout,
@@ -177,71 +271,11 @@ def reinit_novel_rows(
             that does not match ``layout`` (the message names both class
             counts and ``source``).
     """
-    num_classes = layout.num_classes
-    novel = list(layout.novel_labels)
+    cls_weight, reg_weight = _checked_weights(state_dict, layout, source)
     new = dict(state_dict)
-    notes = []
-
-    cls_weight = _get(state_dict, f'{layout.cls_prefix}.weight', source)
-    if cls_weight.shape[0] != num_classes + 1:
-        raise ValueError(
-            f'{source}: {layout.cls_prefix}.weight has {cls_weight.shape[0]} '
-            f'rows ({cls_weight.shape[0] - 1} classes + background) but the '
-            f'config has {num_classes} classes (+ background)')
-    reg_rows = 4 if layout.reg_class_agnostic else 4 * num_classes
-    reg_weight = _get(state_dict, f'{layout.reg_prefix}.weight', source)
-    if reg_weight.shape[0] != reg_rows:
-        found = reg_weight.shape[0]
-        raise ValueError(
-            f'{source}: {layout.reg_prefix}.weight has {found} rows '
-            f'({found / 4:g} classes x 4) but the config expects {reg_rows} '
-            f'({num_classes} classes, '
-            f"{'class-agnostic' if layout.reg_class_agnostic else '4 per class'})"
-        )
-
-    def redraw(weight: Tensor, rows: List[int]) -> Tensor:
-        weight = weight.clone()
-        if rows:
-            draw = torch.empty(
-                (len(rows), ) + tuple(weight.shape[1:]), dtype=torch.float32)
-            draw.normal_(0.0, std, generator=generator)
-            weight[rows] = draw.to(weight.dtype)
-        return weight
-
-    def zero(bias: Tensor, rows: List[int]) -> Tensor:
-        bias = bias.clone()
-        bias[rows] = 0
-        return bias
-
-    bias_key = f'{layout.cls_prefix}.bias'
-    new[f'{layout.cls_prefix}.weight'] = redraw(cls_weight, novel)
-    if not layout.cls_has_bias:
-        if bias_key in new:
-            del new[bias_key]
-            notes.append(f'removed {bias_key}: the target classifier (e.g. '
-                         "CosineSimLinear, TFA's cosine classifier) has no "
-                         'bias')
-    elif bias_key in new:
-        new[bias_key] = zero(new[bias_key], novel)
-    else:
-        notes.append(f'{source} has no {bias_key}: the target classifier '
-                     'keeps its initial bias')
-    notes.append(f'{layout.cls_prefix}: {len(novel)} novel rows re-drawn '
-                 f'(N(0, {std:g}^2) weights, zero bias), '
-                 f'{num_classes - len(novel)} base rows and the background '
-                 'row copied')
-
-    if layout.reg_class_agnostic:
-        notes.append(f'{layout.reg_prefix}: class-agnostic, kept as is')
-    else:
-        rows = [4 * c + i for c in novel for i in range(4)]
-        new[f'{layout.reg_prefix}.weight'] = redraw(reg_weight, rows)
-        reg_bias = f'{layout.reg_prefix}.bias'
-        if reg_bias in new:
-            new[reg_bias] = zero(new[reg_bias], rows)
-        notes.append(f'{layout.reg_prefix}: {len(rows)} novel rows '
-                     f'({len(novel)} classes x 4) re-drawn, the base rows '
-                     'copied')
+    notes = _reinit_classifier(new, cls_weight, layout, std, generator,
+                               source)
+    notes += _reinit_regressor(new, reg_weight, layout, std, generator)
     return new, notes
 
 

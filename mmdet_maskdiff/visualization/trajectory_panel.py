@@ -14,7 +14,7 @@ with labels a person can read:
 Values in [-1, 1] are drawn grey (-1 black, 1 white). Used by
 ``DiffusionSamplerHook`` (``save_trajectory``).
 """
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -65,6 +65,45 @@ def roi_labels(labels: Sequence[int],
     return titles
 
 
+def _grey_tile(t: torch.Tensor, scale: int) -> np.ndarray:
+    """(m, m) values in [-1, 1] -> uint8 grey (m * scale, m * scale)."""
+    img = ((t.clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+    return np.kron(img, np.ones((scale, scale), np.uint8))
+
+
+def _draw_column_titles(panel: np.ndarray, steps: Sequence[int],
+                        num_steps: int, cell: int) -> None:
+    """``t=<step>`` above each of the ``num_steps`` step columns and
+    ``mask`` above the mask column after them."""
+    titles = [f't={int(t)}' for t in steps[:num_steps]] + ['mask']
+    for col, title in enumerate(titles):
+        room = cell + (RIGHT if col == num_steps else 0)
+        _put(panel, _fit(title, room), LABEL + col * cell + 2, HEADER - 6)
+
+
+def _draw_roi_band(panel: np.ndarray, top: int, label: str,
+                   series: Tuple[torch.Tensor, torch.Tensor],
+                   final: torch.Tensor, cell: int, scale: int) -> None:
+    """One RoI's band from row ``top``: its label (up to 3 lines), a
+    :data:`SUB_ROWS` row per series (S, m, m) (x_t, x̂_0), the final mask
+    (m, m) after the last step, and a separating line below."""
+    steps = series[0].shape[0]
+    for i, line in enumerate(label.split('\n')[:3]):
+        _put(panel, _fit(line, LABEL - NAME), 2, top + 16 + 18 * i)
+    for sub, (name, tiles) in enumerate(zip(SUB_ROWS, series)):
+        y = top + sub * cell
+        _put(panel, name, LABEL - NAME, y + cell // 2 + 5)
+        for s in range(steps):
+            x = LABEL + s * cell
+            panel[y:y + cell - GUTTER,
+                  x:x + cell - GUTTER] = _grey_tile(tiles[s], scale)
+    x = LABEL + steps * cell
+    panel[top:top + cell - GUTTER,
+          x:x + cell - GUTTER] = _grey_tile(final, scale)
+    # a line between RoIs
+    panel[top + len(SUB_ROWS) * cell - 1, :] = 160
+
+
 def trajectory_panel(trajectory: dict,
                      row_labels: Optional[Sequence[str]] = None,
                      num_rois: int = 4,
@@ -98,33 +137,13 @@ def trajectory_panel(trajectory: dict,
     rows, steps, side = x_t.shape[0], x_t.shape[1], x_t.shape[-1]
     scale = max(1, cell_size // side)
     cell = side * scale + GUTTER
-
-    def grey(t: torch.Tensor) -> np.ndarray:
-        img = ((t.clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
-        return np.kron(img, np.ones((scale, scale), np.uint8))
-
     height = HEADER + rows * len(SUB_ROWS) * cell
     width = LABEL + (steps + 1) * cell + RIGHT
     panel = np.full((height, width), 255, np.uint8)
-    titles = [f't={int(t)}' for t in trajectory['steps'][:steps]] + ['mask']
-    for col, title in enumerate(titles):
-        room = cell + (RIGHT if col == steps else 0)
-        _put(panel, _fit(title, room), LABEL + col * cell + 2, HEADER - 6)
+    _draw_column_titles(panel, trajectory['steps'], steps, cell)
     labels = list(row_labels or [])
     for r in range(rows):
-        top = HEADER + r * len(SUB_ROWS) * cell
         label = labels[r] if r < len(labels) else f'RoI {r}'
-        for i, line in enumerate(label.split('\n')[:3]):
-            _put(panel, _fit(line, LABEL - NAME), 2, top + 16 + 18 * i)
-        for sub, (name, series) in enumerate(zip(SUB_ROWS, (x_t, pred))):
-            y = top + sub * cell
-            _put(panel, name, LABEL - NAME, y + cell // 2 + 5)
-            for s in range(steps):
-                x = LABEL + s * cell
-                panel[y:y + cell - GUTTER,
-                      x:x + cell - GUTTER] = grey(series[r, s])
-        x = LABEL + steps * cell
-        panel[top:top + cell - GUTTER, x:x + cell - GUTTER] = grey(final[r])
-        # a line between RoIs
-        panel[top + len(SUB_ROWS) * cell - 1, :] = 160
+        _draw_roi_band(panel, HEADER + r * len(SUB_ROWS) * cell, label,
+                       (x_t[r], pred[r]), final[r], cell, scale)
     return panel
