@@ -92,3 +92,23 @@ fcn_mask_head = dict(
     num_classes=80,
     class_agnostic=True,
     loss_mask=dict(type='CrossEntropyLoss', use_mask=True, loss_weight=1.0))
+
+# The lite family (coco_{K}shot_lite.py, coco_novel_{K}shot_lite.py): the
+# paper's detector and data with the compact denoiser (28x28 masks, UNet
+# 32 x (1, 2, 2), about 2 M parameters instead of 83.7 M) and one denoiser pass
+# per RoI at test time (DDIM 1 step, no guidance). Chosen by measurement:
+# docs/defaults.md, "The lite family". Checkpointing is off: the compact
+# denoiser's activations are small (docs/benchmarks.md).
+lite_mask_size = 28
+lite_model = dict(
+    roi_head=dict(
+        mask_head=dict(
+            mask_size=lite_mask_size,
+            denoiser=dict(
+                base_channels=32,
+                channel_mults=(1, 2, 2),
+                attention_channels=(64, ),
+                num_head_channels=32,
+                with_cp=False))),
+    train_cfg=dict(rcnn=dict(mask_size=lite_mask_size)),
+    test_cfg=dict(rcnn=dict(sampler=dict(steps=1, guidance_weight=0.0))))

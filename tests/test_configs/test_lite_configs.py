@@ -1,0 +1,69 @@
+"""The lite family (issue 11): coco_{K}shot_lite.py differs from
+coco_{K}shot.py only in the mask head's size and the test-time sampler."""
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SHOTS = (1, 2, 3, 5, 10, 30)
+
+
+def flatten(value, prefix=''):
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(flatten(item, f'{prefix}{key}.'))
+        return out
+    return {prefix[:-1]: value}
+
+
+def differences(lite, paper):
+    a = flatten(Config.fromfile(lite).to_dict())
+    b = flatten(Config.fromfile(paper).to_dict())
+    return {
+        key: (a.get(key), b.get(key))
+        for key in set(a) | set(b) if a.get(key) != b.get(key)
+    }
+
+
+LITE_KEYS = {
+    'model.roi_head.mask_head.mask_size': (28, 64),
+    'model.train_cfg.rcnn.mask_size': (28, 64),
+    'model.roi_head.mask_head.denoiser.base_channels': (32, 128),
+    'model.roi_head.mask_head.denoiser.channel_mults': ((1, 2, 2),
+                                                        (1, 2, 3, 4)),
+    'model.roi_head.mask_head.denoiser.attention_channels': ((64, ),
+                                                             (384, )),
+    'model.roi_head.mask_head.denoiser.num_head_channels': (32, 64),
+    'model.roi_head.mask_head.denoiser.with_cp': (False, True),
+    'model.test_cfg.rcnn.sampler.steps': (1, 2),
+    'model.test_cfg.rcnn.sampler.guidance_weight': (0.0, 1.0),
+}
+
+
+@pytest.mark.parametrize('protocol', ['coco_{}shot', 'coco_novel_{}shot'])
+@pytest.mark.parametrize('shots', SHOTS)
+def test_lite_changes_only_the_mask_head_size_and_sampler(protocol, shots):
+    name = protocol.format(shots)
+    config_dir = osp.join(REPO, 'configs', 'maskdiff')
+    diff = differences(
+        osp.join(config_dir, f'{name}_lite.py'),
+        osp.join(config_dir, f'{name}.py'))
+    # the lite_* variables of the base file travel with every config
+    diff = {k: v for k, v in diff.items() if not k.startswith('lite_')}
+    assert diff == LITE_KEYS
+
+
+def test_lite_head_is_compact_and_samples_in_one_pass():
+    import mmdet_maskdiff  # noqa: F401
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot_lite.py'))
+    head = MODELS.build(cfg.model.roi_head.mask_head)
+    params = sum(p.numel() for p in head.denoiser.parameters())
+    assert 1.5e6 < params < 2.5e6, params  # paper-size: 83.7 M
+    assert head.denoiser.mask_size == 28
+    settings = head.sampler_settings(cfg.model.test_cfg.rcnn)
+    # one step without guidance: one denoiser forward per RoI
+    assert settings.steps == 1 and settings.guidance_weight == 0.0
