@@ -1,10 +1,12 @@
 from . import denoisers  # noqa: F401  (registers MaskDenoisingUNet)
 from .detectors import MaskDiffRCNN
 from .layers import CosineSimLinear
-from .mask_heads import DiffusionMaskHead, MaskCondition
+from .mask_heads import (ConditionSpec, DiffusionMaskHead, MaskCondition,
+                         condition_spec_of)
 from .roi_heads import FewShotRoIHead, QueryContext, SupportFeatures
 
 __all__ = [
     'MaskDiffRCNN', 'CosineSimLinear', 'DiffusionMaskHead', 'MaskCondition',
-    'FewShotRoIHead', 'QueryContext', 'SupportFeatures'
+    'ConditionSpec', 'condition_spec_of', 'FewShotRoIHead', 'QueryContext',
+    'SupportFeatures'
 ]

@@ -13,6 +13,7 @@ from mmengine.config import Config
 
 from mmdet_maskdiff.datasets.support_bank import SupportBank
 from mmdet_maskdiff.engine.hooks.support_set_hook import SupportSetHook
+from mmdet_maskdiff.models.mask_heads import ConditionSpec
 from mmdet_maskdiff.utils import (InputError, checkpoint_mismatch,
                                   read_checkpoint, run_cli)
 from mmdet_maskdiff.utils.cli_checks import DEBUG_ENV, check_evaluators
@@ -59,8 +60,8 @@ def test_unreadable_checkpoint_names_its_path(tmp_path, content):
 
 
 def fake_runner(num_shots=5, shot_fusion='concat'):
-    head = types.SimpleNamespace(
-        requires_condition=True, num_shots=num_shots, shot_fusion=shot_fusion)
+    spec = ConditionSpec(mask_size=16, num_shots=num_shots, region_image=True)
+    head = types.SimpleNamespace(condition_spec=spec, shot_fusion=shot_fusion)
     model = types.SimpleNamespace(
         roi_head=types.SimpleNamespace(mask_head=head))
     return types.SimpleNamespace(model=model)

@@ -13,6 +13,7 @@ from mmengine.logging import print_log
 
 from mmdet.registry import HOOKS
 from mmdet_maskdiff.diffusion.sampler_settings import SAMPLER_HOME
+from mmdet_maskdiff.models.mask_heads.mask_condition import condition_spec_of
 from mmdet_maskdiff.visualization import roi_labels, trajectory_panel
 from .runner_model import unwrap_model
 
@@ -70,7 +71,7 @@ class DiffusionSamplerHook(Hook):
     def _mask_head(self, runner):
         roi_head = getattr(unwrap_model(runner), 'roi_head', None)
         head = getattr(roi_head, 'mask_head', None)
-        if not getattr(head, 'requires_condition', False):
+        if condition_spec_of(head) is None:
             raise TypeError('DiffusionSamplerHook needs a model whose '
                             'roi_head.mask_head is a DiffusionMaskHead')
         return head

@@ -10,6 +10,7 @@ from mmdet_maskdiff.datasets.few_shot_coco import (FewShotCocoDataset,
                                                   k_shot_members)
 from mmdet_maskdiff.datasets.support_bank import (SupportBank,
                                                   build_support_bank)
+from mmdet_maskdiff.models.mask_heads.mask_condition import condition_spec_of
 from mmdet_maskdiff.utils.few_shot_sample import support_set_config
 from .runner_model import unwrap_model
 
@@ -206,17 +207,17 @@ class SupportSetHook(Hook):
         head = getattr(
             getattr(unwrap_model(runner), 'roi_head', None), 'mask_head',
             None)
-        if not getattr(head, 'requires_condition', False) or getattr(
-                head, 'shot_fusion', 'concat') != 'concat':
+        spec = condition_spec_of(head)
+        if spec is None or getattr(head, 'shot_fusion', 'concat') != 'concat':
             return
         support = self._support_dataset()
         for key in ('num_base_shots', 'num_novel_shots'):
             shots = getattr(support, key, None)
-            if shots and shots != head.num_shots:  # 0: no such shots
+            if shots and shots != spec.num_shots:  # 0: no such shots
                 raise ValueError(
                     f'SupportSetHook: the support set has K={shots} '
                     f'({key} of the hook\'s dataset) but the mask head '
-                    f'concatenates num_shots={head.num_shots} shots '
+                    f'concatenates num_shots={spec.num_shots} shots '
                     '(model.roi_head.mask_head.num_shots); use the config '
                     'of this K, or set both to the same K')
 
@@ -227,9 +228,8 @@ class SupportSetHook(Hook):
         roi_head = getattr(model, 'roi_head', None)
         num_classes = getattr(
             getattr(roi_head, 'bbox_head', None), 'num_classes', None)
-        if num_classes is None or not getattr(
-                getattr(roi_head, 'mask_head', None), 'requires_condition',
-                False):
+        if num_classes is None or condition_spec_of(
+                getattr(roi_head, 'mask_head', None)) is None:
             return
         support = self._support_dataset()
         if not hasattr(support, 'full_init'):

@@ -22,13 +22,36 @@ from mmdet_maskdiff.diffusion.roi_sampler import RoIMaskSampler
 from mmdet_maskdiff.diffusion.sampler_settings import (  # noqa: F401
     DEFAULT_SAMPLER, SAMPLER_HOME, SAMPLER_KEYS, SamplerSettings,
     parse_sampler_settings)
-from .mask_condition import MaskCondition
+from .mask_condition import ConditionSpec, MaskCondition
 
 
 def _take(tensors: Tuple[Optional[Tensor], ...],
           index: Tensor) -> Tuple[Optional[Tensor], ...]:
     """The rows ``index`` of every tensor (None stays None)."""
     return tuple(None if t is None else t[index] for t in tensors)
+
+
+def _check_head_args(region_source: str, shot_fusion: str, num_shots: int,
+                     class_dropout_prob: float,
+                     max_train_rois: Optional[int]) -> None:
+    """Raise a one-line ``ValueError`` on a bad :class:`DiffusionMaskHead`
+    argument."""
+    if region_source not in ('image', 'feature', 'both'):
+        raise ValueError("region_source must be 'image', 'feature' or "
+                         f"'both', got {region_source!r}")
+    if shot_fusion not in ('concat', 'mean'):
+        raise ValueError("shot_fusion must be 'concat' or 'mean', got "
+                         f'{shot_fusion!r}')
+    if num_shots < 1:
+        raise ValueError(f'num_shots must be >= 1, got {num_shots}')
+    if not 0.0 <= class_dropout_prob < 1.0:
+        raise ValueError('class_dropout_prob must be in [0, 1), got '
+                         f'{class_dropout_prob}')
+    rois_ok = max_train_rois is None or (type(max_train_rois) is int
+                                         and max_train_rois >= 1)
+    if not rois_ok:
+        raise ValueError('DiffusionMaskHead: max_train_rois must be None '
+                         f'or an int >= 1, got {max_train_rois!r}')
 
 
 @MODELS.register_module()
@@ -99,10 +122,14 @@ class DiffusionMaskHead(BaseModule):
             for one release, over those of ``test_cfg``, with a
             ``DeprecationWarning``.
         init_cfg (dict or list[dict], optional): Initialization config.
+
+    Attributes:
+        condition_spec (ConditionSpec): What the RoI head must gather for
+            every RoI (m, K, region crop / features, prototype dimension);
+            ``mask_size``, ``num_shots``, ``use_prototypes`` and
+            ``uses_region_*`` read it.
     """
 
-    #: tells :class:`FewShotRoIHead` to build a :class:`MaskCondition`
-    requires_condition = True
     #: keep every n-th step of the next :meth:`predict`'s first chunk in
     #: ``last_trajectory`` (set by ``DiffusionSamplerHook``; None: off)
     trajectory_every: Optional[int] = None
@@ -132,54 +159,58 @@ class DiffusionMaskHead(BaseModule):
                  test_sampler: Optional[dict] = None,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if region_source not in ('image', 'feature', 'both'):
-            raise ValueError("region_source must be 'image', 'feature' or "
-                             f"'both', got {region_source!r}")
-        if shot_fusion not in ('concat', 'mean'):
-            raise ValueError("shot_fusion must be 'concat' or 'mean', got "
-                             f'{shot_fusion!r}')
-        if num_shots < 1:
-            raise ValueError(f'num_shots must be >= 1, got {num_shots}')
-        if not 0.0 <= class_dropout_prob < 1.0:
-            raise ValueError('class_dropout_prob must be in [0, 1), got '
-                             f'{class_dropout_prob}')
-        rois_ok = max_train_rois is None or (type(max_train_rois) is int
-                                             and max_train_rois >= 1)
-        if not rois_ok:
-            raise ValueError('DiffusionMaskHead: max_train_rois must be None '
-                             f'or an int >= 1, got {max_train_rois!r}')
+        _check_head_args(region_source, shot_fusion, num_shots,
+                         class_dropout_prob, max_train_rois)
         self.num_classes = num_classes
-        self.mask_size = mask_size
         self.region_source = region_source
-        self.num_shots = num_shots
         self.shot_fusion = shot_fusion
-        self.use_prototypes = use_prototypes
         self.class_dropout_prob = class_dropout_prob
         self.loss_weight = loss_weight
         self.max_train_rois = max_train_rois
-        # FCNMaskHead's target and pasting code reads these two attributes.
+        # FCNMaskHead's target and pasting code reads this and num_classes.
         self.class_agnostic = True
-
-        cond_channels = 0
-        if self.uses_region_image:
-            cond_channels += 3
+        #: what :class:`FewShotRoIHead` gathers for every RoI; the one home
+        #: of mask_size, num_shots, the region source and the prototypes
+        self.condition_spec = ConditionSpec(
+            mask_size=mask_size,
+            num_shots=num_shots,
+            region_image=region_source in ('image', 'both'),
+            region_feat_channels=(region_feat_channels if region_source
+                                  in ('feature', 'both') else None),
+            prototype_dim=prototype_dim if use_prototypes else None)
         if self.uses_region_features:
             self.region_proj = nn.Conv2d(region_feat_channels,
                                          region_proj_channels, 1)
-            cond_channels += region_proj_channels
-        cond_channels += 4 * (num_shots if shot_fusion == 'concat' else 1)
-        denoiser = copy.deepcopy(denoiser)
-        denoiser.update(
-            cond_channels=cond_channels,
-            num_classes=num_classes,
-            mask_size=mask_size,
-            cond_vector_dim=prototype_dim if use_prototypes else 0)
-        self.denoiser = MODELS.build(denoiser)
-
+        self.denoiser = self._build_denoiser(denoiser, region_proj_channels)
         self.diffusion = GaussianDiffusion(
             get_beta_schedule(beta_schedule, num_timesteps),
             prediction_type=prediction_type)
         self.sampler = RoIMaskSampler(self.diffusion, num_classes)
+        self._take_deprecated_sampler(test_sampler)
+        self.last_trajectory: Optional[dict] = None
+
+    def _build_denoiser(self, cfg: ConfigType,
+                        region_proj_channels: int) -> nn.Module:
+        """Build ``denoiser`` with the sizes this head fills in: the
+        condition's channels [x, k], the class count, m and the prototype
+        dimension."""
+        spec = self.condition_spec
+        cond_channels = 3 if spec.region_image else 0
+        if spec.region_features:
+            cond_channels += region_proj_channels
+        cond_channels += 4 * (
+            spec.num_shots if self.shot_fusion == 'concat' else 1)
+        cfg = copy.deepcopy(cfg)
+        cfg.update(
+            cond_channels=cond_channels,
+            num_classes=self.num_classes,
+            mask_size=spec.mask_size,
+            cond_vector_dim=spec.prototype_dim if spec.prototypes else 0)
+        return MODELS.build(cfg)
+
+    def _take_deprecated_sampler(self, test_sampler: Optional[dict]) -> None:
+        """Keep the deprecated ``test_sampler`` settings (they override
+        ``test_cfg.sampler`` for one release) and validate them now."""
         self.deprecated_test_sampler = dict(test_sampler or {})
         # the old key of the trajectory capture, now a head attribute
         self.trajectory_every = self.deprecated_test_sampler.pop(
@@ -192,20 +223,44 @@ class DiffusionMaskHead(BaseModule):
             warnings.warn(message, DeprecationWarning)
             print_log(message, logger='current', level=logging.WARNING)
             self.sampler_settings(None)  # validate now
-        self.last_trajectory: Optional[dict] = None
 
     # ------------------------------------------------------------------ #
     # configuration
     # ------------------------------------------------------------------ #
     @property
+    def mask_size(self) -> int:
+        """m, the side of the square mask the diffusion runs on."""
+        return self.condition_spec.mask_size
+
+    @property
+    def num_shots(self) -> int:
+        """K, the support shots per RoI."""
+        return self.condition_spec.num_shots
+
+    @property
+    def use_prototypes(self) -> bool:
+        """Whether k includes the support-feature prototype."""
+        return self.condition_spec.prototypes
+
+    @property
     def uses_region_image(self) -> bool:
         """Whether x includes the RoIAlign crop of the query image."""
-        return self.region_source in ('image', 'both')
+        return self.condition_spec.region_image
 
     @property
     def uses_region_features(self) -> bool:
         """Whether x includes the neck's RoI features."""
-        return self.region_source in ('feature', 'both')
+        return self.condition_spec.region_features
+
+    @property
+    def requires_condition(self) -> bool:
+        """Deprecated: use :func:`condition_spec_of` (or
+        ``condition_spec``), which also says what the condition holds."""
+        warnings.warn(
+            'DiffusionMaskHead.requires_condition is deprecated: use '
+            'mmdet_maskdiff.models.mask_heads.condition_spec_of(head), '
+            'which is None for an unconditioned head', DeprecationWarning)
+        return True
 
     def sampler_settings(
             self, rcnn_test_cfg: Optional[ConfigDict]) -> SamplerSettings:

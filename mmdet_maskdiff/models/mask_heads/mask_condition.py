@@ -1,8 +1,62 @@
-"""What a diffusion mask head is conditioned on, per RoI."""
+"""What a diffusion mask head is conditioned on, per RoI, and what it asks
+the RoI head to gather for it."""
 from dataclasses import dataclass
 from typing import List, Optional
 
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class ConditionSpec:
+    """What a conditioned mask head needs the RoI head to supply per RoI.
+
+    A mask head that is conditioned on the object region and the K-shot
+    information (:class:`~mmdet_maskdiff.models.DiffusionMaskHead`) exposes
+    one as its ``condition_spec`` attribute; an unconditioned head (mmdet's
+    ``FCNMaskHead``) has none. :class:`~mmdet_maskdiff.models.FewShotRoIHead`
+    reads it once, when it is built (:func:`condition_spec_of`), and gathers
+    a :class:`MaskCondition` with exactly these fields.
+
+    Attributes:
+        mask_size (int): m, the side of the region crop and of the shots.
+        num_shots (int): K, the support shots given per RoI.
+        region_image (bool): Whether x includes the RoIAlign crop of the
+            normalised query image, (N, 3, m, m).
+        region_feat_channels (int, optional): Channels of the neck RoI
+            features the head reads as x, (N, C, r, r); None: it reads none.
+        prototype_dim (int, optional): Dimension D of the support prototypes
+            (N, D); None: the head uses no prototypes.
+    """
+    mask_size: int
+    num_shots: int
+    region_image: bool
+    region_feat_channels: Optional[int] = None
+    prototype_dim: Optional[int] = None
+
+    @property
+    def region_features(self) -> bool:
+        """Whether x includes the neck's RoI features."""
+        return self.region_feat_channels is not None
+
+    @property
+    def prototypes(self) -> bool:
+        """Whether k includes the pooled support-feature prototype."""
+        return self.prototype_dim is not None
+
+
+def condition_spec_of(mask_head: object) -> Optional[ConditionSpec]:
+    """The :class:`ConditionSpec` of ``mask_head``; None for an unconditioned
+    head (no ``condition_spec``, e.g. ``FCNMaskHead``) or no head.
+
+    Raises:
+        TypeError: ``mask_head.condition_spec`` is set but is not a
+            :class:`ConditionSpec`.
+    """
+    spec = getattr(mask_head, 'condition_spec', None)
+    if spec is None or isinstance(spec, ConditionSpec):
+        return spec
+    raise TypeError(f'{type(mask_head).__name__}.condition_spec must be a '
+                    f'ConditionSpec or None, got {type(spec).__name__}')
 
 
 @dataclass
@@ -10,8 +64,9 @@ class MaskCondition:
     """Conditioning inputs of the mask distribution p(y | x, k, c).
 
     Built by :class:`~mmdet_maskdiff.models.FewShotRoIHead` for a batch of N
-    RoIs; consumed by :class:`~mmdet_maskdiff.models.DiffusionMaskHead`.
-    Fields the head does not ask for stay ``None``.
+    RoIs from the head's :class:`ConditionSpec`; consumed by
+    :class:`~mmdet_maskdiff.models.DiffusionMaskHead`. Fields the head does
+    not ask for stay ``None``.
 
     Attributes:
         labels (Tensor): Class c of every RoI, shape (N, ): the ground-truth

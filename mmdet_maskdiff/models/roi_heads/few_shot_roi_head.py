@@ -17,7 +17,8 @@ from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import InstanceList
 from mmdet_maskdiff.diffusion.keyed_noise import combine_keys, content_key
 from mmdet_maskdiff.structures import SupportBank
-from ..mask_heads.mask_condition import MaskCondition
+from ..mask_heads.mask_condition import (ConditionSpec, MaskCondition,
+                                         condition_spec_of)
 from .stored_support import (StoredSupport, first_shots, pop_from_state_dict,
                              save_to_state_dict)
 
@@ -75,8 +76,10 @@ class SupportFeatures:
 class FewShotRoIHead(StandardRoIHead):
     """:class:`StandardRoIHead` whose mask head is conditioned on few shots.
 
-    When the mask head declares ``requires_condition`` (the
-    :class:`DiffusionMaskHead`), every RoI gets a :class:`MaskCondition`:
+    When the mask head has a :class:`ConditionSpec` (the
+    :class:`DiffusionMaskHead`; read once, when the head is built, into
+    ``condition_spec``), every RoI gets a :class:`MaskCondition` with what
+    the spec asks for:
 
     * the object region x — an RoIAlign crop of the normalised query image at
       the mask size and/or the neck's RoI features;
@@ -120,9 +123,14 @@ class FewShotRoIHead(StandardRoIHead):
     leaves it out of the mask loss. The choice was measured
     (``docs/defaults.md``, "Stage-2 data mix and training shots").
 
+    **Channels.** The prototype dimension and the region-feature channels
+    the mask head was built for are checked against the RoI extractors that
+    produce them (``ValueError`` naming both config keys).
+
     Args:
         support_roi_extractor (dict, optional): RoI extractor for the support
-            prototypes; defaults to the mask RoI extractor.
+            prototypes; defaults to the mask RoI extractor (itself the box
+            RoI extractor when ``mask_roi_extractor`` is None).
         **kwargs: Arguments of :class:`StandardRoIHead`.
     """
 
@@ -140,8 +148,13 @@ class FewShotRoIHead(StandardRoIHead):
                 'FewShotRoIHead: train_cfg.rcnn.support_fallback must be one '
                 f'of {SUPPORT_FALLBACKS}, got {fallback!r}')
         self.support_fallback = fallback
-        if self.needs_condition:  # test_cfg.sampler: checked once, here
-            self.mask_head.sampler_settings(self.test_cfg)
+        #: what the mask head is conditioned on; None: an unconditioned
+        #: head (e.g. FCNMaskHead), this is then a StandardRoIHead
+        self.condition_spec: Optional[ConditionSpec] = (
+            condition_spec_of(self.mask_head) if self.with_mask else None)
+        if self.needs_condition:  # checked once, here
+            self._check_condition_channels()
+            self.mask_head.sampler_settings(self.test_cfg)  # test_cfg.sampler
         self.support_bank: Optional[SupportBank] = None
         self.stored_support: Optional[StoredSupport] = None
         self.register_state_dict_post_hook(_save_stored_support)
@@ -149,14 +162,57 @@ class FewShotRoIHead(StandardRoIHead):
         self._test_support: Optional[Tuple[Tensor, SupportFeatures]] = None
 
     # ------------------------------------------------------------------ #
-    # support bank and cache
+    # what the mask head is conditioned on
     # ------------------------------------------------------------------ #
+    def _support_extractor_key(self) -> str:
+        """The config key of the RoI extractor that pools the prototypes."""
+        if self.support_roi_extractor is not None:
+            return 'model.roi_head.support_roi_extractor'
+        return self._mask_extractor_key()
+
+    def _mask_extractor_key(self) -> str:
+        """The config key of the RoI extractor that gives the region
+        features (the box one when ``mask_roi_extractor`` is None)."""
+        if getattr(self, 'share_roi_extractor', False):
+            return 'model.roi_head.bbox_roi_extractor'
+        return 'model.roi_head.mask_roi_extractor'
+
+    def _check_condition_channels(self) -> None:
+        """Require the mask head's ``prototype_dim`` and
+        ``region_feat_channels`` to equal the channels of the RoI extractors
+        that produce them.
+
+        Raises:
+            ValueError: a mismatch, naming both config keys and values.
+        """
+        spec = self.condition_spec
+        checks = []
+        if spec.prototypes:
+            extractor = self.support_roi_extractor or self.mask_roi_extractor
+            checks.append(
+                ('prototype_dim', spec.prototype_dim, 'support', extractor,
+                 self._support_extractor_key()))
+        if spec.region_features:
+            checks.append(
+                ('region_feat_channels', spec.region_feat_channels, 'region',
+                 self.mask_roi_extractor, self._mask_extractor_key()))
+        for name, value, role, extractor, key in checks:
+            channels = getattr(extractor, 'out_channels', None)
+            if channels is not None and channels != value:
+                raise ValueError(
+                    f'model.roi_head.mask_head.{name}={value} but the {role} '
+                    f'RoI extractor gives {channels} channels '
+                    f'({key}.out_channels); set them equal (the neck\'s '
+                    'out_channels)')
+
     @property
     def needs_condition(self) -> bool:
         """Whether the mask head is conditioned on region and shots."""
-        return self.with_mask and getattr(self.mask_head, 'requires_condition',
-                                          False)
+        return self.condition_spec is not None
 
+    # ------------------------------------------------------------------ #
+    # support bank and cache
+    # ------------------------------------------------------------------ #
     def set_support_bank(self, bank: SupportBank) -> None:
         """Use ``bank`` for the K-shot information from now on.
 
@@ -183,9 +239,10 @@ class FewShotRoIHead(StandardRoIHead):
         """Keep the test-time K-shot set with the weights.
 
         Only what inference uses is kept: the first K (``num_shots`` of the
-        mask head) instances of each class, in bank order. It goes into every
-        later ``state_dict`` (so into checkpoints) and is used at test time
-        when no bank was given with :meth:`set_support_bank`.
+        mask head's :class:`ConditionSpec`) instances of each class, in bank
+        order. It goes into every later ``state_dict`` (so into checkpoints)
+        and is used at test time when no bank was given with
+        :meth:`set_support_bank`.
 
         Args:
             bank (SupportBank): The K-shot support set.
@@ -194,7 +251,7 @@ class FewShotRoIHead(StandardRoIHead):
         """
         if not self.needs_condition:
             return
-        num_shots = self.mask_head.num_shots
+        num_shots = self.condition_spec.num_shots
         stored = StoredSupport(
             first_shots(bank, num_shots),
             dict(info or {}, num_shots=num_shots))
@@ -207,14 +264,15 @@ class FewShotRoIHead(StandardRoIHead):
                            what: str = 'support set') -> None:
         """Refuse a stored set of another K or class count than the model's
         (one line; ``ValueError``)."""
-        head = self.mask_head
-        if (stored.num_shots == head.num_shots
-                and stored.bank.num_classes == head.num_classes):
+        num_shots = self.condition_spec.num_shots
+        num_classes = self.mask_head.num_classes
+        if (stored.num_shots == num_shots
+                and stored.bank.num_classes == num_classes):
             return
         raise ValueError(
             f'{what} does not fit this model: it is a {stored.describe()}, '
-            f'the config builds a {head.num_shots}-shot model over '
-            f'{head.num_classes} classes; load it with the config it was '
+            f'the config builds a {num_shots}-shot model over '
+            f'{num_classes} classes; load it with the config it was '
             'trained with (e.g. configs/maskdiff/coco_'
             f'{stored.num_shots}shot.py)')
 
@@ -315,7 +373,7 @@ class FewShotRoIHead(StandardRoIHead):
                 task_type='mask',
                 instance_results=results_list,
                 mask_thr_binary=self.test_cfg.mask_thr_binary)
-            size = self.mask_head.mask_size
+            size = self.condition_spec.mask_size
             for results in results_list:  # same fields as with detections
                 results.mask_uncertainty = mask_rois.new_zeros((0, size, size))
             return results_list
@@ -369,20 +427,20 @@ class FewShotRoIHead(StandardRoIHead):
             raise RuntimeError(
                 'FewShotRoIHead needs the query images and a support encoder: '
                 'use it inside a MaskDiffRCNN detector')
-        head = self.mask_head
-        size = head.mask_size
+        spec = self.condition_spec
+        size = spec.mask_size
         condition = MaskCondition(labels=labels)
-        if head.uses_region_image:
+        if spec.region_image:
             condition.region_image = roi_align(self._context.images, rois,
                                                (size, size), 1.0, 0, 'avg',
                                                True)
-        if head.uses_region_features:
+        if spec.region_features:
             condition.region_feats = self.mask_roi_extractor(
                 x[:self.mask_roi_extractor.num_inputs], rois)
         if len(labels) == 0:
             condition.shots = labels.new_zeros(
-                (0, head.num_shots, 4, size, size), dtype=x[0].dtype)
-            if head.use_prototypes:
+                (0, spec.num_shots, 4, size, size), dtype=x[0].dtype)
+            if spec.prototypes:
                 condition.prototypes = x[0].new_zeros((0, x[0].shape[1]))
             return condition
         if training:
@@ -424,7 +482,7 @@ class FewShotRoIHead(StandardRoIHead):
         classes, inverse = labels.unique(return_inverse=True)
         indices = bank.sample(
             classes.cpu(),
-            self.mask_head.num_shots,
+            self.condition_spec.num_shots,
             exclude_img_ids=self._context.img_ids)
         has_shots = indices[:, 0] >= 0
         support = self._null_support(len(classes), feat_channels,
@@ -442,15 +500,15 @@ class FewShotRoIHead(StandardRoIHead):
                       device: torch.device) -> SupportFeatures:
         """Null shots for ``num_classes`` classes: zero image channels (the
         normalised mean colour), mask channel -1 (empty), zero prototype."""
-        size = self.mask_head.mask_size
+        spec = self.condition_spec
+        size = spec.mask_size
         dtype = self._context.images.dtype
-        shots = torch.zeros((num_classes, self.mask_head.num_shots, 4, size,
-                             size),
+        shots = torch.zeros((num_classes, spec.num_shots, 4, size, size),
                             dtype=dtype,
                             device=device)
         shots[:, :, 3] = -1
         prototypes = None
-        if self.mask_head.use_prototypes:
+        if spec.prototypes:
             prototypes = torch.zeros((num_classes, feat_channels),
                                      dtype=dtype,
                                      device=device)
@@ -462,7 +520,7 @@ class FewShotRoIHead(StandardRoIHead):
         if self._test_support is None:
             classes = torch.unique(bank.labels)
             support = self._encode_shots(
-                bank.fixed(classes, self.mask_head.num_shots))
+                bank.fixed(classes, self.condition_spec.num_shots))
             lookup = torch.full((bank.num_classes, ),
                                 -1,
                                 dtype=torch.long,
@@ -489,11 +547,11 @@ class FewShotRoIHead(StandardRoIHead):
         crops = self._context.normalize(bank.crops[flat].to(device))
         masks = bank.masks[flat].to(device=device, dtype=crops.dtype)
         prototypes = None
-        if self.mask_head.use_prototypes:
+        if self.condition_spec.prototypes:
             pooled = self._pooled_support_feats(crops, masks)
             prototypes = pooled.view(num_classes, num_shots, -1).mean(dim=1)
 
-        size = (self.mask_head.mask_size, ) * 2
+        size = (self.condition_spec.mask_size, ) * 2
         shot_imgs = F.interpolate(
             crops, size=size, mode='bilinear', align_corners=False)
         shot_masks = (F.interpolate(
