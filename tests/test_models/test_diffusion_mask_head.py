@@ -530,3 +530,17 @@ def test_loading_is_strict_for_the_head_even_when_the_caller_is_not():
     three.load_state_dict({}, strict=False)
     assert all(torch.equal(v, three.state_dict()[k]) for k, v in before.items())
     three.load_state_dict(make_head(num_shots=3).state_dict())  # fits
+
+
+def test_checkpoint_with_additive_blocks_is_named_as_such():
+    """A stage-2 checkpoint of the additive residual blocks (``time_proj``
+    with C rows, before the scale-shift fix) is refused with its cause."""
+    head = make_head()
+    old = {
+        key: (value[:value.shape[0] // 2] if '.time_proj.' in key else value)
+        for key, value in head.state_dict().items()
+    }
+    with pytest.raises(ValueError,
+                       match=r'time_proj\.weight has shape .*additive residual '
+                       r'blocks .*retrain stage 2'):
+        make_head().load_state_dict(old, strict=False)

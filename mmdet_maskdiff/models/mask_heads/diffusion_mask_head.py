@@ -54,6 +54,26 @@ def _check_head_args(region_source: str, shot_fusion: str, num_shots: int,
                          f'or an int >= 1, got {max_train_rois!r}')
 
 
+def _mismatch_cause(state_dict: dict, own: dict) -> str:
+    """The likely cause of a mask-head checkpoint that does not fit.
+
+    Residual blocks whose ``time_proj`` gives C instead of 2 × C rows are
+    those of the additive blocks before the scale-shift fix (README
+    changelog), not another config.
+    """
+    reshaped = [
+        key for key in own
+        if key in state_dict and state_dict[key].shape != own[key].shape
+    ]
+    if reshaped and all('.time_proj.' in key and state_dict[key].shape[0] *
+                        2 == own[key].shape[0] for key in reshaped):
+        return ('the checkpoint has the additive residual blocks of '
+                'mmdet_maskdiff before the scale-shift fix (README '
+                'changelog); retrain stage 2 from the stage-1b checkpoint')
+    return ('the checkpoint was trained with another num_shots, mask_size, '
+            'num_classes or denoiser')
+
+
 @MODELS.register_module()
 class DiffusionMaskHead(BaseModule):
     """Mask head that samples each instance mask from p(y | x, k, c).
@@ -327,9 +347,8 @@ class DiffusionMaskHead(BaseModule):
                 more = (f' (and {len(problems) - 1} more)'
                         if len(problems) > 1 else '')
                 raise ValueError(
-                    f'DiffusionMaskHead: {problems[0]}{more}; the checkpoint '
-                    'was trained with another num_shots, mask_size, '
-                    'num_classes or denoiser')
+                    f'DiffusionMaskHead: {problems[0]}{more}; '
+                    + _mismatch_cause(state_dict, own))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ #
