@@ -2,7 +2,7 @@
 
 The README's main command (``make demo``). It runs the COCO config of every
 stage — same files, registries, Runner and hooks as the benchmark; only sizes
-and data change (``mmdet_maskdiff.demo.cpu_scale``):
+and data change (``mmdet_maskdiff.testing.small_scale``):
 
 1. generate the synthetic FSIS dataset (6 base / 2 novel shape classes);
 2. stage 1a: base detector on the base classes;

@@ -2,7 +2,11 @@
 
 The stages run the COCO config files through mmengine's Runner — the same
 registries, hooks and code paths as ``tools/train.py`` / ``tools/test.py`` —
-with the overrides of :func:`~mmdet_maskdiff.demo.cpu_scale_options`.
+with the overrides of :func:`~mmdet_maskdiff.testing.cpu_scale_options`.
+The configs are the package's own, found by
+:func:`~mmdet_maskdiff.utils.config_paths.package_config_path` in a source
+checkout's ``configs/`` or an installed copy's ``.mim/configs``, so the demo
+runs from either.
 """
 import glob
 import json
@@ -20,13 +24,13 @@ from mmdet_maskdiff.datasets.synthetic_fsis import make_synthetic_fsis
 from mmdet_maskdiff.evaluation.mask_quality import (apply_mask_quality,
                                                     format_mask_quality_table,
                                                     summarize_mask_quality)
+from mmdet_maskdiff.testing.small_scale import cpu_scale_options
+from mmdet_maskdiff.utils.config_paths import (display_config_path,
+                                               package_config_path)
 from mmdet_maskdiff.utils.few_shot_sample import apply_few_shot_seed
 from mmdet_maskdiff.utils.novel_head_init import (default_output_path,
                                                   tfa_novel_init)
-from .cpu_scale import cpu_scale_options
 from .report import format_table, summarize
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 @dataclass
@@ -38,7 +42,8 @@ class DemoSettings:
         data_root (str): Where the synthetic dataset is (re)generated.
         difficulty (str): Which synthetic set: ``'easy'`` or ``'hard'``
             (``make_synthetic_fsis``); use one ``data_root`` per difficulty.
-        config_dir (str): The COCO configs (``configs/maskdiff``).
+        config_dir (str): The COCO configs. Defaults to the package's
+            ``configs/maskdiff`` (:func:`package_config_path`).
         shots (int): K of the K-shot set.
         seed (int): Seed of the K-shot sample (TFA seed convention).
         base_iters / ft_iters / mask_iters (int): Iterations of stage 1a,
@@ -64,7 +69,8 @@ class DemoSettings:
     work_dir: str = 'work_dirs/demo'
     data_root: str = 'data/demo_fsis'
     difficulty: str = 'easy'
-    config_dir: str = osp.join(REPO_ROOT, 'configs', 'maskdiff')
+    config_dir: str = field(
+        default_factory=lambda: package_config_path('maskdiff'))
     shots: int = 5
     seed: int = 0
     base_iters: int = 500
@@ -141,7 +147,7 @@ def train_stage(name: str, settings: DemoSettings, max_iters: int,
         print(f'[demo] {name}: reusing {ckpt}')
         return ckpt
     print(f'[demo] {name}: training {max_iters} iterations with '
-          f'{osp.relpath(path, REPO_ROOT)}')
+          f'{display_config_path(path)}')
     cfg = build_cfg(name, settings, work_dir, max_iters, load_from)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     start = time.time()
@@ -205,22 +211,27 @@ def oracle_test_stage(config_name: str, settings: DemoSettings,
     return summarize_mask_quality(metrics)
 
 
-def run_pipeline(settings: DemoSettings) -> dict:
-    """Generate the data, train every stage, test, write ``results.json``.
+def train_all_stages(settings: DemoSettings) -> Dict[str, str]:
+    """Stage 1a, TFA's novel-row initialisation, stage 1b, then stage 2 with
+    both mask heads.
 
     Returns:
-        dict: The report written to ``<work_dir>/results.json``.
+        dict: Final checkpoint of ``ft_det``, ``maskdiff`` and ``fcn``.
     """
-    start = time.time()
-    make_synthetic_fsis(settings.data_root, difficulty=settings.difficulty)
     base = train_stage('base_det', settings, settings.base_iters, None,
                        settings.base_work_dir)
     ft = train_stage('ft_det', settings, settings.ft_iters,
                      novel_init_stage(settings, base))
-    checkpoints = dict(
+    return dict(
+        ft_det=ft,
         maskdiff=train_stage('maskdiff', settings, settings.mask_iters, ft),
         fcn=train_stage('fcn', settings, settings.mask_iters, ft))
 
+
+def evaluate_heads(settings: DemoSettings,
+                   checkpoints: Dict[str, str]) -> Dict[str, dict]:
+    """End-to-end metrics of both trained mask heads (and, if asked, of the
+    untrained diffusion head on the stage-1b detector), by row name."""
     results = {
         'MaskDiff': test_stage('maskdiff', 'maskdiff', settings,
                                checkpoints['maskdiff']),
@@ -229,23 +240,37 @@ def run_pipeline(settings: DemoSettings) -> dict:
     }
     if settings.untrained:
         results['untrained diffusion head'] = test_stage(
-            'untrained', 'maskdiff', settings, ft)
+            'untrained', 'maskdiff', settings, checkpoints['ft_det'])
+    return results
 
-    summary = summarize(results)
-    oracle = {}
-    if settings.oracle:
-        oracle = {
-            'MaskDiff': oracle_test_stage('maskdiff', settings,
-                                          checkpoints['maskdiff']),
-            'FCNMaskHead': oracle_test_stage('fcn', settings,
-                                             checkpoints['fcn']),
-        }
+
+def oracle_evaluate_heads(settings: DemoSettings,
+                          checkpoints: Dict[str, str]) -> Dict[str, dict]:
+    """Oracle-box mask quality of both trained heads ({} when
+    ``settings.oracle`` is off)."""
+    if not settings.oracle:
+        return {}
+    return {
+        'MaskDiff': oracle_test_stage('maskdiff', settings,
+                                      checkpoints['maskdiff']),
+        'FCNMaskHead': oracle_test_stage('fcn', settings,
+                                         checkpoints['fcn']),
+    }
+
+
+def print_tables(summary: dict, oracle: dict) -> None:
+    """The end-to-end table, then the oracle-box table if there is one."""
     print("end to end (the detector's boxes):")
     print(format_table(summary))
     if oracle:
         print('oracle boxes (ground-truth boxes and labels, score 1: the mask '
               'head alone; segm AP and mean mask IoU):')
         print(format_mask_quality_table(oracle))
+
+
+def copy_last_trajectory(settings: DemoSettings) -> None:
+    """Copy the newest denoising-trajectory PNG of the MaskDiff test to
+    ``<work_dir>/trajectory.png`` (if the test drew one)."""
     trajectories = sorted(
         glob.glob(
             osp.join(settings.work_dir, 'maskdiff', '*', 'trajectory',
@@ -253,7 +278,16 @@ def run_pipeline(settings: DemoSettings) -> dict:
     if trajectories:
         shutil.copy(trajectories[-1],
                     osp.join(settings.work_dir, 'trajectory.png'))
-    settings.timings['total'] = round(time.time() - start, 1)
+
+
+def write_report(settings: DemoSettings, summary: dict, oracle: dict,
+                 results: dict) -> dict:
+    """Write ``<work_dir>/results.json``: settings, configs (as
+    ``configs/...``), both tables, all metrics and timings.
+
+    Returns:
+        dict: What was written.
+    """
     report = dict(
         date=date.today().isoformat(),
         settings={
@@ -261,7 +295,7 @@ def run_pipeline(settings: DemoSettings) -> dict:
             for k, v in asdict(settings).items() if k != 'timings'
         },
         configs={
-            k: osp.relpath(v, REPO_ROOT)
+            k: display_config_path(v)
             for k, v in settings.configs().items()
         },
         summary=summary,
@@ -276,3 +310,21 @@ def run_pipeline(settings: DemoSettings) -> dict:
           f'{settings.work_dir}/trajectory.png '
           f'({settings.timings["total"]:.0f} s)')
     return report
+
+
+def run_pipeline(settings: DemoSettings) -> dict:
+    """Generate the data, train every stage, test, write ``results.json``.
+
+    Returns:
+        dict: The report written to ``<work_dir>/results.json``.
+    """
+    start = time.time()
+    make_synthetic_fsis(settings.data_root, difficulty=settings.difficulty)
+    checkpoints = train_all_stages(settings)
+    results = evaluate_heads(settings, checkpoints)
+    summary = summarize(results)
+    oracle = oracle_evaluate_heads(settings, checkpoints)
+    print_tables(summary, oracle)
+    copy_last_trajectory(settings)
+    settings.timings['total'] = round(time.time() - start, 1)
+    return write_report(settings, summary, oracle, results)

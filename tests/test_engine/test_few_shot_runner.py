@@ -10,9 +10,9 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
 import mmdet_maskdiff  # noqa: F401
-from mmdet_maskdiff.demo.cpu_scale import cpu_scale_options
 from mmdet_maskdiff.demo.pipeline import seed_options
 from mmdet_maskdiff.engine.runner import FewShotRunner
+from mmdet_maskdiff.testing.small_scale import cpu_scale_options
 from mmdet_maskdiff.utils import InputError, build_runner
 from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
                                                   check_checkpoint_sample,

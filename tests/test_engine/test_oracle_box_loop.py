@@ -29,12 +29,12 @@ from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
                                                     SYNTHETIC_CLASSES,
                                                     make_synthetic_fsis,
                                                     synthetic_paths)
-from mmdet_maskdiff.demo.cpu_scale import cpu_scale_options
 from mmdet_maskdiff.engine.runner import (ground_truth_by_image,
                                           predict_on_ground_truth)
 from mmdet_maskdiff.evaluation.mask_quality import (MASK_QUALITY_ITEMS,
                                                     apply_mask_quality,
                                                     summarize_mask_quality)
+from mmdet_maskdiff.testing.small_scale import cpu_scale_options
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_CONFIG = osp.join(REPO, 'tests', 'data', 'tiny_mask_rcnn.py')

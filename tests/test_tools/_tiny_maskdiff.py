@@ -7,7 +7,7 @@ from _tool_helpers import REPO
 from mmengine.config import Config
 
 from mmdet.registry import MODELS
-from mmdet_maskdiff.demo import cpu_scale_options
+from mmdet_maskdiff.testing import cpu_scale_options
 
 ENTRY = osp.join(REPO, 'configs', 'maskdiff', 'coco_5shot.py')
 #: a smaller model than the demo's (as tests/test_models/conftest.py)

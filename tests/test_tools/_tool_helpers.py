@@ -101,7 +101,7 @@ def write_config(path, data_root, **extra):
     """coco_1shot.py at CPU scale on ``data_root``, as one config file."""
     from mmengine.config import Config
 
-    from mmdet_maskdiff.demo.cpu_scale import cpu_scale_options
+    from mmdet_maskdiff.testing.small_scale import cpu_scale_options
     cfg = Config.fromfile(
         osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py'))
     cfg.merge_from_dict(

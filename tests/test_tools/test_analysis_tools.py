@@ -12,10 +12,10 @@ from mmengine.registry import init_default_scope
 
 import mmdet_maskdiff  # noqa: F401
 from mmdet.registry import MODELS
-from mmdet_maskdiff.demo.cpu_scale import (cpu_scale_options,
-                                           to_cfg_options_args)
 from mmdet_maskdiff.demo.report import (aggregate_seeds, format_table,
                                         summarize)
+from mmdet_maskdiff.testing.small_scale import (cpu_scale_options,
+                                                to_cfg_options_args)
 
 
 def _metrics(novel_segm: float, base_segm: float) -> dict:

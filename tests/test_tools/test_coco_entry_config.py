@@ -11,7 +11,7 @@ import torch
 from _tool_helpers import REPO, TOOLS, describe, free_port, run, run_tool
 from mmengine.config import Config
 
-from mmdet_maskdiff.demo import cpu_scale_options, to_cfg_options_args
+from mmdet_maskdiff.testing import cpu_scale_options, to_cfg_options_args
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from mmengine.registry import init_default_scope
 
 import mmdet_maskdiff  # noqa: F401
 from mmdet.registry import MODELS
-from mmdet_maskdiff.demo.cpu_scale import cpu_scale_options
+from mmdet_maskdiff.testing.small_scale import cpu_scale_options
 from _tool_helpers import REPO, TOOLS, describe, free_port, run_tool
 
 sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))

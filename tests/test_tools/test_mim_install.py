@@ -92,6 +92,20 @@ def test_mim_resolves_installed_copy(installed, tmp_path):
     assert osp.realpath(module) == osp.join(package, '__init__.py')
 
 
+def test_installed_demo_finds_shipped_configs(installed, tmp_path):
+    """The CPU demo of the installed copy reads the configs shipped in
+    ``.mim/configs``: it does not need the checkout."""
+    code = ('from mmdet_maskdiff.demo.pipeline import DemoSettings\n'
+            "print(DemoSettings().configs()['maskdiff'])\n")
+    proc = run([sys.executable, '-c', code],
+               str(tmp_path),
+               env=_env(installed))
+    assert proc.returncode == 0, describe(proc)
+    config = osp.join(installed, 'mmdet_maskdiff', '.mim', 'configs',
+                      'maskdiff', 'coco_5shot.py')
+    assert osp.realpath(proc.stdout.split()[-1]) == osp.realpath(config)
+
+
 def test_mim_search_lists_every_config(installed, tmp_path):
     """``mim search mmdet_maskdiff`` reads the shipped model-index.yml and
     lists one model per config of configs/maskdiff (no weights yet)."""

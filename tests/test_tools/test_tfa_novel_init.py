@@ -15,8 +15,8 @@ import mmdet_maskdiff  # noqa: F401  (registers the package's modules)
 from mmdet.registry import MODELS
 from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
                                                     SYNTHETIC_CLASSES)
-from mmdet_maskdiff.demo.cpu_scale import (cpu_scale_options,
-                                           to_cfg_options_args)
+from mmdet_maskdiff.testing.small_scale import (cpu_scale_options,
+                                                to_cfg_options_args)
 from mmdet_maskdiff.utils.novel_head_init import (
     BoxPredictorLayout, NOVEL_WEIGHT_STD, default_output_path,
     layout_from_config, reinit_novel_rows, surgery_command, tfa_novel_init)

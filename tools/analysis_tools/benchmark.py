@@ -85,7 +85,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--synthetic',
         metavar='DATA_ROOT',
         help='CPU mode: both configs at CPU scale on the synthetic dataset '
-        'at DATA_ROOT (mmdet_maskdiff.demo.cpu_scale)')
+        'at DATA_ROOT (mmdet_maskdiff.testing.small_scale)')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -167,7 +167,7 @@ def _build_cfg(args: argparse.Namespace, config: str,
                checkpoint: Optional[str], work_dir: str):
     from mmengine.config import DictAction
 
-    from mmdet_maskdiff.demo import cpu_scale_options
+    from mmdet_maskdiff.testing import cpu_scale_options
     from mmdet_maskdiff.utils import check_mixed_precision, load_config
     cfg = load_config(config)
     if args.synthetic:

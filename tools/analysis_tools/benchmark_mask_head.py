@@ -36,9 +36,9 @@ from mmengine.structures import InstanceData
 
 import mmdet_maskdiff  # noqa: F401  (registers the denoiser)
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
-from mmdet_maskdiff.demo.cpu_scale import \
-    DIFFUSION_HEAD_SIZES as DEMO_SIZES
 from mmdet_maskdiff.models import DiffusionMaskHead, MaskCondition
+from mmdet_maskdiff.testing.small_scale import \
+    DIFFUSION_HEAD_SIZES as DEMO_SIZES
 
 IMAGE_SHAPE = (800, 1333)
 # the COCO configs' head, read from the config so the two cannot drift apart
@@ -60,7 +60,7 @@ DENOISERS = dict(
             num_res_blocks=2,
             attention_channels=(64, ),
             num_head_channels=32)),
-    # the denoiser of the CPU demo (mmdet_maskdiff.demo.cpu_scale)
+    # the denoiser of the CPU demo (mmdet_maskdiff.testing.small_scale)
     demo=dict(
         mask_size=DEMO_SIZES['mask_size'],
         denoiser=dict(

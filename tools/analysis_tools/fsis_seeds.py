@@ -57,11 +57,11 @@ from typing import Dict, List, Optional
 
 from mmengine.config import Config, DictAction
 
-from mmdet_maskdiff.demo.cpu_scale import (cpu_scale_options,
-                                           to_cfg_options_args)
 from mmdet_maskdiff.demo.pipeline import DemoSettings, run_pipeline
 from mmdet_maskdiff.demo.report import (COLUMNS, SPLITS, aggregate_seeds,
                                         format_seed_table, summarize)
+from mmdet_maskdiff.testing.small_scale import (cpu_scale_options,
+                                                to_cfg_options_args)
 from mmdet_maskdiff.utils import InputError, run_cli
 from mmdet_maskdiff.utils.few_shot_sample import apply_few_shot_seed
 
@@ -436,8 +436,8 @@ def main() -> None:
         'images) from the configs\' 16: iterations, milestones and '
         'intervals x 16/batch, lr x batch/16 (1 GPU: x 8 and / 8)')
     p_run.add_argument('--demo-data', help='run at CPU scale on the '
-                       'synthetic dataset at this root (mmdet_maskdiff.demo.'
-                       'cpu_scale)')
+                       'synthetic dataset at this root (mmdet_maskdiff.'
+                       'testing.small_scale)')
     p_run.add_argument('--iters', type=int, default=None,
                        help='with --demo-data: iterations of every stage')
     p_run.add_argument('--out', help='collected tables (default: '
