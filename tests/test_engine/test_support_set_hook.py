@@ -266,9 +266,10 @@ def test_check_sample_can_be_turned_off(synthetic_data):
     assert len(runner.model.banks) == 1
 
 
-def _rank_worker(rank, world_size, port, paths, out_dir, few_shot_root):
+def _rank_worker(rank, world_size, port, paths, out_dir, few_shot_roots):
     """One process of a 2-process gloo group: build the test bank through
-    the hook; rank 1 must not decode any image."""
+    the hook, once per ``few_shot_roots`` entry, in one group; rank 1 must
+    not decode any image."""
     import os
     import pickle
 
@@ -283,19 +284,23 @@ def _rank_worker(rank, world_size, port, paths, out_dir, few_shot_root):
             raise AssertionError('rank 1 decoded the support images')
 
         support_set_hook.build_support_bank = refuse
-    hook = SupportSetHook(
-        dataset=dict(k_shot_cfg(paths), few_shot_root=few_shot_root),
-        crop_size=CROP)
-    try:
-        result = hook.test_bank()
-    except Exception as exc:
-        result = f'{type(exc).__name__}: {exc}'
+    results = []
+    for few_shot_root in few_shot_roots:
+        hook = SupportSetHook(
+            dataset=dict(k_shot_cfg(paths), few_shot_root=few_shot_root),
+            crop_size=CROP)
+        try:
+            results.append(hook.test_bank())
+        except Exception as exc:
+            results.append(f'{type(exc).__name__}: {exc}')
     with open(os.path.join(out_dir, f'rank{rank}.pkl'), 'wb') as f:
-        pickle.dump(result, f)
+        pickle.dump(results, f)
     dist.destroy_process_group()
 
 
-def _run_two_ranks(tmp_path, paths, few_shot_root):
+def _run_two_ranks(tmp_path, paths, few_shot_roots):
+    """Both ranks' results, ``[rank 0's, rank 1's]``, each a list with one
+    entry per ``few_shot_roots`` entry (one 2-process spawn for all)."""
     import pickle
 
     import socket
@@ -306,7 +311,7 @@ def _run_two_ranks(tmp_path, paths, few_shot_root):
         port = sock.getsockname()[1]
     mp.spawn(
         _rank_worker,
-        args=(2, port, paths, str(tmp_path), few_shot_root),
+        args=(2, port, paths, str(tmp_path), few_shot_roots),
         nprocs=2)
     results = []
     for rank in range(2):
@@ -319,13 +324,13 @@ def _run_two_ranks(tmp_path, paths, few_shot_root):
 def test_bank_is_built_on_rank_0_and_shared(synthetic_data, tmp_path):
     """Distributed: rank 0 reads the images (with a progress bar), the
     other ranks get its bank; an error on rank 0 stops every rank."""
-    ours, theirs = _run_two_ranks(tmp_path, synthetic_data, 'few_shot')
+    (ours, bad_ours), (theirs, bad_theirs) = _run_two_ranks(
+        tmp_path, synthetic_data, ['few_shot', 'nowhere'])
     assert isinstance(ours, SupportBank) and len(ours) == 8
     assert isinstance(theirs, SupportBank), theirs
     for name in ('crops', 'masks', 'labels', 'img_ids'):
         assert torch.equal(getattr(ours, name), getattr(theirs, name))
     assert theirs.class_names == ours.class_names
 
-    ours, theirs = _run_two_ranks(tmp_path, synthetic_data, 'nowhere')
-    assert ours.startswith('FileNotFoundError') and 'nowhere' in ours
-    assert theirs == ours
+    assert bad_ours.startswith('FileNotFoundError') and 'nowhere' in bad_ours
+    assert bad_theirs == bad_ours

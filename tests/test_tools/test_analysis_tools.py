@@ -1,4 +1,8 @@
-"""tools/analysis_tools: the seed aggregation and the benchmarks."""
+"""tools/analysis_tools: the seed aggregation and the benchmarks.
+
+Every tool runs at least once as ``python tools/...`` (``run_tool``); its
+further bad-input cases run the same script in this process
+(``run_tool_here``), which saves a fresh interpreter per case."""
 import json
 import math
 import os.path as osp
@@ -6,7 +10,8 @@ import statistics
 
 import pytest
 import torch
-from _tool_helpers import REPO, TINY_CONFIG, describe, run_tool, tool_env
+from _tool_helpers import (REPO, TINY_CONFIG, describe, run_tool,
+                           run_tool_here, tool_env)
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -81,7 +86,7 @@ def test_fsis_seeds_collect_demo_results_with_oracle_rows(tmp_path):
                         MaskDiff=dict(
                             novel=dict(segm_mAP_95=5.0 + seed, mIoU=miou))))))
         paths.append(str(path))
-    proc = run_tool(
+    proc = run_tool_here(
         'analysis_tools/fsis_seeds.py',
         ['collect', *paths, '--out', str(tmp_path / 'seeds')],
         cwd=str(tmp_path))
@@ -99,7 +104,7 @@ def test_fsis_seeds_collect_demo_results_with_oracle_rows(tmp_path):
 def test_fsis_seeds_collect_rejects_files_without_metrics(tmp_path):
     path = tmp_path / 'other.json'
     path.write_text(json.dumps({'loss': 1.0}))
-    proc = run_tool(
+    proc = run_tool_here(
         'analysis_tools/fsis_seeds.py',
         ['collect', str(path), '--out',
          str(tmp_path / 's')],
@@ -132,7 +137,7 @@ def test_benchmark_quick_mode(tmp_path):
 
 
 @pytest.mark.parametrize('args, words', [
-    (['--iters', '0'], ['--iters must be >= 1']),
+    (['--iters', '0'], ['--iters must be >= 1']),  # python tools/...
     (['--detections', '0'], ['--detections must be >= 1']),
     (['--warmup', '-1'], ['--warmup must be >= 0']),
     (['--synthetic', 'no_such_dir'], ['no_such_dir', 'make_synthetic_fsis']),
@@ -140,7 +145,8 @@ def test_benchmark_quick_mode(tmp_path):
 ])
 def test_benchmark_bad_input_is_one_line(args, words, tmp_path):
     config = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')
-    proc = run_tool(
+    runner = run_tool if args[0] == '--iters' else run_tool_here
+    proc = runner(
         'analysis_tools/benchmark.py', [config] + args, cwd=str(tmp_path))
     assert proc.returncode == 2, describe(proc)
     lines = proc.stderr.strip().splitlines()
@@ -181,14 +187,15 @@ def test_whole_model_benchmark_cpu_mode(synthetic_data, tmp_path):
 
 
 @pytest.mark.parametrize('args, words', [
-    (['--rois', '0'], ['--rois must be >= 1']),
+    (['--rois', '0'], ['--rois must be >= 1']),  # python tools/...
     ([osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot_fcn.py')
       ], ['coco_1shot_fcn.py', 'FCNMaskHead, not DiffusionMaskHead']),
 ])
 def test_stage2_memory_bad_input_is_one_line(args, words, tmp_path):
     if not args[0].endswith('.py'):
         args = [osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')] + args
-    proc = run_tool('analysis_tools/stage2_memory.py', args, cwd=str(tmp_path))
+    runner = run_tool if '--rois' in args else run_tool_here
+    proc = runner('analysis_tools/stage2_memory.py', args, cwd=str(tmp_path))
     assert proc.returncode == 2, describe(proc)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: '), describe(proc)
@@ -246,7 +253,7 @@ def test_mask_quality_input_errors(synthetic_data, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         'error: --out table.txt: the output file must be a .json')
-    proc = run_tool(
+    proc = run_tool_here(
         'analysis_tools/mask_quality.py', [
             TINY_CONFIG,
             str(ckpt), '--cfg-options', 'test_evaluator.type=VOCMetric'

@@ -15,7 +15,7 @@ from mmdet.registry import DATASETS, METRICS
 from mmdet_maskdiff.datasets.class_splits import (COCO_NOVEL_CLASSES,
                                                   VOC_TO_COCO,
                                                   coco_name_of_voc_class)
-from _tool_helpers import REPO, describe, run_tool
+from _tool_helpers import REPO, describe, run_tool, run_tool_here
 
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
                'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse',
@@ -64,8 +64,10 @@ def write_voc_json(path, extra_category=None):
 def test_converter_rejects_a_class_without_coco_name(tmp_path):
     src = str(tmp_path / 'voc.json')
     write_voc_json(src, extra_category='truck')
-    proc = run_tool('dataset_converters/voc_json_to_coco_names.py',
-                    [src, str(tmp_path / 'out.json')], cwd=str(tmp_path))
+    # in-process; the converter's command line runs in the next test
+    proc = run_tool_here('dataset_converters/voc_json_to_coco_names.py',
+                         [src, str(tmp_path / 'out.json')],
+                         cwd=str(tmp_path))
     assert proc.returncode == 2, describe(proc)
     assert proc.stderr.strip().splitlines() == [
         f"error: VOC class 'truck' of {src} has no COCO name; the VOC classes "

@@ -13,7 +13,8 @@ from mmengine.registry import init_default_scope
 import mmdet_maskdiff  # noqa: F401
 from mmdet.registry import MODELS
 from mmdet_maskdiff.testing.small_scale import cpu_scale_options
-from _tool_helpers import REPO, TOOLS, describe, free_port, run_tool
+from _tool_helpers import (REPO, TOOLS, describe, free_port, run_tool,
+                           run_tool_here)
 
 sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))
 import fsis_seeds  # noqa: E402
@@ -39,8 +40,9 @@ def test_stages_follow_the_stage_2_config():
 
 
 def test_run_refuses_a_config_without_a_per_seed_checkpoint(tmp_path):
-    proc = run_tool('analysis_tools/fsis_seeds.py', ['run', STAGE_1B],
-                    cwd=str(tmp_path))
+    # in-process: `fsis_seeds.py run` is run through python below
+    proc = run_tool_here('analysis_tools/fsis_seeds.py', ['run', STAGE_1B],
+                         cwd=str(tmp_path))
     assert proc.returncode == 2, describe(proc)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
@@ -62,14 +64,33 @@ def _novel_init_checkpoint(cwd, data_root):
 
 
 @pytest.mark.slow  # six tool runs (2 seeds x train 1b, train 2, test), ~2 min
-def test_run_two_seeds_resume_and_collect(synthetic_data, tmp_path):
+def test_run_two_seeds_resume_dist_launcher_and_collect(synthetic_data,
+                                                        tmp_path):
+    """Seed 0 with ``--launcher none`` (tools/train.py, tools/test.py);
+    then seeds 0 and 1 with ``--launcher pytorch``: seed 0 is finished and
+    skipped, seed 1 runs every stage through tools/dist_train.sh /
+    dist_test.sh (one gloo process on CPU; on GPUs --gpus 8); both seeds
+    are collected; a third run skips everything."""
     cwd = str(tmp_path)
     _novel_init_checkpoint(cwd, synthetic_data['root'])
-    args = ['run', STAGE_2, '--seeds', '0', '1', '--demo-data',
-            synthetic_data['root'], '--iters', '2']
-    proc = run_tool('analysis_tools/fsis_seeds.py', args, cwd=cwd,
+    common = ['--demo-data', synthetic_data['root'], '--iters', '2']
+    proc = run_tool('analysis_tools/fsis_seeds.py',
+                    ['run', STAGE_2, '--seeds', '0'] + common, cwd=cwd,
                     timeout=1200)
     assert proc.returncode == 0, describe(proc)
+    assert 'dist_train.sh' not in proc.stdout, describe(proc)
+    assert osp.join(TOOLS, 'train.py') in proc.stdout, describe(proc)
+    assert osp.join(TOOLS, 'test.py') in proc.stdout, describe(proc)
+
+    dist = ['run', STAGE_2, '--seeds', '0', '1', '--launcher', 'pytorch',
+            '--gpus', '1'] + common
+    env = dict(os.environ, PORT=str(free_port()))
+    proc = run_tool('analysis_tools/fsis_seeds.py', dist, cwd=cwd, env=env,
+                    timeout=1200)
+    assert proc.returncode == 0, describe(proc)
+    assert 'seed 0: finished, skipped' in proc.stdout, describe(proc)
+    assert 'dist_train.sh' in proc.stdout and 'dist_test.sh' in proc.stdout
+    assert 'seed 0 stage 1b' not in proc.stdout, describe(proc)
     work = osp.join(cwd, 'work_dirs')
     for seed in (0, 1):
         det = osp.join(work, 'maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det',
@@ -80,6 +101,7 @@ def test_run_two_seeds_resume_and_collect(synthetic_data, tmp_path):
         results = json.loads(open(osp.join(mask, 'results.json')).read())
         assert results['seed'] == seed
         assert set(results['summary']['MaskDiff']) == {'base', 'novel', 'all'}
+        assert 'segm_mAP' in results['summary']['MaskDiff']['novel']
         # stage 2 loaded its own seed's stage 1b, and trained on that seed
         saved = Config.fromstring(
             torch.load(osp.join(mask, 'iter_2.pth'), map_location='cpu',
@@ -96,7 +118,8 @@ def test_run_two_seeds_resume_and_collect(synthetic_data, tmp_path):
         open(osp.join(work, 'coco_1shot', 'seeds.json')).read())
     assert stats['MaskDiff']['novel']['segm_mAP']['n'] == 2
 
-    again = run_tool('analysis_tools/fsis_seeds.py', args, cwd=cwd,
+    again = run_tool('analysis_tools/fsis_seeds.py',
+                     ['run', STAGE_2, '--seeds', '0', '1'] + common, cwd=cwd,
                      timeout=600)
     assert again.returncode == 0, describe(again)
     for seed in (0, 1):
@@ -174,22 +197,3 @@ def test_novel_only_protocol_with_fcn_at_cpu_scale(synthetic_data, tmp_path):
         assert set(results['metrics'][method]) >= {
             'coco/novel/segm_mAP', 'coco/novel/bbox_mAP'}
     assert '| novel | ' in proc.stdout and '| base | ' not in proc.stdout
-
-
-@pytest.mark.slow  # three launches of one gloo process each, ~1 min
-def test_run_through_dist_train_and_dist_test(synthetic_data, tmp_path):
-    """--launcher pytorch: every stage through tools/dist_train.sh /
-    dist_test.sh (one gloo process on CPU; on GPUs --gpus 8)."""
-    cwd = str(tmp_path)
-    _novel_init_checkpoint(cwd, synthetic_data['root'])
-    env = dict(os.environ, PORT=str(free_port()))
-    proc = run_tool('analysis_tools/fsis_seeds.py', [
-        'run', STAGE_2, '--seeds', '1', '--launcher', 'pytorch', '--gpus',
-        '1', '--demo-data', synthetic_data['root'], '--iters', '2'
-    ], cwd=cwd, env=env, timeout=1200)
-    assert proc.returncode == 0, describe(proc)
-    assert 'dist_train.sh' in proc.stdout and 'dist_test.sh' in proc.stdout
-    results = json.loads(open(osp.join(
-        cwd, 'work_dirs', 'coco_1shot', 'seed1', 'results.json')).read())
-    assert results['seed'] == 1
-    assert 'segm_mAP' in results['summary']['MaskDiff']['novel']

@@ -1,7 +1,8 @@
 """Reproducible answers however a run is launched (slow: several tool runs).
 
 * ``tools/test.py`` (1 process, 4 images per batch) and
-  ``tools/dist_test.sh`` (2 gloo processes, 2 images per batch) give
+  ``tools/dist_test.sh`` (2 gloo processes, 2 images per batch; every test
+  image predicted once, the ranks' results gathered for the metric) give
   identical predictions, masks included: each RoI's sampling noise is keyed
   by (sampler seed, img_id, RoI index), not drawn in batch order. (Batches
   of one image are avoided here: oneDNN may round the detector's
@@ -10,6 +11,7 @@
   bit-identical weights: ``IterationSeedHook`` seeds every iteration's
   draws from (seed, rank, iteration).
 """
+import json
 import os.path as osp
 import pickle
 import shutil
@@ -64,11 +66,17 @@ def test_one_process_and_two_processes_give_identical_masks(
                str(tmp_path),
                env=env,
                timeout=600)
+    output = proc.stdout + proc.stderr
     assert proc.returncode == 0, describe(proc)
-    assert 'GPU number: 2' in proc.stdout + proc.stderr, describe(proc)
+    assert 'GPU number: 2' in output, describe(proc)
+    # the ranks' results are gathered for the metric
+    assert 'coco/all/segm_mAP' in output, describe(proc)
 
     a, b = predictions_by_image(str(one)), predictions_by_image(str(two))
-    assert sorted(a) == sorted(b) and len(a) == 8
+    # every test image is predicted once, by each launch
+    with open(synthetic_data['test_ann']) as f:
+        test_ids = {image['id'] for image in json.load(f)['images']}
+    assert sorted(a) == sorted(b) == sorted(test_ids) and len(a) == 8
     num_masks = 0
     for img_id in a:
         pa, pb = a[img_id]['pred_instances'], b[img_id]['pred_instances']
