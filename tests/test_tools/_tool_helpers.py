@@ -4,6 +4,7 @@ import contextlib
 import glob
 import io
 import json
+import logging
 import os
 import os.path as osp
 import runpy
@@ -72,8 +73,19 @@ def run_tool_here(tool: str,
     directory, ``sys.argv``/``sys.path`` and mmengine's default scope are
     restored afterwards.
     """
+    from mmengine.logging import MMLogger
     from mmengine.registry import DefaultScope
     path = osp.join(TOOLS, tool)
+    # mmengine's loggers outlive the test that made them, and their console
+    # handlers keep the stream of that moment (often pytest's capture of an
+    # earlier test, closed since): point them at this run's stdout, as a
+    # fresh interpreter would, and give the old streams back afterwards
+    console = [
+        handler for logger in list(MMLogger._instance_dict.values())
+        for handler in logger.handlers
+        if type(handler) is logging.StreamHandler
+    ]
+    saved_streams = [handler.stream for handler in console]
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     saved_scopes = DefaultScope._instance_dict.copy()
@@ -87,6 +99,8 @@ def run_tool_here(tool: str,
         sys.argv = [path] + list(args)
         sys.path.insert(0, osp.dirname(path))
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            for handler in console:
+                handler.stream = out
             try:
                 runpy.run_path(path, run_name='__main__')
             except SystemExit as exc:
@@ -100,6 +114,8 @@ def run_tool_here(tool: str,
                 traceback.print_exc()
                 status = 1
     finally:
+        for handler, stream in zip(console, saved_streams):
+            handler.stream = stream
         os.environ.clear()
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
