@@ -54,17 +54,14 @@ def _check_head_args(region_source: str, shot_fusion: str, num_shots: int,
                          f'or an int >= 1, got {max_train_rois!r}')
 
 
-def _mismatch_cause(state_dict: dict, own: dict) -> str:
-    """The likely cause of a mask-head checkpoint that does not fit.
+def _mismatch_cause(state_dict: dict, own: dict, reshaped: List[str]) -> str:
+    """The likely cause of a mask-head checkpoint that does not fit, given
+    the keys whose shapes differ (``reshaped``).
 
     Residual blocks whose ``time_proj`` gives C instead of 2 × C rows are
     those of the additive blocks before the scale-shift fix (README
     changelog), not another config.
     """
-    reshaped = [
-        key for key in own
-        if key in state_dict and state_dict[key].shape != own[key].shape
-    ]
     if reshaped and all('.time_proj.' in key and state_dict[key].shape[0] *
                         2 == own[key].shape[0] for key in reshaped):
         return ('the checkpoint has the additive residual blocks of '
@@ -334,11 +331,14 @@ class DiffusionMaskHead(BaseModule):
         own = {prefix + key: value for key, value in self.state_dict().items()}
         present = [key for key in own if key in state_dict]
         if present:
+            reshaped = [
+                key for key in present
+                if tuple(state_dict[key].shape) != tuple(own[key].shape)
+            ]
             problems = [
                 f"{key} has shape {tuple(state_dict[key].shape)} in the "
                 f'checkpoint, {tuple(own[key].shape)} in the model'
-                for key in present
-                if tuple(state_dict[key].shape) != tuple(own[key].shape)
+                for key in reshaped
             ] + [
                 f'{key} is missing from the checkpoint' for key in own
                 if key not in state_dict
@@ -348,7 +348,7 @@ class DiffusionMaskHead(BaseModule):
                         if len(problems) > 1 else '')
                 raise ValueError(
                     f'DiffusionMaskHead: {problems[0]}{more}; '
-                    + _mismatch_cause(state_dict, own))
+                    + _mismatch_cause(state_dict, own, reshaped))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ #
