@@ -18,6 +18,7 @@ new; stage 1b loads stage 1a and re-initialises the last box layers. The
 mask head itself is strict on every path (``DiffusionMaskHead.
 _load_from_state_dict``): all of its tensors with their shapes, or none.
 """
+from dataclasses import replace
 from typing import Dict, List, Sequence
 
 from mmengine.model import BaseTTAModel, is_model_wrapper
@@ -25,6 +26,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 
 from mmdet_maskdiff.models.roi_heads.stored_support import \
     STATE_KEY as STORED_SUPPORT_KEY
+from mmdet_maskdiff.structures import StateDictDiff, first_and_count
 from .cli_checks import InputError
 
 
@@ -75,35 +77,21 @@ def checkpoint_mismatch(
         list[str]: One entry per problem, reshaped tensors first; empty when
         the checkpoint fits.
     """
-    state = {k: v for k, v in _state_dict(checkpoint).items()
-             if not _is_stored_support(k)}
-    model_state = {k: v for k, v in model_state.items()
-                   if not _is_stored_support(k)}
-    reshaped = [
-        f'{key} has shape {tuple(state[key].shape)} in the checkpoint, '
-        f'{tuple(value.shape)} in the model'
-        for key, value in model_state.items()
-        if key in state and hasattr(state[key], 'shape')
-        and tuple(state[key].shape) != tuple(value.shape)
-    ]
-    missing = [
-        f'{key} is missing from the checkpoint' for key in model_state
-        if key not in state and not key.startswith(tuple(allowed_missing))
-    ]
-    unexpected = [
-        f'{key} is in the checkpoint but not in the model' for key in state
-        if key not in model_state
-    ]
-    return reshaped + missing + unexpected
+    state = _state_dict(checkpoint)
+    diff = StateDictDiff.between(model_state, state, _is_stored_support)
+    diff = replace(diff, missing=[
+        key for key in diff.missing
+        if not key.startswith(tuple(allowed_missing))
+    ])
+    return diff.lines(model_state, state)
 
 
 def describe_mismatch(path: str, problems: List[str]) -> str:
     """One line: the first problem, the count of the others and the usual
     cause."""
-    more = f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''
     return (f'checkpoint {path} does not fit the model of the config: '
-            f'{problems[0]}{more}; was it trained with another config (e.g. '
-            'another num_shots, mask_size or num_classes)?')
+            f'{first_and_count(problems)}; was it trained with another '
+            'config (e.g. another num_shots, mask_size or num_classes)?')
 
 
 def load_checkpoint_strictly(runner, path: str) -> dict:

@@ -22,6 +22,7 @@ from mmdet_maskdiff.diffusion.roi_sampler import RoIMaskSampler
 from mmdet_maskdiff.diffusion.sampler_settings import (  # noqa: F401
     DEFAULT_SAMPLER, SAMPLER_HOME, SAMPLER_KEYS, SamplerSettings,
     parse_sampler_settings)
+from mmdet_maskdiff.structures import StateDictDiff, first_and_count
 from .mask_condition import ConditionSpec, MaskCondition
 
 
@@ -329,26 +330,15 @@ class DiffusionMaskHead(BaseModule):
                 not all, or one with another shape.
         """
         own = {prefix + key: value for key, value in self.state_dict().items()}
-        present = [key for key in own if key in state_dict]
-        if present:
-            reshaped = [
-                key for key in present
-                if tuple(state_dict[key].shape) != tuple(own[key].shape)
-            ]
-            problems = [
-                f"{key} has shape {tuple(state_dict[key].shape)} in the "
-                f'checkpoint, {tuple(own[key].shape)} in the model'
-                for key in reshaped
-            ] + [
-                f'{key} is missing from the checkpoint' for key in own
-                if key not in state_dict
-            ]
+        if any(key in state_dict for key in own):
+            # only this head's keys: the rest of the model is not ours
+            present = {k: state_dict[k] for k in own if k in state_dict}
+            diff = StateDictDiff.between(own, present)
+            problems = diff.lines(own, present)  # present ⊆ own: no extras
             if problems:
-                more = (f' (and {len(problems) - 1} more)'
-                        if len(problems) > 1 else '')
                 raise ValueError(
-                    f'DiffusionMaskHead: {problems[0]}{more}; '
-                    + _mismatch_cause(state_dict, own, reshaped))
+                    f'DiffusionMaskHead: {first_and_count(problems)}; '
+                    + _mismatch_cause(present, own, diff.reshaped))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ #
