@@ -27,6 +27,7 @@ from mmdet_maskdiff.evaluation.mask_quality import (apply_mask_quality,
 from mmdet_maskdiff.testing.small_scale import cpu_scale_options
 from mmdet_maskdiff.utils.config_paths import (display_config_path,
                                                package_config_path)
+from mmdet_maskdiff.utils.config_text import FormattedOnceConfig
 from mmdet_maskdiff.utils.few_shot_sample import apply_few_shot_seed
 from mmdet_maskdiff.utils.novel_head_init import (default_output_path,
                                                   tfa_novel_init)
@@ -132,6 +133,12 @@ def build_cfg(name: str, settings: DemoSettings, work_dir: str,
     return cfg
 
 
+def _runner(cfg: Config) -> Runner:
+    """mmengine's Runner for a stage; the demo applied the K-shot sample
+    itself and keeps its own work-dir layout (no ``seed<N>/``)."""
+    return Runner.from_cfg(FormattedOnceConfig.of(cfg))
+
+
 def train_stage(name: str, settings: DemoSettings, max_iters: int,
                 load_from: Optional[str],
                 work_root: Optional[str] = None) -> str:
@@ -151,7 +158,7 @@ def train_stage(name: str, settings: DemoSettings, max_iters: int,
     cfg = build_cfg(name, settings, work_dir, max_iters, load_from)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     start = time.time()
-    Runner.from_cfg(cfg).train()
+    _runner(cfg).train()
     settings.timings[f'train_{name}'] = round(time.time() - start, 1)
     return ckpt
 
@@ -188,7 +195,7 @@ def test_stage(name: str, config_name: str, settings: DemoSettings,
             type='DetVisualizationHook', draw=True,
             test_out_dir='predictions')
     start = time.time()
-    metrics = Runner.from_cfg(cfg).test()
+    metrics = _runner(cfg).test()
     settings.timings[f'test_{name}'] = round(time.time() - start, 1)
     return dict(metrics)
 
@@ -206,7 +213,7 @@ def oracle_test_stage(config_name: str, settings: DemoSettings,
                     1, ckpt)
     apply_mask_quality(cfg)
     start = time.time()
-    metrics = Runner.from_cfg(cfg).test()
+    metrics = _runner(cfg).test()
     settings.timings[f'test_{name}'] = round(time.time() - start, 1)
     return summarize_mask_quality(metrics)
 

@@ -19,6 +19,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from mmdet_maskdiff.compat import release_process_group
+from .config_text import FormattedOnceConfig
 from .config_tree import iter_config_dicts
 from .num_classes_check import check_num_classes
 
@@ -158,7 +159,7 @@ def build_runner(cfg: Config) -> Runner:
         runner = RUNNERS.build(cfg)
     else:
         check_num_classes(cfg)
-        runner = Runner.from_cfg(cfg)
+        runner = Runner.from_cfg(FormattedOnceConfig.of(cfg))
     model = runner.model
     check_evaluators(cfg, getattr(model, 'module', model))
     return runner

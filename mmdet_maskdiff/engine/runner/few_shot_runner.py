@@ -6,6 +6,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from mmdet.registry import RUNNERS
+from mmdet_maskdiff.utils.config_text import FormattedOnceConfig
 from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
                                                   check_checkpoint_sample,
                                                   check_split_folders)
@@ -37,7 +38,7 @@ class FewShotRunner(Runner):
         if apply_few_shot_seed(cfg) is not None:
             check_split_folders(cfg)
         check_num_classes(cfg)
-        return super().from_cfg(cfg)
+        return super().from_cfg(FormattedOnceConfig.of(cfg))
 
     def load_checkpoint(self,
                         filename: str,
