@@ -1,4 +1,7 @@
-"""Shared fixtures of the test suite."""
+"""Shared fixtures of the test suite, and how ``make test`` spreads it over
+pytest-xdist workers."""
+import os
+
 import pytest
 
 from mmdet_maskdiff.datasets.synthetic_fsis import (make_synthetic_fsis,
@@ -43,3 +46,48 @@ def coco_shaped_data(tmp_path_factory):
     generate_few_shot_splits(
         paths['train_ann'], f'{root}/few_shot', shots=(1, 5), seeds=(0, 1))
     return root
+
+
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # one worker per core (make test): each worker, and every tool it
+    # starts, computes on one thread instead of all cores competing
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    os.environ.setdefault('MKL_NUM_THREADS', '1')
+    import torch
+    torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
+
+
+def _group(item: pytest.Item) -> str:
+    """The xdist group of a test: ``distributed`` for the tests that start a
+    process group on a TCP port (two of them at once could race for the
+    port ``free_port`` picked), else its file, so that a module's fixtures
+    are built once."""
+    if item.get_closest_marker('distributed') is not None:
+        return 'distributed'
+    return item.nodeid.split('::')[0]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config,
+                                  items: list) -> None:
+    """Under ``--dist loadgroup`` (make test): put each test in its
+    :func:`_group`, and order the groups longest first — the distributed
+    group, then files with ``slow`` tests, then the rest — so that the
+    workers finish together. xdist hands the groups out in this order; every
+    worker collects the same one."""
+    if config.getoption('dist', 'no') != 'loadgroup':
+        return
+    slow_groups = {_group(item) for item in items
+                   if item.get_closest_marker('slow') is not None}
+
+    def rank(group: str) -> int:
+        return 0 if group == 'distributed' else 1 if group in slow_groups \
+            else 2
+
+    first_seen = {}
+    for item in items:
+        group = _group(item)
+        first_seen.setdefault(group, len(first_seen))
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: (rank(_group(item)),
+                                 first_seen[_group(item)]))

@@ -68,9 +68,11 @@ if ! has mmcv==2.1.0 || ! "$PY" -c 'import mmcv.ops' 2>/dev/null; then
 fi
 
 log "runtime and test dependencies"
-has mmengine==0.10.7 mmdet==3.3.0 pycocotools scipy pytest matplotlib \
+# pytest-xdist: make test spreads the suite over one worker per core
+has mmengine==0.10.7 mmdet==3.3.0 pycocotools scipy pytest pytest-xdist \
+    matplotlib \
     || "${PIP[@]}" install -q "mmengine==0.10.7" "mmdet==3.3.0" pycocotools scipy \
-        pytest matplotlib "setuptools<81"
+        pytest pytest-xdist matplotlib "setuptools<81"
 
 # openmim's own dependency chain (opendatalab -> openxlab) downgrades setuptools
 # and pins requests/rich; mim only needs the packages listed here.

@@ -320,6 +320,7 @@ def _run_two_ranks(tmp_path, paths, few_shot_roots):
     return results
 
 
+@pytest.mark.distributed
 @pytest.mark.slow
 def test_bank_is_built_on_rank_0_and_shared(synthetic_data, tmp_path):
     """Distributed: rank 0 reads the images (with a progress bar), the

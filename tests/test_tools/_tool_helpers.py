@@ -133,7 +133,11 @@ def describe(proc: subprocess.CompletedProcess, tail: int = 4000) -> str:
 
 
 def free_port() -> int:
-    """A TCP port that is free right now (for ``PORT`` of dist_*.sh)."""
+    """A TCP port that is free right now (for ``PORT`` of dist_*.sh).
+
+    Another process may take it before the caller binds it: a test that
+    uses it is marked ``@pytest.mark.distributed``, and ``make test`` runs
+    those one at a time on one worker."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]

@@ -28,6 +28,7 @@ def cli_overrides(config: str, data_root: str) -> list:
     return to_cfg_options_args(options)
 
 
+@pytest.mark.distributed
 @pytest.mark.skipif(
     torch.cuda.is_available() and torch.cuda.device_count() < 2,
     reason='two ranks with nccl need two GPUs')

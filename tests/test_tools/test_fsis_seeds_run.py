@@ -63,6 +63,7 @@ def _novel_init_checkpoint(cwd, data_root):
                     meta={}), path)
 
 
+@pytest.mark.distributed
 @pytest.mark.slow  # six tool runs (2 seeds x train 1b, train 2, test), ~2 min
 def test_run_two_seeds_resume_dist_launcher_and_collect(synthetic_data,
                                                         tmp_path):
