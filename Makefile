@@ -17,12 +17,12 @@ $(STAMP): tools/setup_env.sh pyproject.toml setup.cfg setup.py
 	PYTHON="$(PYTHON)" VENV="$(VENV)" bash tools/setup_env.sh
 	touch $@
 
-# The suite runs on pytest-xdist workers, one per core up to 4 (each worker
-# computes on one thread; tests/conftest.py groups the tests by file, puts the
-# ones that open a TCP port on one worker and hands out the longest first).
-# TEST_WORKERS=0 runs it in this process, one test after the other.
+# The suite runs on pytest-xdist workers, one per core up to 4, a test file
+# at a time (each worker computes on one thread; tests/conftest.py hands out
+# the files with slow tests first). TEST_WORKERS=0 runs it in this process,
+# one test after the other.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
-XDIST_ARGS := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+XDIST_ARGS := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	$(PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)

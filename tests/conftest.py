@@ -57,37 +57,20 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
     torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 
 
-def _group(item: pytest.Item) -> str:
-    """The xdist group of a test: ``distributed`` for the tests that start a
-    process group on a TCP port (two of them at once could race for the
-    port ``free_port`` picked), else its file, so that a module's fixtures
-    are built once."""
-    if item.get_closest_marker('distributed') is not None:
-        return 'distributed'
-    return item.nodeid.split('::')[0]
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config,
                                   items: list) -> None:
-    """Under ``--dist loadgroup`` (make test): put each test in its
-    :func:`_group`, and order the groups longest first — the distributed
-    group, then files with ``slow`` tests, then the rest — so that the
-    workers finish together. xdist hands the groups out in this order; every
-    worker collects the same one."""
-    if config.getoption('dist', 'no') != 'loadgroup':
+    """On xdist's workers (make test: ``--dist loadfile
+    --no-loadscope-reorder``): test files with ``slow`` tests first, the
+    rest in collection order. xdist hands whole files to the workers in this
+    order, so the longest start first and the workers finish together;
+    every worker collects the same order."""
+    if not os.environ.get('PYTEST_XDIST_WORKER'):
         return
-    slow_groups = {_group(item) for item in items
-                   if item.get_closest_marker('slow') is not None}
 
-    def rank(group: str) -> int:
-        return 0 if group == 'distributed' else 1 if group in slow_groups \
-            else 2
+    def path(item: pytest.Item) -> str:
+        return item.nodeid.split('::')[0]
 
-    first_seen = {}
-    for item in items:
-        group = _group(item)
-        first_seen.setdefault(group, len(first_seen))
-        item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: (rank(_group(item)),
-                                 first_seen[_group(item)]))
+    slow = {path(item) for item in items
+            if item.get_closest_marker('slow') is not None}
+    items.sort(key=lambda item: path(item) not in slow)  # a stable sort

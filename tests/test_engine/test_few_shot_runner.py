@@ -21,7 +21,7 @@ from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
                                                   support_set_config)
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'test_tools'))
-from _tool_helpers import REPO, describe, run_tool  # noqa: E402
+from _tool_helpers import REPO, describe, run_tool_here  # noqa: E402
 
 STAGE_1B = 'configs/maskdiff/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py'
 STAGE_2 = 'configs/maskdiff/coco_1shot.py'
@@ -145,8 +145,9 @@ def test_train_tool_stops_on_a_missing_seed(synthetic_data, tmp_path):
             synthetic_data['root'], load_from=None).items()
         if k.endswith(('few_shot_root', 'data_root'))
     ]
-    proc = run_tool('train.py', [osp.join(REPO, STAGE_1B), '--cfg-options'] +
-                    options, cwd=str(tmp_path))
+    proc = run_tool_here('train.py',
+                         [osp.join(REPO, STAGE_1B), '--cfg-options'] + options,
+                         cwd=str(tmp_path))
     assert proc.returncode == 2, describe(proc)
     folder = osp.join(synthetic_data['few_shot_root'], 'seed5')
     assert proc.stderr.strip().startswith(

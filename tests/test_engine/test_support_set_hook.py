@@ -301,17 +301,18 @@ def _rank_worker(rank, world_size, port, paths, out_dir, few_shot_roots):
 def _run_two_ranks(tmp_path, paths, few_shot_roots):
     """Both ranks' results, ``[rank 0's, rank 1's]``, each a list with one
     entry per ``few_shot_roots`` entry (one 2-process spawn for all)."""
+    import os.path as osp
     import pickle
-
-    import socket
+    import sys
 
     import torch.multiprocessing as mp
-    with socket.socket() as sock:  # a free port for the process group
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
+    sys.path.insert(
+        0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                    'test_tools'))
+    from _tool_helpers import free_port
     mp.spawn(
         _rank_worker,
-        args=(2, port, paths, str(tmp_path), few_shot_roots),
+        args=(2, free_port(), paths, str(tmp_path), few_shot_roots),
         nprocs=2)
     results = []
     for rank in range(2):
@@ -320,7 +321,6 @@ def _run_two_ranks(tmp_path, paths, few_shot_roots):
     return results
 
 
-@pytest.mark.distributed
 @pytest.mark.slow
 def test_bank_is_built_on_rank_0_and_shared(synthetic_data, tmp_path):
     """Distributed: rank 0 reads the images (with a progress bar), the

@@ -11,6 +11,7 @@ import runpy
 import socket
 import subprocess
 import sys
+import tempfile
 import traceback
 from typing import Dict, List, Optional
 
@@ -19,6 +20,8 @@ TOOLS = osp.join(REPO, 'tools')
 TINY_CONFIG = osp.join(REPO, 'tests', 'data', 'tiny_mask_rcnn.py')
 #: the variable tests/data/tiny_mask_rcnn.py reads its data root from
 DATA_ROOT_ENV = 'MASKDIFF_SYNTHETIC_ROOT'
+#: the ports :func:`free_port` gave out, shared by the test processes
+GIVEN_PORTS = osp.join(tempfile.gettempdir(), 'mmdet_maskdiff_test_ports')
 
 
 def tool_env(data_root: Optional[str] = None,
@@ -61,7 +64,8 @@ def run_tool_here(tool: str,
                   cwd: str,
                   env: Optional[Dict[str, str]] = None
                   ) -> subprocess.CompletedProcess:
-    """``tools/<tool> <args>`` run in this process, as ``python`` runs it
+    """``tools/<tool> <args>`` (or the script at the absolute path ``tool``)
+    run in this process, as ``python`` runs it
     (``__name__ == '__main__'``, ``sys.argv``, the tool's folder first on
     ``sys.path``, ``cwd`` and ``env``): the same answer as :func:`run_tool`
     without the ~5 s of a fresh interpreter importing torch and
@@ -75,7 +79,7 @@ def run_tool_here(tool: str,
     """
     from mmengine.logging import MMLogger
     from mmengine.registry import DefaultScope
-    path = osp.join(TOOLS, tool)
+    path = osp.join(TOOLS, tool)  # an absolute ``tool`` stays itself
     # mmengine's loggers outlive the test that made them, and their console
     # handlers keep the stream of that moment (often pytest's capture of an
     # earlier test, closed since): point them at this run's stdout, as a
@@ -133,14 +137,36 @@ def describe(proc: subprocess.CompletedProcess, tail: int = 4000) -> str:
 
 
 def free_port() -> int:
-    """A TCP port that is free right now (for ``PORT`` of dist_*.sh).
+    """A TCP port that is free right now (for ``PORT`` of dist_*.sh) and
+    that no other test on this machine was given in the last hour.
 
-    Another process may take it before the caller binds it: a test that
-    uses it is marked ``@pytest.mark.distributed``, and ``make test`` runs
-    those one at a time on one worker."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+    ``make test`` runs tests in several pytest-xdist workers at once: the OS
+    may hand the port that one test just released (to pass it to torchrun)
+    to another test before the first one binds it again. The ports given
+    out are kept, under a file lock, in :data:`GIVEN_PORTS`.
+    """
+    import fcntl
+    import time
+    with open(GIVEN_PORTS, 'a+', encoding='utf-8') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+        f.seek(0)
+        now = time.time()
+        given = {}
+        for line in f:
+            port, _, when = line.partition(' ')
+            if port.isdigit() and now - float(when or 0) < 3600:
+                given[int(port)] = float(when)
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(('127.0.0.1', 0))
+                port = sock.getsockname()[1]
+            if port not in given:
+                break
+        given[port] = now
+        f.seek(0)
+        f.truncate()
+        f.writelines(f'{p} {t}\n' for p, t in given.items())
+    return port
 
 
 def scalar_metrics(work_dir: str) -> Dict[str, float]:

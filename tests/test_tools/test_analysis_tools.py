@@ -116,12 +116,11 @@ def test_fsis_seeds_collect_rejects_files_without_metrics(tmp_path):
 @pytest.mark.slow
 def test_benchmark_quick_mode(tmp_path):
     out = tmp_path / 'bench'
-    proc = run_tool(
+    proc = run_tool_here(
         'analysis_tools/benchmark_mask_head.py',
         ['--quick', '--device', 'cpu', '--out',
          str(out)],
-        cwd=str(tmp_path),
-        timeout=300)
+        cwd=str(tmp_path))
     assert proc.returncode == 0, describe(proc)
     report = json.loads((tmp_path / 'bench.json').read_text())
     assert report['num_rois'] == 20
@@ -134,6 +133,27 @@ def test_benchmark_quick_mode(tmp_path):
         assert row['ratio'] == pytest.approx(row['seconds'] /
                                              rows[0]['seconds'])
     assert '| FCNMaskHead |' in (tmp_path / 'bench.md').read_text()
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--num-rois', '0'], ['--num-rois must be >= 1']),  # python tools/...
+    (['--steps', '1', '0'], ['--steps must all be >= 1', '[1, 0]']),
+    (['--samples', '0'], ['--samples must all be >= 1']),
+    (['--repeats', '0'], ['--repeats must be >= 1']),
+    (['--warmup', '-1'], ['--warmup must be >= 0']),
+    (['--guidance', '-1'], ['--guidance must all be >= 0']),
+    (['--budget', '0'], ['--budget must be > 0']),
+])
+def test_benchmark_mask_head_bad_input_is_one_line(args, words, tmp_path):
+    runner = run_tool if args[0] == '--num-rois' else run_tool_here
+    proc = runner('analysis_tools/benchmark_mask_head.py',
+                  ['--device', 'cpu'] + args, cwd=str(tmp_path))
+    assert proc.returncode == 2, describe(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), describe(proc)
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert not (tmp_path / 'work_dirs').exists()
 
 
 @pytest.mark.parametrize('args, words', [
@@ -160,15 +180,14 @@ def test_whole_model_benchmark_cpu_mode(synthetic_data, tmp_path):
     """Both configs of K = 1 through the Runner at CPU scale, one run."""
     config = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')
     out = tmp_path / 'whole'
-    proc = run_tool(
+    proc = run_tool_here(
         'analysis_tools/benchmark.py', [
             config, '--synthetic', synthetic_data['root'], '--iters', '2',
             '--warmup', '0', '--detections', '5', '--work-dir',
             str(tmp_path / 'work'), '--out',
             str(out)
         ],
-        cwd=str(tmp_path),
-        timeout=600)
+        cwd=str(tmp_path))
     assert proc.returncode == 0, describe(proc)
     report = json.loads((tmp_path / 'whole.json').read_text())
     base, maskdiff = report['rows']
@@ -218,14 +237,13 @@ def test_mask_quality_on_the_fcn_baseline_config(synthetic_data, tmp_path):
     torch.save(
         dict(state_dict=MODELS.build(cfg.model).state_dict(), meta={}), ckpt)
     out = tmp_path / 'quality.json'
-    proc = run_tool(
+    proc = run_tool_here(
         'analysis_tools/mask_quality.py', [
             config, ckpt, '--work-dir',
             str(tmp_path / 'work'), '--out',
             str(out), '--cfg-options'
         ] + to_cfg_options_args(options),
-        cwd=str(tmp_path),
-        timeout=300)
+        cwd=str(tmp_path))
     assert proc.returncode == 0, describe(proc)
     assert '| coco_5shot_fcn.py | novel |' in proc.stdout, describe(proc)
     report = json.loads(out.read_text())

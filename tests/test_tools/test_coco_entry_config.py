@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from _tool_helpers import REPO, TOOLS, describe, free_port, run, run_tool
+from _tool_helpers import REPO, TOOLS, describe, free_port, run, run_tool_here
 from mmengine.config import Config
 
 from mmdet_maskdiff.testing import cpu_scale_options, to_cfg_options_args
@@ -28,7 +28,6 @@ def cli_overrides(config: str, data_root: str) -> list:
     return to_cfg_options_args(options)
 
 
-@pytest.mark.distributed
 @pytest.mark.skipif(
     torch.cuda.is_available() and torch.cuda.device_count() < 2,
     reason='two ranks with nccl need two GPUs')
@@ -66,12 +65,11 @@ def test_downstream_config_overriding_data_root_trains(synthetic_data,
     assert cfg.model.roi_head.mask_head.type == 'DiffusionMaskHead'
 
     work_dir = tmp_path / 'work_dir'
-    proc = run_tool(
+    proc = run_tool_here(
         'train.py',
         [config, '--work-dir', str(work_dir), '--cfg-options'] +
         cli_overrides(config, root),
-        cwd=str(tmp_path),
-        timeout=600)
+        cwd=str(tmp_path))
     assert proc.returncode == 0, describe(proc)
     assert 'loss_mask' in proc.stdout + proc.stderr, describe(proc)
     # FewShotRunner: the run of K-shot sample 0 is in <work-dir>/seed0/

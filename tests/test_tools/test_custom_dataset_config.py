@@ -11,7 +11,7 @@ from typing import Optional
 
 import pytest
 import torch
-from _tool_helpers import REPO, describe, run_tool
+from _tool_helpers import REPO, describe, run_tool_here
 from mmengine.config import Config
 
 from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
@@ -192,12 +192,11 @@ def train_stage(name: str, configs: dict, data_root: str, project,
     if load_from:
         load_from, n = re.subn(r'iter_\d+', f'iter_{ITERS}', load_from)
         assert n == 1, load_from
-    proc = run_tool(
+    proc = run_tool_here(
         'train.py',
         [osp.relpath(config, str(project)), '--cfg-options'] +
         cpu_options(config, data_root, load_from, validate),
-        cwd=str(project),
-        timeout=600)
+        cwd=str(project))
     assert proc.returncode == 0, describe(proc)
     return proc
 
@@ -208,7 +207,7 @@ def weights(path) -> dict:
         str(path), map_location='cpu', weights_only=False)['state_dict']
 
 
-@pytest.mark.slow  # four tool runs, ~1.5 min on 2 cores
+@pytest.mark.slow  # four tool runs in this process, ~15 s
 def test_example_trains_three_stages(synthetic_data, tmp_path):
     root = synthetic_data['root']
     configs = {
@@ -223,7 +222,7 @@ def test_example_trains_three_stages(synthetic_data, tmp_path):
     base = work_dirs / 'my_fsis_base' / f'iter_{ITERS}.pth'
     assert base.is_file()
     # TFA's novel-row initialisation, with the stage-1b example
-    proc = run_tool(
+    proc = run_tool_here(
         osp.join('model_converters', 'tfa_novel_init.py'), [
             osp.join('configs', 'my_fsis_tfa_1shot.py'),
             osp.relpath(str(base), str(project))
@@ -254,13 +253,12 @@ def test_example_trains_three_stages(synthetic_data, tmp_path):
 def test_train_tool_num_classes_mismatch(synthetic_data, tmp_path):
     root = synthetic_data['root']
     config = write_project_config(tmp_path, root, num_classes=9)
-    proc = run_tool(
+    proc = run_tool_here(
         'train.py',
         [config, '--work-dir',
          str(tmp_path / 'work_dir'), '--cfg-options'] +
         cpu_options(config, root),
-        cwd=str(tmp_path),
-        timeout=300)
+        cwd=str(tmp_path))
     assert proc.returncode == 2, describe(proc)
     # one line on stderr, naming the key and both values
     line, = proc.stderr.strip().splitlines()

@@ -17,7 +17,6 @@ pytestmark = pytest.mark.slow
 HERE = osp.dirname(osp.abspath(__file__))
 
 
-@pytest.mark.distributed
 @pytest.mark.skipif(
     torch.cuda.is_available() and torch.cuda.device_count() < 2,
     reason='two ranks with nccl need two GPUs')

@@ -63,8 +63,7 @@ def _novel_init_checkpoint(cwd, data_root):
                     meta={}), path)
 
 
-@pytest.mark.distributed
-@pytest.mark.slow  # six tool runs (2 seeds x train 1b, train 2, test), ~2 min
+@pytest.mark.slow  # six tool runs (2 seeds x train 1b, train 2, test), ~1 min
 def test_run_two_seeds_resume_dist_launcher_and_collect(synthetic_data,
                                                         tmp_path):
     """Seed 0 with ``--launcher none`` (tools/train.py, tools/test.py);
@@ -75,9 +74,9 @@ def test_run_two_seeds_resume_dist_launcher_and_collect(synthetic_data,
     cwd = str(tmp_path)
     _novel_init_checkpoint(cwd, synthetic_data['root'])
     common = ['--demo-data', synthetic_data['root'], '--iters', '2']
-    proc = run_tool('analysis_tools/fsis_seeds.py',
-                    ['run', STAGE_2, '--seeds', '0'] + common, cwd=cwd,
-                    timeout=1200)
+    # fsis_seeds.py in this process; the stages it starts are tool runs
+    proc = run_tool_here('analysis_tools/fsis_seeds.py',
+                         ['run', STAGE_2, '--seeds', '0'] + common, cwd=cwd)
     assert proc.returncode == 0, describe(proc)
     assert 'dist_train.sh' not in proc.stdout, describe(proc)
     assert osp.join(TOOLS, 'train.py') in proc.stdout, describe(proc)
@@ -86,8 +85,8 @@ def test_run_two_seeds_resume_dist_launcher_and_collect(synthetic_data,
     dist = ['run', STAGE_2, '--seeds', '0', '1', '--launcher', 'pytorch',
             '--gpus', '1'] + common
     env = dict(os.environ, PORT=str(free_port()))
-    proc = run_tool('analysis_tools/fsis_seeds.py', dist, cwd=cwd, env=env,
-                    timeout=1200)
+    proc = run_tool_here('analysis_tools/fsis_seeds.py', dist, cwd=cwd,
+                         env=env)
     assert proc.returncode == 0, describe(proc)
     assert 'seed 0: finished, skipped' in proc.stdout, describe(proc)
     assert 'dist_train.sh' in proc.stdout and 'dist_test.sh' in proc.stdout
@@ -119,9 +118,9 @@ def test_run_two_seeds_resume_dist_launcher_and_collect(synthetic_data,
         open(osp.join(work, 'coco_1shot', 'seeds.json')).read())
     assert stats['MaskDiff']['novel']['segm_mAP']['n'] == 2
 
-    again = run_tool('analysis_tools/fsis_seeds.py',
-                     ['run', STAGE_2, '--seeds', '0', '1'] + common, cwd=cwd,
-                     timeout=600)
+    again = run_tool_here('analysis_tools/fsis_seeds.py',
+                          ['run', STAGE_2, '--seeds', '0', '1'] + common,
+                          cwd=cwd)
     assert again.returncode == 0, describe(again)
     for seed in (0, 1):
         assert f'seed {seed}: finished, skipped' in again.stdout

@@ -14,7 +14,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from _tool_helpers import TINY_CONFIG, describe, run, run_tool, write_config
+from _tool_helpers import (TINY_CONFIG, describe, run, run_tool, run_tool_here,
+                           write_config)
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +131,7 @@ def test_image_demo_bad_inputs_one_line_each_others_processed(
     broken.write_bytes(b'not a png')
     missing = str(tmp_path / 'missing.jpg')
     out_dir = tmp_path / 'out'
-    proc = run_tool(
+    proc = run_tool_here(
         'image_demo.py', [
             missing,
             str(broken),
@@ -157,7 +158,8 @@ def test_image_demo_bad_inputs_one_line_each_others_processed(
 
 
 def _demo_error(trained, tmp_path, config, checkpoint):
-    proc = run_tool(
+    # in this process: the command line has its own test above
+    proc = run_tool_here(
         'image_demo.py', [
             trained['image'], config, '--weights', checkpoint, '--out-dir',
             str(tmp_path / 'out'), '--device', 'cpu'

@@ -1,6 +1,7 @@
 """mmdet 3.3.0's own analysis tools on the plugin's configs and checkpoints.
 
-Run as users run them: the scripts of the installed mmdet
+Run as python runs them, in this process (``run_tool_here``; the seaborn
+case in a fresh one): the scripts of the installed mmdet
 (``<mmdet>/.mim/tools/analysis_tools/``, what ``mim run mmdet <tool>`` and a
 mmdet checkout's ``tools/analysis_tools`` hold), unchanged. The configs'
 ``custom_imports`` registers the plugin; a stage-2 checkpoint carries its
@@ -14,7 +15,7 @@ import os.path as osp
 import sys
 
 import pytest
-from _tool_helpers import describe, run, tool_env
+from _tool_helpers import describe, run, run_tool_here, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +29,8 @@ def mmdet_tool(name: str) -> str:
     return path
 
 
-def run_mmdet_tool(name, args, cwd, env=None):
-    return run([sys.executable, mmdet_tool(name)] + args, str(cwd), env=env)
+def run_mmdet_tool(name, args, cwd):
+    return run_tool_here(mmdet_tool(name), args, str(cwd))
 
 
 def test_get_flops(stage2_model, tmp_path):
@@ -90,14 +91,17 @@ def test_analyze_logs(stage2_model, tmp_path):
     logs = glob.glob(
         osp.join(stage2_model['work_dir'], '*', 'vis_data', 'scalars.json'))
     assert len(logs) == 1, logs
-    proc = run_mmdet_tool('analyze_logs.py', ['cal_train_time', logs[0]],
-                          tmp_path, env)
+    # a fresh process: the stub is found through PYTHONPATH
+    proc = run([sys.executable, mmdet_tool('analyze_logs.py'),
+                'cal_train_time', logs[0]], str(tmp_path), env=env)
     assert proc.returncode == 0, describe(proc)
     assert 'average iter time' in proc.stdout, describe(proc)
     out = tmp_path / 'loss.png'
-    proc = run_mmdet_tool(
-        'analyze_logs.py',
-        ['plot_curve', logs[0], '--keys', 'loss_mask', '--out',
-         str(out)], tmp_path, env)
+    proc = run([
+        sys.executable,
+        mmdet_tool('analyze_logs.py'), 'plot_curve', logs[0], '--keys',
+        'loss_mask', '--out',
+        str(out)
+    ], str(tmp_path), env=env)
     assert proc.returncode == 0, describe(proc)
     assert out.is_file(), describe(proc)

@@ -1,14 +1,16 @@
 """Bad inputs stop the tools with one line naming the file, key or class, and
 exit status 2 — never exit 0 with wrong results (issue "Same answer however
-it is run"). The in-process cases check the checks themselves; the tool
-cases run ``tools/test.py`` / ``tools/train.py`` on the tiny MaskDiff config.
+it is run"). The first cases check the checks themselves; the tool cases
+run ``tools/test.py`` / ``tools/train.py`` on the tiny MaskDiff config, in
+this process (their command lines have their own subprocess tests in
+test_train_test_tools.py).
 """
 import types
 
 import pytest
 import torch
 from _tiny_maskdiff import save_checkpoint, tiny_config
-from _tool_helpers import TINY_CONFIG, describe, run_tool, tool_env
+from _tool_helpers import TINY_CONFIG, describe, run_tool_here, tool_env
 from mmengine.config import Config
 
 from mmdet_maskdiff.datasets.support_bank import SupportBank
@@ -277,7 +279,7 @@ TOOL_CASES = {
 }
 
 
-@pytest.mark.slow  # ~20 s per case on 2 shared cores
+@pytest.mark.slow  # ~3 s per case
 @pytest.mark.parametrize('case', sorted(TOOL_CASES))
 def test_tool_stops_with_one_line(case, tmp_path, synthetic_data):
     tool, make_args, words = TOOL_CASES[case]
@@ -287,7 +289,7 @@ def test_tool_stops_with_one_line(case, tmp_path, synthetic_data):
     env = tool_env(synthetic_data['root'])
     env.update(OMP_NUM_THREADS='1')
     env.pop(DEBUG_ENV, None)
-    proc = run_tool(tool, args, str(tmp_path), env=env)
+    proc = run_tool_here(tool, args, str(tmp_path), env=env)
     assert proc.returncode == 2, describe(proc)
     assert 'Traceback' not in proc.stdout + proc.stderr, describe(proc)
     lines = proc.stderr.strip().splitlines()
@@ -302,7 +304,7 @@ def test_debug_switch_shows_the_traceback(tmp_path, synthetic_data):
     args = _support_k1_for_5shot_head(tmp_path, synthetic_data['root'])
     env = tool_env(synthetic_data['root'])
     env.update({DEBUG_ENV: '1', 'OMP_NUM_THREADS': '1'})
-    proc = run_tool(
+    proc = run_tool_here(
         'test.py',
         args + ['--work-dir', str(tmp_path / 'work_dir')],
         str(tmp_path),

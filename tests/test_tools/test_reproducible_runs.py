@@ -36,7 +36,6 @@ def predictions_by_image(path: str) -> dict:
         return {p['img_id']: p for p in pickle.load(f)}
 
 
-@pytest.mark.distributed
 def test_one_process_and_two_processes_give_identical_masks(
         synthetic_data, tmp_path):
     config = tiny_config(tmp_path, synthetic_data['root'])

@@ -92,14 +92,12 @@ needs_proc = pytest.mark.skipif(
     not os.path.isdir('/proc/self/task'), reason='needs Linux /proc')
 
 
-@pytest.mark.distributed
 @needs_proc
 def test_tool_run_cli_joins_gloo_threads(tmp_path):
     lines = run_script(TOOL_SHUTDOWN, str(tmp_path))
     assert lines['after'] == '[]'
 
 
-@pytest.mark.distributed
 @needs_proc
 def test_plugin_exit_handler_joins_gloo_threads(tmp_path):
     lines = run_script(EXIT_HANDLER, str(tmp_path))

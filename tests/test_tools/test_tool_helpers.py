@@ -1,11 +1,12 @@
 """``run_tool_here`` answers as ``python tools/...`` would, whatever loggers
-earlier tests left behind."""
+earlier tests left behind; ``free_port`` never gives one port twice."""
 import io
 import os
 import os.path as osp
 import sys
 
-from _tool_helpers import REPO, run_tool_here
+import _tool_helpers
+from _tool_helpers import REPO, free_port, run_tool_here
 from mmengine.logging import MMLogger
 
 
@@ -34,3 +35,33 @@ def test_in_process_run_ignores_a_stale_console_stream(tmp_path):
     assert 'Traceback' not in output and 'Logging error' not in output
     assert 'MASKDIFF_SYNTHETIC_ROOT' in proc.stdout  # the line was logged
     assert 'needs a CUDA GPU' in proc.stderr
+
+
+def test_free_port_skips_ports_given_before(tmp_path, monkeypatch):
+    """The OS may offer a port it offered to another worker a moment ago;
+    free_port asks again."""
+    offers = iter([5001, 5002, 5001, 5002, 5003])
+
+    class FakeSocket:
+
+        def __init__(self, *args):
+            self.port = next(offers)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args):
+            pass
+
+        def bind(self, address):
+            pass
+
+        def getsockname(self):
+            return ('127.0.0.1', self.port)
+
+    given = tmp_path / 'ports'
+    monkeypatch.setattr(_tool_helpers, 'GIVEN_PORTS', str(given))
+    monkeypatch.setattr(_tool_helpers.socket, 'socket', FakeSocket)
+    assert [free_port(), free_port(), free_port()] == [5001, 5002, 5003]
+    ports = [int(line.split()[0]) for line in given.read_text().splitlines()]
+    assert ports == [5001, 5002, 5003]

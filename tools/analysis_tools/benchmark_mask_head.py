@@ -108,7 +108,27 @@ def parse_args() -> argparse.Namespace:
         args.num_rois, args.repeats, args.warmup = 20, 2, 1
         args.steps, args.samples = [1, 2, 4], [1, 2]
         args.denoisers = ['demo']
+    check_args(args)
     return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """One-line errors (``InputError``) for counts a run cannot use."""
+    from mmdet_maskdiff.utils import InputError
+    for name in ('num_rois', 'repeats', 'num_shots'):
+        if getattr(args, name) < 1:
+            raise InputError(f'--{name.replace("_", "-")} must be >= 1, got '
+                             f'{getattr(args, name)}')
+    for name in ('steps', 'samples'):
+        if min(getattr(args, name)) < 1:
+            raise InputError(f'--{name} must all be >= 1, got '
+                             f'{getattr(args, name)}')
+    if args.warmup < 0:
+        raise InputError(f'--warmup must be >= 0, got {args.warmup}')
+    if min(args.guidance) < 0:
+        raise InputError(f'--guidance must all be >= 0, got {args.guidance}')
+    if args.budget <= 0:
+        raise InputError(f'--budget must be > 0 seconds, got {args.budget}')
 
 
 def synchronize(device: torch.device) -> None:
@@ -195,6 +215,11 @@ def diffusion_predictor(name: str, num: int, device: torch.device,
 
 
 def main() -> None:
+    from mmdet_maskdiff.utils import run_cli
+    run_cli(_main)
+
+
+def _main() -> None:
     args = parse_args()
     device = torch.device(args.device)
     test_cfg = ConfigDict(mask_thr_binary=0.5)
