@@ -133,9 +133,20 @@ def build_cfg(name: str, settings: DemoSettings, work_dir: str,
     return cfg
 
 
-def _runner(cfg: Config) -> Runner:
-    """mmengine's Runner for a stage; the demo applied the K-shot sample
-    itself and keeps its own work-dir layout (no ``seed<N>/``)."""
+def _runner(cfg: Config, run_name: str) -> Runner:
+    """mmengine's Runner for one run of the demo; it applied the K-shot
+    sample itself and keeps its own work-dir layout (no ``seed<N>/``).
+
+    The demo builds its runners in one process. mmengine keeps the
+    visualizer, the message hub and the logger by name, and mmdet's
+    runtime config names the visualizer ``'visualizer'``: every later
+    runner would reuse the first one's, writing its scalars and config into
+    the first stage's ``vis_data/``. Each run gets names of its own
+    (``run_name`` and the run's timestamp).
+    """
+    cfg.experiment_name = f'demo_{run_name}'
+    if isinstance(cfg.get('visualizer'), dict):
+        cfg.visualizer.pop('name', None)  # -> the experiment name
     return Runner.from_cfg(FormattedOnceConfig.of(cfg))
 
 
@@ -158,7 +169,7 @@ def train_stage(name: str, settings: DemoSettings, max_iters: int,
     cfg = build_cfg(name, settings, work_dir, max_iters, load_from)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     start = time.time()
-    _runner(cfg).train()
+    _runner(cfg, f'train_{name}').train()
     settings.timings[f'train_{name}'] = round(time.time() - start, 1)
     return ckpt
 
@@ -195,7 +206,7 @@ def test_stage(name: str, config_name: str, settings: DemoSettings,
             type='DetVisualizationHook', draw=True,
             test_out_dir='predictions')
     start = time.time()
-    metrics = _runner(cfg).test()
+    metrics = _runner(cfg, f'test_{name}').test()
     settings.timings[f'test_{name}'] = round(time.time() - start, 1)
     return dict(metrics)
 
@@ -213,7 +224,7 @@ def oracle_test_stage(config_name: str, settings: DemoSettings,
                     1, ckpt)
     apply_mask_quality(cfg)
     start = time.time()
-    metrics = _runner(cfg).test()
+    metrics = _runner(cfg, f'test_{name}').test()
     settings.timings[f'test_{name}'] = round(time.time() - start, 1)
     return summarize_mask_quality(metrics)
 

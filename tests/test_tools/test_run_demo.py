@@ -7,6 +7,7 @@ import os.path as osp
 
 import pytest
 from _tool_helpers import describe, run_tool
+from mmengine.config import Config
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +31,15 @@ def test_run_demo_end_to_end(tmp_path):
     assert (data_root / 'annotations' / 'instances_test.json').is_file()
     for stage in ('base_det', 'ft_det', 'maskdiff', 'fcn'):
         assert (work_dir / stage / 'iter_2.pth').is_file(), stage
+    # each run logged into its own stage's folder (the runners share a
+    # process): the config the visualizer saved there is that run's
+    for stage in ('base_det', 'ft_det', 'maskdiff', 'fcn', 'oracle_maskdiff',
+                  'oracle_fcn'):
+        logged = list((work_dir / stage).glob('*/vis_data/config.py'))
+        assert logged, stage
+        for path in logged:
+            assert Config.fromfile(str(path)).work_dir == str(
+                work_dir / stage), path
     # stage 1b started from TFA's novel-row initialisation of stage 1a
     assert (work_dir / 'ft_det' / 'iter_2_novel-init.pth').is_file()
     assert 'novel init: removed roi_head.bbox_head.fc_cls.bias' in proc.stdout
