@@ -93,6 +93,14 @@ def run_tool_here(tool: str,
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     saved_scopes = DefaultScope._instance_dict.copy()
+    # mmengine keeps visualizers and message hubs by name, and mmdet's
+    # runtime names every visualizer 'visualizer': a run here would reuse an
+    # earlier run's and write its scalars into that run's folder. The tool
+    # starts without them, as in a fresh interpreter.
+    managed = _managed_classes()
+    saved_managed = {cls: cls._instance_dict.copy() for cls in managed}
+    for cls in managed:
+        cls._instance_dict.clear()
     out, err = io.StringIO(), io.StringIO()
     status = 0
     try:
@@ -126,8 +134,28 @@ def run_tool_here(tool: str,
         sys.argv, sys.path[:] = saved_argv, saved_path
         DefaultScope._instance_dict.clear()
         DefaultScope._instance_dict.update(saved_scopes)
+        for cls, instances in saved_managed.items():
+            cls._instance_dict.clear()
+            cls._instance_dict.update(instances)
     return subprocess.CompletedProcess([sys.executable, path] + list(args),
                                        status, out.getvalue(), err.getvalue())
+
+
+def _managed_classes() -> list:
+    """mmengine's named-instance classes other than the logger and the
+    default scope (which :func:`run_tool_here` handles itself): the message
+    hub and every visualizer class."""
+    from mmengine.logging import MMLogger
+    from mmengine.registry import DefaultScope
+    from mmengine.utils import ManagerMixin
+    found, todo = [], [ManagerMixin]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls not in (ManagerMixin, MMLogger, DefaultScope) and \
+                '_instance_dict' in vars(cls):
+            found.append(cls)
+    return found
 
 
 def describe(proc: subprocess.CompletedProcess, tail: int = 4000) -> str:

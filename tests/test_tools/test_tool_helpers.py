@@ -1,5 +1,6 @@
 """``run_tool_here`` answers as ``python tools/...`` would, whatever loggers
-earlier tests left behind; ``free_port`` never gives one port twice."""
+and visualizers earlier runs left behind; ``free_port`` never gives one port
+twice."""
 import io
 import os
 import os.path as osp
@@ -35,6 +36,21 @@ def test_in_process_run_ignores_a_stale_console_stream(tmp_path):
     assert 'Traceback' not in output and 'Logging error' not in output
     assert 'MASKDIFF_SYNTHETIC_ROOT' in proc.stdout  # the line was logged
     assert 'needs a CUDA GPU' in proc.stderr
+
+
+def test_each_run_here_logs_into_its_own_folder(synthetic_data, tmp_path):
+    """mmdet's runtime names every visualizer 'visualizer' and mmengine
+    keeps it by name: without a reset, the second run's scalars would go to
+    the first run's folder."""
+    config = osp.join(REPO, 'tests', 'data', 'tiny_mask_rcnn.py')
+    env = dict(os.environ, MASKDIFF_SYNTHETIC_ROOT=synthetic_data['root'])
+    for name in ('first', 'second'):
+        proc = run_tool_here(
+            'train.py', [config, '--work-dir', str(tmp_path / name)],
+            str(tmp_path), env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        scalars = list((tmp_path / name).glob('*/vis_data/scalars.json'))
+        assert len(scalars) == 1, name
 
 
 def test_free_port_skips_ports_given_before(tmp_path, monkeypatch):
