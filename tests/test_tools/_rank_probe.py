@@ -1,5 +1,5 @@
 """A hook that records, per process, that it trained and in which process
-group. Used by test_dist_train.py through ``custom_imports``; the records go
+group. Used by test_coco_entry_config.py through ``custom_imports``; the records go
 to ``<work_dir>/rank_probe/rank<R>.json``."""
 import json
 import os

@@ -75,7 +75,8 @@ def run_tool_here(tool: str,
     The exit status is ``SystemExit``'s code (0 when the tool returns, 1
     and the traceback on stderr when it raises); the environment, working
     directory, ``sys.argv``/``sys.path`` and mmengine's default scope are
-    restored afterwards.
+    restored afterwards. What the processes the tool starts write to their
+    inherited stdout / stderr follows the tool's own output.
     """
     from mmengine.logging import MMLogger
     from mmengine.registry import DefaultScope
@@ -110,7 +111,9 @@ def run_tool_here(tool: str,
         os.chdir(cwd)
         sys.argv = [path] + list(args)
         sys.path.insert(0, osp.dirname(path))
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with _inherited_output() as children, \
+                contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
             for handler in console:
                 handler.stream = out
             try:
@@ -137,8 +140,45 @@ def run_tool_here(tool: str,
         for cls, instances in saved_managed.items():
             cls._instance_dict.clear()
             cls._instance_dict.update(instances)
+    child_out, child_err = (f.getvalue() for f in children)
     return subprocess.CompletedProcess([sys.executable, path] + list(args),
-                                       status, out.getvalue(), err.getvalue())
+                                       status, out.getvalue() + child_out,
+                                       err.getvalue() + child_err)
+
+
+class _Captured:
+    """A temporary file behind a file descriptor; its text once read."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()
+        self.text = ''
+
+    def getvalue(self) -> str:
+        return self.text
+
+
+@contextlib.contextmanager
+def _inherited_output():
+    """Point file descriptors 1 and 2 at temporary files while the block
+    runs: processes started in it (``subprocess.call`` of a tool) write
+    there, as into the pipes of a subprocess run. Yields the two
+    :class:`_Captured`, read when the block ends."""
+    captured = (_Captured(), _Captured())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        for fd, target in zip((1, 2), captured):
+            os.dup2(target.file.fileno(), fd)
+        yield captured
+    finally:
+        for fd, old in zip((1, 2), saved):
+            os.dup2(old, fd)
+            os.close(old)
+        for target in captured:
+            target.file.seek(0)
+            target.text = target.file.read().decode('utf-8', 'replace')
+            target.file.close()
 
 
 def _managed_classes() -> list:

@@ -13,8 +13,7 @@ from mmengine.registry import init_default_scope
 import mmdet_maskdiff  # noqa: F401
 from mmdet.registry import MODELS
 from mmdet_maskdiff.testing.small_scale import cpu_scale_options
-from _tool_helpers import (REPO, TOOLS, describe, free_port, run_tool,
-                           run_tool_here)
+from _tool_helpers import REPO, TOOLS, describe, free_port, run_tool_here
 
 sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))
 import fsis_seeds  # noqa: E402
@@ -181,10 +180,10 @@ def test_novel_only_protocol_with_fcn_at_cpu_scale(synthetic_data, tmp_path):
     torch.save(dict(state_dict=MODELS.build(base.model).state_dict(),
                     meta={}), stage_1a)
     config = osp.join(REPO, 'configs', 'maskdiff', 'coco_novel_1shot.py')
-    proc = run_tool('analysis_tools/fsis_seeds.py', [
+    proc = run_tool_here('analysis_tools/fsis_seeds.py', [
         'run', config, '--seeds', '0', '--with-fcn', '--demo-data',
         synthetic_data['root'], '--iters', '2'
-    ], cwd=cwd, timeout=1200)
+    ], cwd=cwd)
     assert proc.returncode == 0, describe(proc)
     assert 'size mismatch for roi_head.bbox_head.fc_cls.weight' in (
         proc.stdout + proc.stderr)

@@ -8,8 +8,9 @@
   of one image are avoided here: oneDNN may round the detector's
   convolutions differently for them, which moves boxes in the last bit.)
 * Training 4 iterations (in the test's process), and training 2 then
-  ``--resume`` to 4 (in a fresh one), give bit-identical weights: ``IterationSeedHook`` seeds every iteration's
-  draws from (seed, rank, iteration).
+  ``--resume`` to 4 (in a fresh one), give bit-identical weights:
+  ``IterationSeedHook`` seeds every iteration's draws from (seed, rank,
+  iteration).
 """
 import json
 import os.path as osp

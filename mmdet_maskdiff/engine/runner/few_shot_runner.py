@@ -25,9 +25,14 @@ class FewShotRunner(Runner):
     ``load_from``, a ``seed<N>`` work dir; see
     :mod:`mmdet_maskdiff.utils.few_shot_sample`) and checks that the seed's
     split files exist, and that the heads' ``num_classes`` match the
-    datasets' classes (:func:`check_num_classes`). :meth:`load_checkpoint` refuses a checkpoint trained
-    on another seed or K. A config without ``few_shot`` runs exactly as with
-    the default Runner.
+    datasets' classes (:func:`check_num_classes`). :meth:`load_checkpoint`
+    refuses a checkpoint trained on another seed or K. A config without
+    ``few_shot`` runs exactly as with the default Runner.
+
+    The run's config formats its text once
+    (:class:`~mmdet_maskdiff.utils.config_text.FormattedOnceConfig`), where
+    mmengine would format it again for the log, the dumped config, the
+    visualizer, the runtime info and every checkpoint.
     """
 
     @classmethod
