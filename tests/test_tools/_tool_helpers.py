@@ -21,7 +21,8 @@ TINY_CONFIG = osp.join(REPO, 'tests', 'data', 'tiny_mask_rcnn.py')
 #: the variable tests/data/tiny_mask_rcnn.py reads its data root from
 DATA_ROOT_ENV = 'MASKDIFF_SYNTHETIC_ROOT'
 #: the ports :func:`free_port` gave out, shared by the test processes
-GIVEN_PORTS = osp.join(tempfile.gettempdir(), 'mmdet_maskdiff_test_ports')
+GIVEN_PORTS = osp.join(tempfile.gettempdir(),
+                       f'mmdet_maskdiff_test_ports.{os.getuid()}')
 
 
 def tool_env(data_root: Optional[str] = None,
