@@ -4,21 +4,13 @@ import copy
 import types
 
 import pytest
+from _model_helpers import TINY_DENOISER, conditions_of_one_step
 from mmengine.config import ConfigDict
 
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.registry import MODELS
 from mmdet_maskdiff.models import (ConditionSpec, DiffusionMaskHead,
                                    condition_spec_of)
-
-TINY_DENOISER = dict(
-    type='MaskDenoisingUNet',
-    base_channels=16,
-    channel_mults=(1, 2),
-    num_res_blocks=1,
-    attention_channels=(32, ),
-    num_head_channels=16)
-
 
 def small_extractor(out_channels, output_size=7):
     return dict(
@@ -197,19 +189,8 @@ def test_gathered_condition_follows_the_spec(build_model, support_bank,
             'roi_head.mask_head.use_prototypes': False
         })
     model.set_support_bank(support_bank)
-    seen = []
-    original = model.roi_head.mask_head.loss_and_target
-
-    def spy(condition, **kwargs):
-        seen.append(condition)
-        return original(condition, **kwargs)
-
-    model.roi_head.mask_head.loss_and_target = spy
-    model.train()
-    model(
-        **model.data_preprocessor(copy.deepcopy(train_batch), True),
-        mode='loss')
-    condition = seen[0]
+    condition, _ = conditions_of_one_step(
+        model, model.data_preprocessor(copy.deepcopy(train_batch), True))
     num = len(condition)
     assert num > 0
     assert condition.region_image is None and condition.prototypes is None

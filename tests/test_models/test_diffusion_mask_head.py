@@ -4,6 +4,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from _model_helpers import TINY_DENOISER
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
@@ -15,20 +16,13 @@ from mmdet_maskdiff.models import DiffusionMaskHead, MaskCondition
 
 M = 16  # mask size
 NUM_CLASSES = 3
-TINY_UNET = dict(
-    type='MaskDenoisingUNet',
-    base_channels=16,
-    channel_mults=(1, 2),
-    num_res_blocks=1,
-    attention_channels=(32, ),
-    num_head_channels=16)
 
 
 def make_head(**kwargs):
     args = dict(
         num_classes=NUM_CLASSES,
         mask_size=M,
-        denoiser=TINY_UNET,
+        denoiser=TINY_DENOISER,
         use_prototypes=False,
         num_timesteps=100)
     args.update(kwargs)
@@ -387,7 +381,7 @@ def test_checkpointed_denoiser_gives_the_same_loss_and_gradients():
     for with_cp in (False, True):
         head = randomize_(
             make_head(denoiser={
-                **TINY_UNET, 'dropout': 0.2,
+                **TINY_DENOISER, 'dropout': 0.2,
                 'with_cp': with_cp
             }))
         torch.manual_seed(3)

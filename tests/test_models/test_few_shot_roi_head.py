@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from _model_helpers import conditions_of_one_step
 from mmengine.optim import OptimWrapper
 from mmengine.structures import InstanceData
 
@@ -83,17 +84,7 @@ def test_training_shots_come_from_other_images(build_model, train_batch):
     for label in range(len(SYNTHETIC_CLASSES)):
         entries += [(label, query_id, RED), (label, query_id + 1000, BLUE)]
     model.set_support_bank(coloured_bank(entries))
-    seen = []
-    original = model.roi_head.mask_head.loss_and_target
-
-    def spy(condition, **kwargs):
-        seen.append(condition)
-        return original(condition, **kwargs)
-
-    model.roi_head.mask_head.loss_and_target = spy
-    model.train()
-    model(**data, mode='loss')
-    condition = seen[0]
+    condition, _ = conditions_of_one_step(model, data)
     num = len(condition)
     assert num > 0
     gt_labels = data['data_samples'][0].gt_instances.labels
@@ -236,20 +227,6 @@ def test_zero_positive_rois_give_a_zero_mask_loss(build_model, support_bank,
         assert p.grad is not None and torch.count_nonzero(p.grad) == 0
 
 
-def _conditions_of_one_step(model, data):
-    seen = []
-    original = model.roi_head.mask_head.loss_and_target
-
-    def spy(condition, **kwargs):
-        seen.append(condition)
-        return original(condition, **kwargs)
-
-    model.roi_head.mask_head.loss_and_target = spy
-    model.train()
-    losses = model(**data, mode='loss')
-    return seen[0], losses
-
-
 def test_class_only_in_the_query_gets_null_shots_not_itself(
         build_model, train_batch):
     """K = 1 novel case: the only support instance of a class lies in the
@@ -265,7 +242,7 @@ def test_class_only_in_the_query_gets_null_shots_not_itself(
         if label != lonely:
             entries += [(label, query_id, RED), (label, query_id + 1000, BLUE)]
     model.set_support_bank(coloured_bank(entries))
-    condition, _ = _conditions_of_one_step(model, data)
+    condition, _ = conditions_of_one_step(model, data)
     is_lonely = condition.labels == lonely
     assert is_lonely.any()
     null = condition.shots[is_lonely]
@@ -289,7 +266,7 @@ def test_support_fallback_drop_leaves_lonely_rois_out_of_the_loss(
     model.set_support_bank(
         coloured_bank([(label, query_id, RED)
                        for label in range(len(SYNTHETIC_CLASSES))]))
-    condition, losses = _conditions_of_one_step(model, data)
+    condition, losses = conditions_of_one_step(model, data)
     assert len(condition) > 0
     assert condition.train_rois is not None
     assert not condition.train_rois.any()
