@@ -55,6 +55,17 @@ def plugin_types_used(cfg: Config) -> List[str]:
     return sorted(used)
 
 
+def check_at_least(args, minimum: int, *names: str) -> None:
+    """Raise :class:`InputError` ``--<name> must be >= <minimum>, got <v>``
+    for the first of the command-line options ``names`` (attributes of the
+    parsed ``args``) below ``minimum``; options left at None pass."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            raise InputError(f'--{name.replace("_", "-")} must be >= '
+                             f'{minimum}, got {value}')
+
+
 def load_config(path: str) -> Config:
     """Read a config and check that it imports the plugin when it needs it.
 

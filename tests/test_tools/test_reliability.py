@@ -18,11 +18,20 @@ from mmdet_maskdiff.engine.hooks.support_set_hook import SupportSetHook
 from mmdet_maskdiff.models.mask_heads import ConditionSpec
 from mmdet_maskdiff.utils import (InputError, checkpoint_mismatch,
                                   read_checkpoint, run_cli)
-from mmdet_maskdiff.utils.cli_checks import DEBUG_ENV, check_evaluators
+from mmdet_maskdiff.utils.cli_checks import (DEBUG_ENV, check_at_least,
+                                             check_evaluators)
 
 # --------------------------------------------------------------------- #
 # in-process: the checks
 # --------------------------------------------------------------------- #
+
+
+def test_check_at_least_names_the_first_option_below_the_minimum():
+    args = types.SimpleNamespace(batch_size=None, warmup=0, max_iters=-2)
+    check_at_least(args, 0, 'batch_size', 'warmup')  # None and 0 pass
+    with pytest.raises(InputError) as info:
+        check_at_least(args, 0, 'warmup', 'max_iters')
+    assert str(info.value) == '--max-iters must be >= 0, got -2'
 
 
 def test_checkpoint_mismatch_lists_reshaped_missing_unexpected():

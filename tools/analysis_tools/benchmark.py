@@ -109,13 +109,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def check_args(args: argparse.Namespace) -> None:
     """One-line errors (``InputError``) for bad counts and paths."""
     from mmdet_maskdiff.utils import InputError
-    for name in ('iters', 'batch_size', 'detections'):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise InputError(f'--{name.replace("_", "-")} must be >= 1, got '
-                             f'{value}')
-    if args.warmup < 0:
-        raise InputError(f'--warmup must be >= 0, got {args.warmup}')
+    from mmdet_maskdiff.utils.cli_checks import check_at_least
+    check_at_least(args, 1, 'iters', 'batch_size', 'detections')
+    check_at_least(args, 0, 'warmup')
     if args.baseline is None:
         stem, ext = osp.splitext(args.config)
         args.baseline = stem + BASELINE_SUFFIX + ext

@@ -115,16 +115,13 @@ def parse_args() -> argparse.Namespace:
 def check_args(args: argparse.Namespace) -> None:
     """One-line errors (``InputError``) for counts a run cannot use."""
     from mmdet_maskdiff.utils import InputError
-    for name in ('num_rois', 'repeats', 'num_shots'):
-        if getattr(args, name) < 1:
-            raise InputError(f'--{name.replace("_", "-")} must be >= 1, got '
-                             f'{getattr(args, name)}')
+    from mmdet_maskdiff.utils.cli_checks import check_at_least
+    check_at_least(args, 1, 'num_rois', 'repeats', 'num_shots')
     for name in ('steps', 'samples'):
         if min(getattr(args, name)) < 1:
             raise InputError(f'--{name} must all be >= 1, got '
                              f'{getattr(args, name)}')
-    if args.warmup < 0:
-        raise InputError(f'--warmup must be >= 0, got {args.warmup}')
+    check_at_least(args, 0, 'warmup')
     if min(args.guidance) < 0:
         raise InputError(f'--guidance must all be >= 0, got {args.guidance}')
     if args.budget <= 0:

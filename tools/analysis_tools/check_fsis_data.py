@@ -27,6 +27,7 @@ from mmengine.config import DictAction
 
 import mmdet_maskdiff  # noqa: F401  (registers components)
 from mmdet_maskdiff.utils import InputError, load_config, run_cli
+from mmdet_maskdiff.utils.cli_checks import check_at_least
 from mmdet_maskdiff.utils.fsis_data_check import (check_training_data,
                                                   format_report,
                                                   point_data_root)
@@ -53,8 +54,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.batches < 1:
-        raise InputError(f'--batches must be >= 1, got {args.batches}')
+    check_at_least(args, 1, 'batches')
     cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
