@@ -1,4 +1,7 @@
 """SavedTensorCounter and the stage-2 activation model on small networks."""
+import os.path as osp
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -6,16 +9,15 @@ from torch import nn
 from mmdet_maskdiff.models import DiffusionMaskHead
 from mmdet_maskdiff.utils import SavedTensorCounter, stage2_activation_memory
 
+sys.path.insert(
+    0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                'test_models'))
+from _model_helpers import TINY_DENOISER  # noqa: E402
+
 TINY_HEAD = dict(
     num_classes=3,
     mask_size=16,
-    denoiser=dict(
-        type='MaskDenoisingUNet',
-        base_channels=16,
-        channel_mults=(1, 2),
-        num_res_blocks=1,
-        attention_channels=(32, ),
-        num_head_channels=16),
+    denoiser=TINY_DENOISER,
     use_prototypes=True,
     prototype_dim=8,
     num_timesteps=100)
