@@ -1,24 +1,10 @@
-# MaskDiff stage 2 — the mask distribution model, K = 1 (entry point).
-# The detector of stage 1b is loaded and frozen (parameters fixed, norm
-# layers in eval mode); only the DiffusionMaskHead trains, on the base
-# training set plus the K-shot novel instances (a quarter of the sampled
-# instances are novel, see train_dataloader). A training RoI never gets its
-# own object as a shot (FewShotRoIHead; model.train_cfg.rcnn.support_fallback
-# says what a class without another instance gets). Evaluation reports bbox and
-# segm AP / AP50 / AP75 for base, novel and all classes.
+# MaskDiff stage 2, all-class protocol, K = 1 (the entry point: every
+# coco_*shot*.py inherits it). Changes stage 1b's config: loads its checkpoint
+# (same seed), freezes the detector, adds the DiffusionMaskHead with its
+# support-set and sampler hooks, and trains only the mask head (AdamW, 40k
+# iterations) on the base images plus the K-shot novel images (25 % of the
+# sampled instances). Walk-through and few_shot.seed: docs/protocols.md.
 #   tools/dist_train.sh configs/maskdiff/coco_1shot.py 8
-#   tools/dist_test.sh configs/maskdiff/coco_1shot.py work_dirs/coco_1shot/seed0/iter_40000.pth 8
-#   mim test mmdet_maskdiff coco_1shot.py --checkpoint work_dirs/coco_1shot/seed0/iter_40000.pth
-# The K-shot sample (TFA seeds 0-9) is one key, inherited from stage 1b:
-#   --cfg-options few_shot.seed=N
-# moves the novel training set, the support set (SupportSetHook has no
-# dataset of its own: it takes the training set's K-shot member with K shots
-# of every class), the stage-1b checkpoint ({seed} in load_from) and the work
-# dir (work_dirs/coco_1shot/seed<N>/). FewShotRunner applies it; a checkpoint
-# of another seed or K is refused. All seeds at once:
-#   python tools/analysis_tools/fsis_seeds.py run configs/maskdiff/coco_1shot.py --seeds 0-9
-# Sampler at test time: --cfg-options model.test_cfg.rcnn.sampler.steps=8
-# Loads: stage 1b of the same seed (below); a missing file is an error.
 _base_ = ['./maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py']
 
 load_from = ('work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det/seed{seed}/'

@@ -1,4 +1,6 @@
-# MaskDiff stage 2 with K = 2 (see coco_1shot.py for usage).
+# MaskDiff stage 2, all-class protocol, K = 2: coco_1shot.py with 2 shots
+# per class (mask head, K-shot training and support set) and the 2-shot
+# stage-1b checkpoint of the same seed.
 #   tools/dist_train.sh configs/maskdiff/coco_2shot.py 8
 # Loads: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-2shot-det/seed<N>/iter_32000.pth
 _base_ = ['./coco_1shot.py']

@@ -1,4 +1,6 @@
-# MaskDiff stage 2 with K = 5 (see coco_1shot.py for usage).
+# MaskDiff stage 2, all-class protocol, K = 5: coco_1shot.py with 5 shots
+# per class (mask head, K-shot training and support set) and the 5-shot
+# stage-1b checkpoint of the same seed.
 #   tools/dist_train.sh configs/maskdiff/coco_5shot.py 8
 # Loads: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-5shot-det/seed<N>/iter_80000.pth
 _base_ = ['./coco_1shot.py']

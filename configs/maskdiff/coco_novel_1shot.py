@@ -1,12 +1,9 @@
-# MaskDiff stage 2 for the novel-only FSIS protocol, K = 1: the 20-class
-# novel detector of stage 1b is frozen; the diffusion mask head trains on the
-# K-shot novel instances only (20 classes x K) and the support set k is the
-# same K-shot set. Evaluation reports novel bbox / segm AP, AP50, AP75 (the
-# `coco/novel/...` keys; `coco/all/...` is the same 20 classes).
+# MaskDiff stage 2, novel-only FSIS protocol, K = 1: coco_1shot.py on the
+# 20-class novel detector of stage 1b; the mask head trains on the K-shot
+# novel instances only (20 classes x K, 2,500 iterations), the support set
+# is the same K-shot set, and the test reports novel AP (`coco/novel/...`).
+# Walk-through: docs/protocols.md.
 #   tools/dist_train.sh configs/maskdiff/coco_novel_1shot.py 8
-#   python tools/analysis_tools/fsis_seeds.py run configs/maskdiff/coco_novel_1shot.py --seeds 0-9 --launcher pytorch --gpus 8 --with-fcn
-# K-shot sample: --cfg-options few_shot.seed=N moves the training set, the
-# support set, load_from and the work dir (see coco_1shot.py).
 # Loads: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-novel-1shot-det/seed<N>/iter_2500.pth
 _base_ = ['./coco_1shot.py']
 

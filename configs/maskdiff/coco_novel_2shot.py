@@ -1,4 +1,6 @@
-# MaskDiff stage 2, novel-only FSIS protocol, K = 2 (see coco_novel_1shot.py).
+# MaskDiff stage 2, novel-only FSIS protocol, K = 2: coco_novel_1shot.py with
+# 2 shots per class (mask head, training and support set) and the 2-shot
+# novel stage-1b checkpoint of the same seed.
 #   tools/dist_train.sh configs/maskdiff/coco_novel_2shot.py 8
 # Loads: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-novel-2shot-det/seed<N>/iter_2500.pth
 _base_ = ['./coco_novel_1shot.py']

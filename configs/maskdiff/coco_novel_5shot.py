@@ -1,4 +1,6 @@
-# MaskDiff stage 2, novel-only FSIS protocol, K = 5 (see coco_novel_1shot.py).
+# MaskDiff stage 2, novel-only FSIS protocol, K = 5: coco_novel_1shot.py with
+# 5 shots per class (mask head, training and support set) and the 5-shot
+# novel stage-1b checkpoint of the same seed.
 #   tools/dist_train.sh configs/maskdiff/coco_novel_5shot.py 8
 # Loads: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-novel-5shot-det/seed<N>/iter_2500.pth
 _base_ = ['./coco_novel_1shot.py']

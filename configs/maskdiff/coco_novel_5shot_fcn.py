@@ -1,4 +1,6 @@
-# Baseline for coco_novel_5shot.py (see coco_novel_1shot_fcn.py).
+# Baseline for coco_novel_5shot.py: mmdet's class-agnostic FCNMaskHead
+# instead of the diffusion head, on the same frozen novel detector, data and
+# schedule (no support set or sampler hooks).
 #   tools/dist_train.sh configs/maskdiff/coco_novel_5shot_fcn.py 8
 _base_ = ['./coco_novel_5shot.py']
 

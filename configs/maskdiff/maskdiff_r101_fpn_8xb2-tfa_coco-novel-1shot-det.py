@@ -2,7 +2,7 @@
 # setting, DCFS's FSIS table), K = 1: the detector is fine-tuned and evaluated
 # on the 20 novel (VOC) classes only, with a 20-class box predictor. Compare
 # with the peers' novel-only numbers, not with the all-class (gFSIS) ones
-# (README, "Protocols").
+# (docs/protocols.md).
 #   tools/dist_train.sh configs/maskdiff/maskdiff_r101_fpn_8xb2-tfa_coco-novel-1shot-det.py 8
 # K-shot sample: --cfg-options few_shot.seed=N (inherited FewShotRunner; see
 # the all-class stage-1b config).
