@@ -5,7 +5,7 @@
 ``<site-packages>/mmdet_maskdiff/.mim/`` (OpenMMLab's convention). The copy is
 made in the build directory only, so the source tree keeps a single copy.
 Editable installs (PEP 660) have no such directory: use a regular
-``pip install .`` when you need mim (see README, "Install modes").
+``pip install .`` when you need mim (see docs/install.md, "Install modes").
 """
 import os.path as osp
 import shutil

@@ -77,8 +77,8 @@ def test_paper_default_layout():
 
 def test_parameter_names_and_shapes_are_pinned():
     """Every parameter name and shape is pinned by a digest: a change breaks
-    the loading of stage-2 checkpoints and must be deliberate (README
-    changelog). Last changed by the scale-shift residual blocks (each
+    the loading of stage-2 checkpoints and must be deliberate
+    (CHANGELOG.md). Last changed by the scale-shift residual blocks (each
     ``time_proj`` gives 2 × C)."""
     import hashlib
     model = MaskDenoisingUNet(cond_vector_dim=256)

@@ -53,7 +53,8 @@ def test_downstream_inheritance(tmp_path):
     assert load_config(str(config)).train_cfg.max_iters == 123
 
 
-# README, "Inheriting the configs in your project": every data path moved
+# docs/protocols.md, "Inheriting the configs in your project": every data
+# path moved
 DOWNSTREAM_DATA = f"""\
 _base_ = [{BASE!r}]
 

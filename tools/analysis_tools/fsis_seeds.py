@@ -9,7 +9,7 @@ MaskDiff claims *stability* across the random K-shot samples (TFA seeds
   (``--cfg-options few_shot.seed=N`` on every stage; stage 2 loads its
   seed's stage-1b checkpoint); finished stages and seeds are skipped, an
   interrupted stage resumes; then ``collect``. Stage 1a and TFA's novel-row
-  initialisation are made once beforehand (README)::
+  initialisation are made once beforehand (docs/protocols.md)::
 
       python tools/analysis_tools/fsis_seeds.py run \
           configs/maskdiff/coco_1shot.py --seeds 0-9 --with-fcn \

@@ -60,14 +60,15 @@ def _mismatch_cause(state_dict: dict, own: dict, reshaped: List[str]) -> str:
     the keys whose shapes differ (``reshaped``).
 
     Residual blocks whose ``time_proj`` gives C instead of 2 × C rows are
-    those of the additive blocks before the scale-shift fix (README
-    changelog), not another config.
+    those of the additive blocks before the scale-shift fix
+    (CHANGELOG.md), not another config.
     """
     if reshaped and all('.time_proj.' in key and state_dict[key].shape[0] *
                         2 == own[key].shape[0] for key in reshaped):
         return ('the checkpoint has the additive residual blocks of '
-                'mmdet_maskdiff before the scale-shift fix (README '
-                'changelog); retrain stage 2 from the stage-1b checkpoint')
+                'mmdet_maskdiff before the scale-shift fix '
+                '(CHANGELOG.md); retrain stage 2 from the stage-1b '
+                'checkpoint')
     return ('the checkpoint was trained with another num_shots, mask_size, '
             'num_classes or denoiser')
 
