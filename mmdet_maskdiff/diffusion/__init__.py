@@ -1,6 +1,7 @@
 """Diffusion core of MaskDiff (torch + numpy only): schedules, Gaussian
-diffusion, samplers, classifier-free guidance, and the test-time sampling of
-RoI masks with its settings."""
+diffusion, the denoiser's training loss, samplers, classifier-free guidance,
+and the test-time sampling of RoI masks with its settings."""
+from .denoiser_loss import denoiser_loss
 from .gaussian_diffusion import PREDICTION_TYPES, GaussianDiffusion
 from .guidance import classifier_free_guidance, drop_labels
 from .keyed_noise import (KeyedNoise, combine_keys, content_key, keyed_normal,
@@ -13,8 +14,8 @@ from .schedules import betas_for_alpha_bar, get_beta_schedule, space_timesteps
 
 __all__ = [
     'get_beta_schedule', 'betas_for_alpha_bar', 'space_timesteps',
-    'GaussianDiffusion', 'PREDICTION_TYPES', 'SampleOutput', 'ddpm_sample',
-    'ddim_sample', 'classifier_free_guidance', 'drop_labels', 'KeyedNoise',
+    'GaussianDiffusion', 'PREDICTION_TYPES', 'denoiser_loss', 'SampleOutput',
+    'ddpm_sample', 'ddim_sample', 'classifier_free_guidance', 'drop_labels', 'KeyedNoise',
     'combine_keys', 'content_key', 'keyed_normal', 'stable_key', 'RoIMaskSampler',
     'DEFAULT_SAMPLER', 'FastPath', 'SamplerSettings', 'parse_sampler_settings'
 ]

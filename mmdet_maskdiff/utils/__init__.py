@@ -1,12 +1,9 @@
-from .activation_memory import (SavedTensorCounter, Stage2ActivationMemory,
-                                stage2_activation_memory)
 from .checkpoint_checks import (checkpoint_mismatch, load_checkpoint_strictly,
                                 read_checkpoint)
 from .cli_checks import (InputError, build_runner, check_checkpoint,
                          check_mixed_precision, load_config, run_cli)
 
 __all__ = [
-    'SavedTensorCounter', 'Stage2ActivationMemory', 'stage2_activation_memory',
     'InputError', 'build_runner', 'check_checkpoint', 'check_mixed_precision',
     'load_config', 'run_cli', 'checkpoint_mismatch', 'load_checkpoint_strictly',
     'read_checkpoint'

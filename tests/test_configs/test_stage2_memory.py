@@ -15,7 +15,7 @@ from mmengine.config import Config
 
 import mmdet_maskdiff  # noqa: F401  (registers the head and the denoiser)
 from mmdet.registry import MODELS
-from mmdet_maskdiff.utils import stage2_activation_memory
+from mmdet_maskdiff.networks import stage2_activation_memory
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ENTRY = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')
@@ -38,7 +38,7 @@ def test_default_coco_stage2_fits_16_gib():
     assert cfg.mask_size == 64 and cfg.denoiser.base_channels == 128
     rois = cfg.max_train_rois
     assert isinstance(rois, int), 'the COCO config must bound the RoIs/GPU'
-    memory = stage2_activation_memory(head)
+    memory = stage2_activation_memory(head.denoiser, head.diffusion)
     assert memory.recompute_per_roi_bytes > 0, 'checkpointing is off'
     assert memory.peak_bytes(rois) <= BUDGET, (
         f'{memory.peak_bytes(rois) / 2**30:.1f} GiB at {rois} RoIs')
@@ -49,6 +49,6 @@ def test_without_checkpointing_the_same_step_does_not_fit():
     the scale-shift residual blocks; the issue measured 48.7 GiB at 256 RoIs
     with additive ones) the default RoI count is over budget."""
     head, cfg = coco_head(**{'denoiser.with_cp': False})
-    memory = stage2_activation_memory(head)
+    memory = stage2_activation_memory(head.denoiser, head.diffusion)
     assert memory.peak_bytes(cfg.max_train_rois) > BUDGET
     assert 48 * 2**30 < memory.saved_bytes(256) < 56 * 2**30

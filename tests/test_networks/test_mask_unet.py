@@ -294,7 +294,7 @@ def test_checkpointing_gives_equal_losses_and_gradients():
 
 
 def test_checkpointing_keeps_only_block_inputs():
-    from mmdet_maskdiff.utils import SavedTensorCounter
+    from mmdet_maskdiff.networks import SavedTensorCounter
     saved = {}
     for with_cp in (False, True):
         model = MaskDenoisingUNet(**SMALL, with_cp=with_cp).train()

@@ -37,8 +37,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import mmdet_maskdiff  # noqa: F401  (registers the head and the denoiser)
 from mmdet.registry import MODELS
-from mmdet_maskdiff.utils import (InputError, load_config, run_cli,
-                                  stage2_activation_memory)
+from mmdet_maskdiff.networks import stage2_activation_memory
+from mmdet_maskdiff.utils import InputError, load_config, run_cli
 
 GIB = 2**30
 
@@ -129,7 +129,8 @@ def main() -> None:
     for with_cp in (False, True):
         for amp in (None, torch.bfloat16):
             head.denoiser.with_cp = with_cp
-            memory = stage2_activation_memory(head, amp_dtype=amp)
+            memory = stage2_activation_memory(
+                head.denoiser, head.diffusion, amp_dtype=amp)
             rows.append(
                 dict(
                     with_cp=with_cp,

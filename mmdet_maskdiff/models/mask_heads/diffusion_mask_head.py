@@ -16,8 +16,8 @@ from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, InstanceList, OptMultiConfig
-from mmdet_maskdiff.diffusion import (GaussianDiffusion, drop_labels,
-                                      get_beta_schedule)
+from mmdet_maskdiff.diffusion import (GaussianDiffusion, denoiser_loss,
+                                      drop_labels, get_beta_schedule)
 from mmdet_maskdiff.diffusion.roi_sampler import RoIMaskSampler
 from mmdet_maskdiff.diffusion.sampler_settings import (  # noqa: F401
     DEFAULT_SAMPLER, SAMPLER_HOME, SAMPLER_KEYS, SamplerSettings,
@@ -427,43 +427,12 @@ class DiffusionMaskHead(BaseModule):
 
     def diffusion_loss(self, cond: Tensor, cond_vector: Optional[Tensor],
                        labels: Tensor, x0: Tensor) -> Tensor:
-        """The simple loss ‖target − denoiser(y_t, t, x, k, c)‖² of N RoIs
-        (DDPM Eq. 14) at random timesteps, in float32.
-
-        Mixed precision (``--amp`` / ``AmpOptimWrapper`` with
-        ``dtype='bfloat16'``): only the denoiser runs under the caller's
-        autocast; the forward process q(y_t | y_0), the regression target
-        and the squared error are computed in float32 with autocast off,
-        and the denoiser's output is cast to float32 before the loss.
-
-        Args:
-            cond (Tensor): (N, cond_channels, m, m) condition [x, k].
-            cond_vector (Tensor, optional): (N, D) prototypes, or None.
-            labels (Tensor): (N,) long classes (null class after dropout).
-            x0 (Tensor): (N, 1, m, m) masks scaled to {-1, 1}.
-
-        Returns:
-            Tensor: (N,) float32 per-RoI losses.
-        """
-        device_type = x0.device.type
-        amp_enabled = torch.is_autocast_enabled(device_type)
-        amp_dtype = torch.get_autocast_dtype(device_type)
-
-        with torch.autocast(
-                device_type, dtype=amp_dtype, enabled=amp_enabled):
-            encoding = self.denoiser.encode_condition(cond, cond_vector)
-
-        def model_fn(x_t: Tensor, t_model: Tensor) -> Tensor:
-            with torch.autocast(
-                    device_type, dtype=amp_dtype, enabled=amp_enabled):
-                out = self.denoiser(x_t, t_model, encoding, labels)
-            return out.float()
-
-        t = torch.randint(
-            0, self.num_timesteps, (x0.shape[0], ), device=x0.device)
-        with torch.autocast(device_type, enabled=False):
-            losses = self.diffusion.training_losses(model_fn, x0.float(), t)
-        return losses['loss']
+        """(N,) float32 simple losses of N RoIs at random timesteps:
+        :func:`~mmdet_maskdiff.diffusion.denoiser_loss` of this head's
+        denoiser and diffusion (the same arguments, shapes and
+        mixed-precision rule)."""
+        return denoiser_loss(self.denoiser, self.diffusion, cond, cond_vector,
+                             labels, x0)
 
     def _zero_loss(self, mask_targets: Tensor) -> dict:
         """A zero loss that keeps every parameter in the graph (DDP)."""

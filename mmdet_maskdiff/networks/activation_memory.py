@@ -9,7 +9,8 @@ tensor that autograd saves for the backward pass passes through
 adds up the distinct storages of those tensors, leaving out parameters (they
 exist whether or not one trains). The count grows linearly with the RoI
 count, so :func:`stage2_activation_memory` measures two small counts and
-extrapolates.
+extrapolates. Torch only (no mmdet), so the count can be put beside a GPU
+measurement on a bare GPU box.
 
 With activation checkpointing (``MaskDenoisingUNet(with_cp=True)``) the
 checkpointed blocks save only their inputs; the backward pass then recomputes
@@ -22,6 +23,8 @@ from typing import Dict, Iterable, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
+
+from ..diffusion import GaussianDiffusion, denoiser_loss
 
 __all__ = [
     'SavedTensorCounter', 'Stage2ActivationMemory', 'stage2_activation_memory'
@@ -143,42 +146,48 @@ def _check_count(name: str, value: int) -> None:
         raise ValueError(f'{name} must be an int >= 1, got {value!r}')
 
 
-def _count(head: nn.Module, num_rois: int, amp_dtype: Optional[torch.dtype],
+def _count(denoiser: nn.Module, diffusion: GaussianDiffusion,
+           num_rois: int, amp_dtype: Optional[torch.dtype],
            seed: int) -> SavedTensorCounter:
-    """Count one ``head.diffusion_loss`` forward on random RoIs."""
-    denoiser = head.denoiser
-    m = head.mask_size
+    """Count one :func:`denoiser_loss` forward on random RoIs."""
+    m = denoiser.mask_size
     gen = torch.Generator().manual_seed(seed)
     cond = torch.randn(num_rois, denoiser.cond_channels, m, m, generator=gen)
     cond_vector = None
     if denoiser.cond_vector_dim:
         cond_vector = torch.randn(
             num_rois, denoiser.cond_vector_dim, generator=gen)
-    labels = torch.randint(0, head.num_classes, (num_rois, ), generator=gen)
+    labels = torch.randint(
+        0, denoiser.num_classes, (num_rois, ), generator=gen)
     x0 = (torch.rand(num_rois, 1, m, m, generator=gen) > 0.5).float() * 2 - 1
     blocks = {} if denoiser.with_cp else _unet_blocks(denoiser)
-    counter = SavedTensorCounter(exclude=head.parameters(), blocks=blocks)
+    counter = SavedTensorCounter(exclude=denoiser.parameters(), blocks=blocks)
     with counter, torch.autocast(
             'cpu',
             dtype=amp_dtype or torch.bfloat16,
             enabled=amp_dtype is not None):
-        loss = head.diffusion_loss(cond, cond_vector, labels, x0).mean()
+        loss = denoiser_loss(denoiser, diffusion, cond, cond_vector, labels,
+                             x0).mean()
         del loss  # the graph dies here; the counts are taken
     return counter
 
 
-def stage2_activation_memory(head: nn.Module,
+def stage2_activation_memory(denoiser: nn.Module,
+                             diffusion: GaussianDiffusion,
                              num_rois: int = 1,
                              amp_dtype: Optional[torch.dtype] = None,
                              seed: int = 0) -> Stage2ActivationMemory:
-    """Measure the denoiser's stage-2 activations of a
-    :class:`DiffusionMaskHead`, on the CPU, at ``num_rois`` and
+    """Measure the stage-2 activations of a denoiser trained with
+    :func:`~mmdet_maskdiff.diffusion.denoiser_loss` (what
+    ``DiffusionMaskHead`` trains), on the CPU, at ``num_rois`` and
     ``2 * num_rois`` RoIs (forward only: the saved tensors are known once
     the loss is computed).
 
     Args:
-        head: a ``DiffusionMaskHead`` (its ``denoiser.with_cp`` decides
-            whether checkpointing is measured), on the CPU, in train mode.
+        denoiser: a :class:`~mmdet_maskdiff.networks.MaskDenoisingUNet` on
+            the CPU, in train mode; its ``with_cp`` decides whether
+            checkpointing is measured.
+        diffusion: the training diffusion (a head's ``diffusion``).
         num_rois: the smaller of the two RoI counts measured.
         amp_dtype: run under CPU autocast with this dtype (e.g.
             ``torch.bfloat16``); None measures fp32.
@@ -189,18 +198,21 @@ def stage2_activation_memory(head: nn.Module,
         (and, with checkpointing, the same for the largest block).
     """
     _check_count('num_rois', num_rois)
-    small = _count(head, num_rois, amp_dtype, seed).activation_bytes
-    large = _count(head, 2 * num_rois, amp_dtype, seed).activation_bytes
+
+    def count(rois: int) -> SavedTensorCounter:
+        return _count(denoiser, diffusion, rois, amp_dtype, seed)
+
+    small = count(num_rois).activation_bytes
+    large = count(2 * num_rois).activation_bytes
     fixed, per_roi = _line(small, large, num_rois)
     recompute_fixed = recompute = 0
-    if head.denoiser.with_cp:
-        head.denoiser.with_cp = False
+    if denoiser.with_cp:
+        denoiser.with_cp = False
         try:
-            blocks_small = _count(head, num_rois, amp_dtype, seed).per_block
-            blocks_large = _count(head, 2 * num_rois, amp_dtype,
-                                  seed).per_block
+            blocks_small = count(num_rois).per_block
+            blocks_large = count(2 * num_rois).per_block
         finally:
-            head.denoiser.with_cp = True
+            denoiser.with_cp = True
         lines = [
             _line(blocks_small[name], blocks_large[name], num_rois)
             for name in blocks_small
@@ -208,7 +220,7 @@ def stage2_activation_memory(head: nn.Module,
         recompute_fixed = max(fixed for fixed, _ in lines)
         recompute = max(slope for _, slope in lines)
     parameter_bytes = sum(p.numel() * p.element_size()
-                          for p in head.denoiser.parameters())
+                          for p in denoiser.parameters())
     return Stage2ActivationMemory(fixed, per_roi, recompute, recompute_fixed,
                                   parameter_bytes)
 

@@ -1,4 +1,5 @@
-"""SavedTensorCounter and the stage-2 activation model on small networks."""
+"""SavedTensorCounter and the stage-2 activation model on small networks
+(torch only)."""
 import os.path as osp
 import sys
 
@@ -6,21 +7,30 @@ import pytest
 import torch
 from torch import nn
 
-from mmdet_maskdiff.models import DiffusionMaskHead
-from mmdet_maskdiff.utils import SavedTensorCounter, stage2_activation_memory
+from mmdet_maskdiff.diffusion import GaussianDiffusion, get_beta_schedule
+from mmdet_maskdiff.networks import (MaskDenoisingUNet, SavedTensorCounter,
+                                     stage2_activation_memory)
 
 sys.path.insert(
     0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                 'test_models'))
 from _model_helpers import TINY_DENOISER  # noqa: E402
 
-TINY_HEAD = dict(
-    num_classes=3,
-    mask_size=16,
-    denoiser=TINY_DENOISER,
-    use_prototypes=True,
-    prototype_dim=8,
-    num_timesteps=100)
+DIFFUSION = GaussianDiffusion(get_beta_schedule('linear', 100))
+
+
+def tiny_denoiser(with_cp=False):
+    """The model tests' tiny denoiser as a mask head of 3 classes builds it
+    (16x16 masks, condition [x, k] of one shot, 8-d prototypes)."""
+    torch.manual_seed(0)
+    cfg = {k: v for k, v in TINY_DENOISER.items() if k != 'type'}
+    return MaskDenoisingUNet(
+        **cfg,
+        cond_channels=7,
+        num_classes=3,
+        mask_size=16,
+        cond_vector_dim=8,
+        with_cp=with_cp).train()
 
 
 def test_counts_saved_storages_once_and_leaves_out_excluded_ones():
@@ -52,32 +62,26 @@ def test_attributes_bytes_to_the_innermost_block():
 
 
 def test_stage2_model_is_linear_in_the_roi_count():
-    torch.manual_seed(0)
-    head = DiffusionMaskHead(**TINY_HEAD).train()
-    memory = stage2_activation_memory(head, num_rois=2)
+    denoiser = tiny_denoiser()
+    memory = stage2_activation_memory(denoiser, DIFFUSION, num_rois=2)
     assert memory.per_roi_bytes > 0 and memory.recompute_per_roi_bytes == 0
     # an independent measurement at 7 RoIs lands on the line
-    measured = memory_at(head, 7)
+    measured = memory_at(denoiser, 7)
     assert abs(memory.saved_bytes(7) - measured) <= 0.01 * measured
     assert memory.parameter_bytes == 4 * sum(
-        p.numel() for p in head.denoiser.parameters())
+        p.numel() for p in denoiser.parameters())
 
 
-def memory_at(head, num_rois):
-    from mmdet_maskdiff.utils.activation_memory import _count
-    return _count(head, num_rois, None, seed=3).activation_bytes
+def memory_at(denoiser, num_rois):
+    from mmdet_maskdiff.networks.activation_memory import _count
+    return _count(denoiser, DIFFUSION, num_rois, None, seed=3).activation_bytes
 
 
 def test_checkpointing_model_adds_the_largest_block_back():
-    torch.manual_seed(0)
-    plain = stage2_activation_memory(DiffusionMaskHead(**TINY_HEAD).train())
-    head = DiffusionMaskHead(**{
-        **TINY_HEAD, 'denoiser': {
-            **TINY_HEAD['denoiser'], 'with_cp': True
-        }
-    }).train()
-    cp = stage2_activation_memory(head)
-    assert head.denoiser.with_cp  # restored after the per-block count
+    plain = stage2_activation_memory(tiny_denoiser(), DIFFUSION)
+    denoiser = tiny_denoiser(with_cp=True)
+    cp = stage2_activation_memory(denoiser, DIFFUSION)
+    assert denoiser.with_cp  # restored after the per-block count
     assert 0 < cp.recompute_per_roi_bytes < plain.per_roi_bytes
     assert cp.per_roi_bytes < plain.per_roi_bytes
     assert cp.peak_bytes(10) < plain.peak_bytes(10)
@@ -85,6 +89,5 @@ def test_checkpointing_model_adds_the_largest_block_back():
 
 @pytest.mark.parametrize('value', [0, -1, 1.5])
 def test_bad_roi_count(value):
-    head = DiffusionMaskHead(**TINY_HEAD)
     with pytest.raises(ValueError, match='num_rois must be an int >= 1'):
-        stage2_activation_memory(head, num_rois=value)
+        stage2_activation_memory(tiny_denoiser(), DIFFUSION, num_rois=value)
