@@ -11,6 +11,7 @@ import os.path as osp
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+from mmcv.transforms import LoadImageFromFile
 from mmengine.fileio import exists, get_local_path, join_path
 from mmengine.logging import print_log
 from mmengine.utils import is_abs
@@ -19,12 +20,17 @@ from mmdet.registry import DATASETS
 
 from .class_splits import (COCO_ALL_CLASSES, ClassSpec, ClassSplits,
                            get_class_splits, resolve_classes)
-from .few_shot_splits import (category_ids_by_name,
-                              check_annotation_references,
-                              few_shot_split_path, read_coco_json)
+from .coco_records import (check_annotation_references,
+                           check_image_records, check_label_space_annotated,
+                           decoded_size_problem, is_local_path,
+                           missing_image_files)
+from .few_shot_splits import (category_ids_by_name, few_shot_split_path,
+                              read_coco_json)
 from .instance_validity import instance_problem
 
 INVALID_POLICIES = ('raise', 'skip')
+#: default largest share of invalid (skipped) annotations of a test set
+MAX_INVALID_FRACTION = 0.01
 
 
 def _palette(classes: Sequence[str]) -> List[Tuple[int, int, int]]:
@@ -57,11 +63,22 @@ class FewShotCocoDataset(CocoDataset):
     Annotations whose class is outside the label space are ignored (as in
     mmdet); those of a class outside ``ann_classes`` are dropped (counted in
     the log). Invalid annotations of this file are *skipped* with a logged
-    count, because large files such as ``instances_train2017.json`` contain
-    a few. Valid means :func:`.instance_validity.instance_problem` finds
-    nothing (box of at least 1 px inside the image, positive area, a usable
-    mask): the one rule of the split generator, both modes and the support
-    bank.
+    warning (file, count, the first one and its problem), because large
+    files such as ``instances_train2017.json`` contain a few; in a test set
+    (``test_mode``) more than ``max_invalid_fraction`` of them is an error.
+    Valid means :func:`.instance_validity.instance_problem` finds nothing
+    (box of at least 1 px inside the image, positive area, a non-empty
+    usable mask): the one rule of the split generator, both modes and the
+    support bank.
+
+    **File rules** (:mod:`.coco_records`, shared with the metric and the
+    split generator): the annotation file must not repeat an image id or a
+    file name, and every annotation must refer to a declared image and
+    category. A test set must hold an annotation of the label space, and
+    its image files must exist (checked once when it loads, see
+    ``check_image_files``). Every image is checked against its record as
+    soon as the pipeline's ``LoadImageFromFile`` decodes it
+    (:meth:`prepare_data`): another size is an error, as is a missing file.
 
     **Few-shot mode** (``few_shot_root`` set): the data list is built from the
     K-shot file of every class in the label space (and in ``ann_classes``):
@@ -98,6 +115,18 @@ class FewShotCocoDataset(CocoDataset):
             Defaults to 0.
         on_invalid_few_shot (str): ``'raise'`` (default) or ``'skip'`` for an
             invalid annotation of a K-shot file.
+        max_invalid_fraction (float): in a test set (``test_mode=True``,
+            full mode), the largest share of its annotations (those of the
+            label space) that may be invalid and skipped; more is an error,
+            since the metric scores them as ground truth the model is never
+            shown. Defaults to :data:`MAX_INVALID_FRACTION` (0.01).
+        check_image_files (bool, optional): check once, when the data list
+            is loaded, that the image folder and every image file exist
+            (one ``stat`` per image; local files only). ``None`` (default):
+            for a test set whose pipeline loads images. A training set's
+            files are checked as they are read (a missing one is an error
+            naming the file and its record), so that loading 118k records
+            stays free of 118k ``stat`` calls.
         metainfo (dict, optional): may not set other ``classes`` than
             ``classes``; other keys are kept.
         **kwargs: the arguments of :class:`mmdet.datasets.CocoDataset`
@@ -105,13 +134,17 @@ class FewShotCocoDataset(CocoDataset):
             ``pipeline``, ``test_mode``, ``backend_args``, ...).
 
     Raises:
-        FileNotFoundError: a missing annotation or K-shot file.
+        FileNotFoundError: a missing annotation or K-shot file, image folder
+            or (test set) image file.
         ValueError: a malformed file (not json, no ``images`` /
-            ``annotations`` / ``categories``), a class absent from a file,
-            a file with fewer than K instances, different category ids for
-            one class name in two files, an invalid K-shot annotation (zero
-            area, bbox or mask outside the image), or inconsistent arguments.
-            Every message names the file and the class or field.
+            ``annotations`` / ``categories``, a rule of
+            :mod:`.coco_records`), a class absent from a file, a file with
+            fewer than K instances, different category ids for one class
+            name in two files, an invalid K-shot annotation (zero area, bbox
+            or mask outside the image), a test set with more than
+            ``max_invalid_fraction`` invalid annotations or none of the
+            label space, or inconsistent arguments. Every message is one
+            line naming the file and the record, class or field.
     """
 
     def __init__(self,
@@ -124,6 +157,8 @@ class FewShotCocoDataset(CocoDataset):
                  num_base_shots: Optional[int] = None,
                  seed: int = 0,
                  on_invalid_few_shot: str = 'raise',
+                 max_invalid_fraction: float = MAX_INVALID_FRACTION,
+                 check_image_files: Optional[bool] = None,
                  metainfo: Optional[dict] = None,
                  **kwargs) -> None:
         splits = get_class_splits(class_splits)
@@ -146,6 +181,11 @@ class FewShotCocoDataset(CocoDataset):
                                  f'{value!r}')
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f'seed must be an int >= 0, got {seed!r}')
+        if (isinstance(max_invalid_fraction, bool)
+                or not isinstance(max_invalid_fraction, (int, float))
+                or not 0 <= max_invalid_fraction <= 1):
+            raise ValueError('max_invalid_fraction must be a number in '
+                             f'[0, 1], got {max_invalid_fraction!r}')
 
         metainfo = dict(metainfo or {})
         if 'classes' in metainfo and tuple(
@@ -167,6 +207,8 @@ class FewShotCocoDataset(CocoDataset):
         self.num_base_shots = num_base_shots
         self.seed = seed
         self.on_invalid_few_shot = on_invalid_few_shot
+        self.max_invalid_fraction = max_invalid_fraction
+        self.check_image_files = check_image_files
         super().__init__(*args, metainfo=metainfo, **kwargs)
 
     # ------------------------------------------------------------------ #
@@ -216,10 +258,13 @@ class FewShotCocoDataset(CocoDataset):
             annotated, ``mask``).
         """
         self._num_invalid = 0
+        self._num_judged = 0
+        self._first_invalid = ''
         self._num_dropped = 0
         main = main_ids = None
         if self.ann_file:
             main = self._read_json(self.ann_file)
+            check_image_records(main['images'], self.ann_file)
             main_ids = category_ids_by_name(main['categories'], self.ann_file)
             self._set_label_space(main_ids, self.ann_file)
         if self.few_shot_root:
@@ -236,21 +281,80 @@ class FewShotCocoDataset(CocoDataset):
                  for i in data_info['instances']}):
                 self.cat_img_map[self.cat_ids[label]].append(
                     data_info['img_id'])
-        name = type(self).__name__
-        if self._num_invalid:
-            print_log(
-                f'{name}: skipped {self._num_invalid} invalid annotations '
-                '(zero area, box under 1 px or outside the image, or an '
-                'unusable mask) of '
-                f'{self.few_shot_root or self.ann_file}',
-                logger='current',
-                level=logging.WARNING)
+        self._report_invalid()
         if self._num_dropped:
             print_log(
-                f'{name}: dropped {self._num_dropped} annotations of classes '
-                'outside ann_classes',
+                f'{type(self).__name__}: dropped {self._num_dropped} '
+                'annotations of classes outside ann_classes',
                 logger='current')
+        if self._checks_image_files():
+            self._check_image_files(data_list)
         return data_list
+
+    @property
+    def _source(self) -> str:
+        """Where the annotations come from (the K-shot folder or the
+        annotation file), for messages."""
+        return self.few_shot_root or self.ann_file
+
+    @property
+    def _image_source(self) -> str:
+        """Where the image records come from, for messages."""
+        return self.ann_file or self.few_shot_root
+
+    def _report_invalid(self) -> None:
+        """Warn about the skipped invalid annotations (file, count, the
+        first one); in a test set, more than ``max_invalid_fraction`` of
+        them raises ``ValueError``."""
+        if not self._num_invalid:
+            return
+        share = self._num_invalid / max(self._num_judged, 1)
+        counted = (f'{self._num_invalid} of {self._num_judged} annotations '
+                   f'({100 * share:.2f} %) of {self._source}')
+        first = (f'first: {self._first_invalid}; rule: '
+                 'mmdet_maskdiff/datasets/instance_validity.py')
+        if (self.test_mode and not self.few_shot_root
+                and share > self.max_invalid_fraction):
+            raise ValueError(
+                f'{counted} are invalid, more than max_invalid_fraction='
+                f'{self.max_invalid_fraction:g} of a test set ({first}); '
+                'the metric would score them as ground truth the model '
+                'never sees: fix the file, or raise max_invalid_fraction')
+        print_log(
+            f'{type(self).__name__}: skipped {counted} as invalid ({first})',
+            logger='current',
+            level=logging.WARNING)
+
+    def _checks_image_files(self) -> bool:
+        """Whether :meth:`load_data_list` checks the image files: as
+        ``check_image_files`` says, by default for a test set whose pipeline
+        loads images; local files only."""
+        check = self.check_image_files
+        if check is None:
+            check = self.test_mode and any(
+                isinstance(t, LoadImageFromFile)
+                for t in self.pipeline.transforms)
+        return bool(check) and is_local_path(self.data_prefix['img'],
+                                             self.backend_args)
+
+    def _check_image_files(self, data_list: List[dict]) -> None:
+        """Raise ``FileNotFoundError`` naming the image folder, or the
+        count and the first missing file, when images are missing
+        (:func:`.coco_records.missing_image_files`)."""
+        img_dir = self.data_prefix['img']
+        folder_found, missing = missing_image_files(img_dir, data_list)
+        if not folder_found:
+            raise FileNotFoundError(
+                f'image folder {img_dir} (data_prefix.img under data_root) '
+                f'not found; it should hold the {len(data_list)} images of '
+                f'{self._image_source}')
+        if missing:
+            first = missing[0]
+            raise FileNotFoundError(
+                f'{len(missing)} of {len(data_list)} image files of '
+                f"{self._image_source} not found (first: image "
+                f"{first['img_id']}, {first['img_path']}); check data_root "
+                '/ data_prefix.img')
 
     def _load_full(self, data: dict) -> List[dict]:
         """The data list of all images of one COCO json."""
@@ -259,6 +363,10 @@ class FewShotCocoDataset(CocoDataset):
             for img in data['images']
         }
         check_annotation_references(data, self.ann_file, self.ANN_ID_UNIQUE)
+        if self.test_mode:
+            check_label_space_annotated(data, self.cat_ids,
+                                        self.metainfo['classes'],
+                                        self.ann_file)
         for ann in data['annotations']:
             anns_per_img[ann['image_id']].append(ann)
         data_list = []
@@ -409,13 +517,12 @@ class FewShotCocoDataset(CocoDataset):
                 raise ValueError(f"annotation {ann['id']} of few-shot "
                                  f'file {path} refers to image {img_id}, '
                                  "which is not in 'images'")
-            problem = instance_problem(ann, img['width'], img['height'])
+            problem = self._judge(ann, img['width'], img['height'])
             if problem is not None:
                 if self.on_invalid_few_shot == 'raise':
                     raise ValueError(
                         f"annotation {ann['id']} (class '{name}', image "
                         f'{img_id}) of few-shot file {path} {problem}')
-                self._num_invalid += 1
                 continue
             shots.append((img, ann))
         return shots
@@ -475,12 +582,72 @@ class FewShotCocoDataset(CocoDataset):
             if label not in self._kept_labels:
                 self._num_dropped += 1
                 continue
-            # K-shot annotations were checked already (and pass again)
-            if instance_problem(ann, width, height) is not None:
-                self._num_invalid += 1
-                continue
-            kept.append(ann)
+            # K-shot annotations were judged already (and pass again)
+            if self.few_shot_root or self._judge(ann, width, height) is None:
+                kept.append(ann)
         return kept
+
+    def _judge(self, ann: dict, width: int, height: int) -> Optional[str]:
+        """:func:`.instance_validity.instance_problem` of one annotation,
+        counted: an invalid one is counted as skipped (the first is kept for
+        the message)."""
+        self._num_judged += 1
+        problem = instance_problem(ann, width, height)
+        if problem is not None:
+            self._num_invalid += 1
+            if not self._first_invalid:
+                self._first_invalid = (f"annotation {ann['id']} (image "
+                                       f"{ann['image_id']}) {problem}")
+        return problem
+
+    def prepare_data(self, idx: int) -> Any:
+        """Run the pipeline on data info ``idx``, as mmengine's
+        ``Compose`` does, and check the image against its record as soon
+        as ``LoadImageFromFile`` has decoded it (:meth:`_load_image`).
+
+        The check sits here, and not in the pipeline config, so that it
+        holds for every pipeline of every config, and before
+        ``LoadAnnotations`` decodes the masks at the image's size.
+
+        Returns:
+            Any: the pipeline's output; ``None`` when a transform drops the
+            sample (mmengine then draws another in training).
+        """
+        results = self.get_data_info(idx)
+        for transform in self.pipeline.transforms:
+            if isinstance(transform, LoadImageFromFile):
+                results = self._load_image(transform, results)
+            else:
+                results = transform(results)
+            if results is None:
+                return None
+        return results
+
+    def _load_image(self, loader: LoadImageFromFile, info: dict) -> dict:
+        """Run the image loader on one data info and check the decoded
+        image (:func:`.coco_records.decoded_size_problem`).
+
+        Raises:
+            FileNotFoundError: the image file does not exist.
+            ValueError: the decoded size differs from the record.
+        """
+        record = f"image {info['img_id']} of {self._image_source}"
+        try:
+            results = loader(info)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"image file {info['img_path']} ({record}) not found; check "
+                'data_root / data_prefix.img') from None
+        if results is None:  # ignore_empty=True
+            return results
+        problem = decoded_size_problem(results['ori_shape'], info['width'],
+                                       info['height'])
+        if problem is not None:
+            raise ValueError(
+                f"image {info['img_path']} ({record}) {problem}: its boxes "
+                'and masks would not fit the picture; correct width / '
+                'height in the annotation file')
+        return results
 
     def _serialize_data(self) -> Tuple[np.ndarray, np.ndarray]:
         """mmengine's serialisation, which fails on an empty data list."""

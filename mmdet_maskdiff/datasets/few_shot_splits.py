@@ -38,6 +38,7 @@ import os.path as osp
 import random
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .coco_records import check_annotation_references, check_image_records
 from .instance_validity import is_valid_instance
 
 DEFAULT_SHOTS = (1, 2, 3, 5, 10, 30)
@@ -137,25 +138,6 @@ def category_ids_by_name(categories: List[dict], path: str) -> Dict[str, int]:
     return name2id
 
 
-def check_annotation_references(data: dict,
-                                path: str,
-                                unique_ids: bool = True) -> None:
-    """Raise ``ValueError`` naming ``path`` if an annotation id appears twice
-    (when ``unique_ids``) or an annotation refers to an image that is not in
-    ``images``. ``data`` must have passed :func:`check_coco_dict`."""
-    image_ids = {img['id'] for img in data['images']}
-    seen_ids = set()
-    for ann in data['annotations']:
-        if unique_ids and ann['id'] in seen_ids:
-            raise ValueError(f"annotation id {ann['id']} appears twice in "
-                             f'{path}')
-        seen_ids.add(ann['id'])
-        if ann['image_id'] not in image_ids:
-            raise ValueError(f"annotation {ann['id']} of {path} refers to "
-                             f"image {ann['image_id']}, which is not in "
-                             "'images'")
-
-
 def derive_seed(seed: int, class_name: str) -> int:
     """A 64-bit seed that depends on ``seed`` and ``class_name`` only."""
     digest = hashlib.sha256(f'{seed}/{class_name}'.encode('utf-8')).digest()
@@ -216,21 +198,32 @@ def _categories_by_file_name(categories: List[dict],
     return name2cat
 
 
-def _valid_instances_by_category(data: dict, images: Dict[int, dict],
-                                 ann_file: str) -> Dict[int, List[dict]]:
+def _valid_instances_by_category(
+        data: dict, images: Dict[int, dict]) -> Dict[int, List[dict]]:
     """Category id -> the annotations of ``data`` that pass
-    :func:`.instance_validity.is_valid_instance`, in file order (their
-    images must have ``width`` and ``height``)."""
+    :func:`.instance_validity.is_valid_instance`, in file order."""
     per_cat: Dict[int, List[dict]] = {}
     for ann in data['annotations']:
         img = images[ann['image_id']]
-        if 'width' not in img or 'height' not in img:
-            raise ValueError(f"image {img['id']} of {ann_file} has no "
-                             "'width' and 'height' (needed to check its "
-                             'annotations)')
         if is_valid_instance(ann, img['width'], img['height']):
             per_cat.setdefault(ann['category_id'], []).append(ann)
     return per_cat
+
+
+def _check_writable(out_dir: str) -> None:
+    """Raise ``ValueError`` naming ``out_dir`` when the split files could
+    not be written there: its nearest existing folder is a file or not
+    writable (checked before the annotation file is read; nothing is
+    created)."""
+    existing = osp.abspath(out_dir)
+    while not osp.exists(existing):
+        existing = osp.dirname(existing)
+    if not osp.isdir(existing):
+        raise ValueError(f'cannot write split files to {out_dir}: '
+                         f'{existing} is a file, not a folder')
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f'cannot write split files to {out_dir}: '
+                         f'{existing} is not writable')
 
 
 def _check_enough_instances(candidates: List[Tuple[str, List[dict]]],
@@ -298,11 +291,14 @@ def generate_few_shot_splits(
 
     Raises:
         FileNotFoundError: ``ann_file`` does not exist.
-        ValueError: a malformed file, duplicated annotation ids or category
-            names, an unknown class, or a class with fewer valid instances
-            than the largest K (checked for every class before anything is
-            written).
+        ValueError: a malformed file (:mod:`.coco_records`: a repeated
+            image id or file name, an annotation of an undeclared image or
+            category, ...), duplicated annotation ids or category names, an
+            unknown class, ``out_dir`` that cannot be written, or a class
+            with fewer valid instances than the largest K (checked for every
+            class before anything is written).
     """
+    _check_writable(out_dir)
     data = read_coco_json(ann_file)
     shots = sorted(set(int(k) for k in shots))
     seeds = sorted(set(int(s) for s in seeds))
@@ -318,9 +314,10 @@ def generate_few_shot_splits(
             raise ValueError(f"class '{name}' is not a category of "
                              f'{ann_file}')
 
+    check_image_records(data['images'], ann_file)
     check_annotation_references(data, ann_file)
     images = {img['id']: img for img in data['images']}
-    per_cat = _valid_instances_by_category(data, images, ann_file)
+    per_cat = _valid_instances_by_category(data, images)
     candidates = [(name, per_cat.get(name2cat[name]['id'], []))
                   for name in classes]
     _check_enough_instances(candidates, shots[-1], ann_file)

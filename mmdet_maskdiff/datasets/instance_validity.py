@@ -22,12 +22,18 @@ An annotation is usable when (:func:`instance_problem` returns ``None``):
 3. the box lies in the image, up to :data:`OUTSIDE_TOLERANCE` px on each side
    (rounding in real annotation files), and overlaps it (as mmdet's
    ``CocoDataset`` requires);
-4. a ``segmentation``, when present, is a list of polygons of at least 3
-   points inside the image (same tolerance) or an RLE of the image size, and
-   covers at least one pixel once rasterised (pycocotools).
+4. ``segmentation`` is a non-empty list of polygons of at least 3 points
+   inside the image (same tolerance) or an RLE of the image size, and covers
+   at least one pixel once rasterised (pycocotools). A missing or empty
+   ``segmentation`` (``[]``) fails: every stage of this package loads masks
+   (mmdet's ``LoadAnnotations(with_mask=True)`` has nothing to load), and a
+   K-shot instance or support instance without a mask is no shot. Box-only
+   callers pass ``check_mask=False``.
 
 A box 0.5 px wide therefore fails everywhere: the generator never draws it
-and the loaders never receive it.
+and the loaders never receive it. The rules of a file as a whole (unique
+image records, declared categories, image files) are in
+:mod:`.coco_records`.
 """
 import math
 from typing import Optional, Union
@@ -130,8 +136,8 @@ def instance_problem(ann: dict,
         ann (dict): a COCO annotation.
         width (int): width of its image.
         height (int): height of its image.
-        check_mask (bool): also apply rule 4 to ``segmentation``. Defaults
-            to True.
+        check_mask (bool): also apply rule 4 to ``segmentation`` (a missing
+            or empty one fails). Defaults to True.
 
     Returns:
         str | None: a phrase that completes "annotation N ...", e.g.
@@ -158,9 +164,14 @@ def instance_problem(ann: dict,
             or y + h > height + OUTSIDE_TOLERANCE or x + w <= 0 or y + h <= 0
             or x >= width or y >= height):
         return f'has a bbox {bbox} outside the {width}x{height} image'
-    if check_mask and ann.get('segmentation'):
-        return mask_problem(ann['segmentation'], width, height)
-    return None
+    if not check_mask:
+        return None
+    segmentation = ann.get('segmentation')
+    if not segmentation:
+        what = ('no segmentation' if segmentation is None else
+                f'an empty segmentation ({segmentation!r})')
+        return f'has {what}: no mask to train on or to draw as a shot'
+    return mask_problem(segmentation, width, height)
 
 
 def is_valid_instance(ann: dict, width: int, height: int) -> bool:

@@ -31,6 +31,7 @@ from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
 from mmdet_maskdiff.structures.support_bank import SupportBank
+from .coco_records import decoded_size_problem
 from .instance_validity import decode_mask as _decode_mask
 from .instance_validity import mask_problem
 from .support_crop import crop_instance
@@ -246,9 +247,9 @@ def _read_image(info: dict, backend_args: Optional[dict]) -> np.ndarray:
         get(path, backend_args=backend_args),
         flag='color',
         channel_order='bgr')
-    if img.shape[:2] != (height, width):
-        raise ValueError(f'image {path} is {img.shape[1]}x{img.shape[0]} '
-                         f'but annotated as {width}x{height}')
+    problem = decoded_size_problem(img.shape, width, height)
+    if problem is not None:
+        raise ValueError(f'image {path} {problem}')
     return img
 
 

@@ -17,7 +17,10 @@ from pycocotools.cocoeval import COCOeval
 from terminaltables import AsciiTable
 
 from ..datasets.class_splits import COCO_SPLIT, SPLIT_NAMES
-from ..datasets.few_shot_splits import category_ids_by_name
+from ..datasets.coco_records import (check_annotation_references,
+                                     check_image_records,
+                                     check_label_space_annotated)
+from ..datasets.few_shot_splits import category_ids_by_name, check_coco_dict
 
 # index of each item in ``COCOeval.stats``
 _STAT_INDEX = dict(mAP=0, mAP_50=1, mAP_75=2, mAP_s=3, mAP_m=4, mAP_l=5)
@@ -147,6 +150,13 @@ class FewShotCocoMetric(CocoMetric):
     Only the collected ``results`` are used in :meth:`compute_metrics`, so the
     metric is correct under distributed evaluation like its parent.
 
+    ``ann_file`` is checked when it is read, by the rules the dataset and the
+    split generator apply (:mod:`mmdet_maskdiff.datasets.coco_records`):
+    no repeated image id or file name, every annotation of a declared image
+    and category; and once the dataset's classes are known, at least one
+    annotation of them (else every AP would be -1). pycocotools would index
+    such a file without a word and score it wrongly.
+
     Args:
         class_splits (dict, optional): split name -> class names, or a split
             keyword ``'BASE'`` / ``'NOVEL'`` / ``'ALL'``. Keywords resolve
@@ -193,6 +203,11 @@ class FewShotCocoMetric(CocoMetric):
             if item not in _STAT_INDEX and not _IOU_ITEM.match(item):
                 raise KeyError(f'metric item "{item}" is not supported')
         self.ann_file = kwargs.get('ann_file')
+        if self._coco_api is not None:
+            ground_truth = self._coco_api.dataset
+            check_coco_dict(ground_truth, self.ann_file)
+            check_image_records(ground_truth['images'], self.ann_file)
+            check_annotation_references(ground_truth, self.ann_file)
         self._splits: Optional[Dict[str, Tuple[str, ...]]] = None
 
     @property
@@ -207,7 +222,12 @@ class FewShotCocoMetric(CocoMetric):
         if dataset_meta is not None:
             self._splits = self.resolve_splits(dataset_meta)
             if self._coco_api is not None:
-                self._name_to_cat_id()  # every class must be in ann_file
+                # every class must be in ann_file, and one annotated
+                name2id = self._name_to_cat_id()
+                classes = tuple(dataset_meta['classes'])
+                check_label_space_annotated(self._coco_api.dataset,
+                                            [name2id[c] for c in classes],
+                                            classes, self.ann_file)
 
     def resolve_splits(self, dataset_meta: dict) -> Dict[str, Tuple[str, ...]]:
         """Class names of every split of this metric's ``class_splits``,

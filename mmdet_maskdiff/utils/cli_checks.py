@@ -12,6 +12,7 @@ is in ``mmdet_maskdiff``. ``MMDET_MASKDIFF_DEBUG=1`` shows their traceback.
 """
 import os
 import os.path as osp
+import re
 import sys
 from typing import Callable, List, Optional
 
@@ -160,11 +161,33 @@ def check_evaluators(cfg: Config, model) -> None:
                 f"'segm' from {key}.metric or use a config with a mask head")
 
 
+#: the data loaders a run builds
+DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def check_dataloaders(cfg: Config) -> None:
+    """Raise :class:`InputError` when a data loader's ``batch_size`` is not
+    an integer >= 1 or its ``num_workers`` not one >= 0: torch would refuse
+    it only when the loop starts, several frames deep."""
+    for key in DATALOADER_KEYS:
+        loader = cfg.get(key)
+        if not isinstance(loader, dict):
+            continue
+        for field, minimum in (('batch_size', 1), ('num_workers', 0)):
+            value = loader.get(field, minimum)
+            if (isinstance(value, bool) or not isinstance(value, int)
+                    or value < minimum):
+                raise InputError(f'{key}.{field} must be an integer >= '
+                                 f'{minimum}, got {value!r}')
+
+
 def build_runner(cfg: Config) -> Runner:
     """Build the default runner, or ``cfg.runner_type`` when given (from
     mmdet's registry, as mmdet's ``tools/train.py`` does), and check what can
-    be checked before it runs (:func:`check_evaluators`; FewShotRunner
-    checks ``num_classes`` itself, so that mmdet's tools check it too)."""
+    be checked before it runs (:func:`check_dataloaders`,
+    :func:`check_evaluators`; FewShotRunner checks ``num_classes`` itself,
+    so that mmdet's tools check it too)."""
+    check_dataloaders(cfg)
     if 'runner_type' in cfg:
         from mmdet.registry import RUNNERS
         runner = RUNNERS.build(cfg)
@@ -189,16 +212,43 @@ def _registry_miss(exc: KeyError) -> str:
     return ''
 
 
+#: the last frame of a traceback printed as text
+_FRAME_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line \d+')
+
+
+def _worker_error(exc: BaseException) -> Optional[str]:
+    """The message of an error this package raised in a data loader
+    worker, else None.
+
+    torch re-raises it in the main process as ``type(e)('Caught X in
+    DataLoader worker process N.\\nOriginal Traceback ...')``, the worker's
+    traceback as text: its last frame tells where it was raised, and its
+    last line is ``X: <message>``.
+    """
+    lines = str(exc.args[0] if exc.args else '').strip().splitlines()
+    if not lines or not (lines[0].startswith('Caught ')
+                         and 'DataLoader worker' in lines[0]):
+        return None
+    frames = [m for m in map(_FRAME_LINE.match, lines) if m is not None]
+    if not frames or not osp.abspath(frames[-1]['file']).startswith(
+            PLUGIN_DIR + os.sep):
+        return None
+    return lines[-1].split(': ', 1)[-1]
+
+
 def _package_error(exc: BaseException) -> Optional[str]:
     """The message of an error raised by this package on purpose, else None.
 
     mmengine re-raises errors of a component's constructor as ``type(e)(
     'class `X` in ...: <message>')``, so the chain of causes is searched for
     the frame that raised; the outermost message (which names the class) is
-    kept.
+    kept. An error of a data loader worker is found by :func:`_worker_error`.
     """
     if not isinstance(exc, PACKAGE_ERRORS):
         return None
+    in_worker = _worker_error(exc)
+    if in_worker is not None:
+        return in_worker
     seen = set()
     link: Optional[BaseException] = exc
     while link is not None and id(link) not in seen:

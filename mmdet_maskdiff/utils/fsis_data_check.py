@@ -13,10 +13,20 @@ them shows at demo size:
 * **one K-shot sample** — the training set's K-shot members, the support set
   and the detector checkpoint that is loaded use the same seed and K.
 
+Every data set it builds applies the data rules from their one home (the
+file rules of :mod:`mmdet_maskdiff.datasets.coco_records`, the annotation
+rule of :mod:`mmdet_maskdiff.datasets.instance_validity`), and
+:func:`check_evaluation_annotations` builds the validation and test sets and
+their metrics the same way, so a test file that would be scored wrongly is
+found before training, not at the first validation.
+
 ``tools/analysis_tools/check_fsis_data.py`` prints these for any config and
 data root; the tests run them on a COCO-shaped annotation set
 (:mod:`mmdet_maskdiff.datasets.coco_shaped`) and the real configs.
 """
+import contextlib
+import copy
+import io
 import itertools
 import os.path as osp
 from collections import Counter
@@ -27,7 +37,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from mmdet.registry import DATASETS
+from mmdet.registry import DATASETS, METRICS
 from mmdet_maskdiff.datasets.few_shot_coco import k_shot_members
 from mmdet_maskdiff.datasets.support_bank import support_bank_metadata
 from .config_tree import iter_config_dicts
@@ -86,6 +96,63 @@ def check_sample_consistency(cfg: Config, train_dataset: Any) -> dict:
         consistent=len(seeds) <= 1 and len(novel) <= 1)
 
 
+#: the evaluation data of a run: (data loader key, evaluator key)
+EVALUATION_KEYS = (('val_dataloader', 'val_evaluator'),
+                   ('test_dataloader', 'test_evaluator'))
+
+
+def check_evaluation_annotations(cfg: Config) -> List[dict]:
+    """Build the validation and test sets and their ``FewShotCocoMetric`` s
+    as a run does, without reading an image, so that their load-time data
+    rules run (repeated image records, undeclared categories, a test set
+    with more than ``max_invalid_fraction`` invalid annotations or none of
+    its classes, ...).
+
+    Returns:
+        list[dict]: one entry per distinct loader: ``key``, ``ann_file``,
+        ``images``, ``instances`` and ``metric_files`` (the checked
+        ``ann_file`` of its metrics).
+
+    Raises:
+        ValueError / FileNotFoundError: as the dataset or metric, one line.
+    """
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    checked, seen = [], []
+    for loader_key, evaluator_key in EVALUATION_KEYS:
+        loader = cfg.get(loader_key)
+        if not loader or loader.get('dataset') is None:
+            continue
+        evaluator = cfg.get(evaluator_key) or []
+        pair = (loader['dataset'], evaluator)
+        if pair in seen:  # test = val in most configs
+            continue
+        seen.append(pair)
+        dataset_cfg = copy.deepcopy(loader['dataset'])
+        for _, node in iter_config_dicts(dataset_cfg):
+            if node.get('type') == 'FewShotCocoDataset':
+                node['check_image_files'] = False  # annotations only
+        dataset = DATASETS.build(dataset_cfg)
+        metric_files = []
+        for metric_cfg in (evaluator if isinstance(evaluator, list) else
+                           [evaluator]):
+            if metric_cfg.get('type') != 'FewShotCocoMetric':
+                continue
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools
+                metric = METRICS.build(copy.deepcopy(metric_cfg))
+            metric.dataset_meta = dataset.metainfo
+            metric_files.append(metric_cfg.get('ann_file'))
+        checked.append(
+            dict(
+                key=loader_key,
+                ann_file=getattr(dataset, 'ann_file', None),
+                images=len(dataset),
+                instances=sum(
+                    len(dataset.get_data_info(i)['instances'])
+                    for i in range(len(dataset))),
+                metric_files=metric_files))
+    return checked
+
+
 def check_training_data(cfg: Config,
                         num_batches: int = 1500,
                         seed: int = 0) -> dict:
@@ -101,7 +168,8 @@ def check_training_data(cfg: Config,
     Returns:
         dict: ``instances`` (per split and class), ``novel_share``,
         ``support`` (RoIs checked, own-image shots found, RoIs given null
-        shots per split) and ``sample`` (:func:`check_sample_consistency`).
+        shots per split), ``sample`` (:func:`check_sample_consistency`) and
+        ``evaluation`` (:func:`check_evaluation_annotations`).
     """
     apply_few_shot_seed(cfg)  # as FewShotRunner does
     init_default_scope(cfg.get('default_scope', 'mmdet'))
@@ -131,6 +199,7 @@ def check_training_data(cfg: Config,
         sample=check_sample_consistency(cfg, dataset))
     report['support'] = _check_training_shots(cfg, dataset, batches, novel,
                                               seed)
+    report['evaluation'] = check_evaluation_annotations(cfg)
     return report
 
 
@@ -209,6 +278,11 @@ def format_report(report: dict) -> str:
                  (f"(trained on seed {sample['checkpoint']['sample']['seed']}"
                   f", novel K {sample['checkpoint']['sample']['num_novel_shots']})"
                   if sample['checkpoint']['sample'] else '(not on disk)'))
+    for data in report.get('evaluation', ()):
+        files = ', '.join(data['metric_files']) or 'none'
+        lines.append(
+            f"{data['key']}: {data['images']} images, {data['instances']} "
+            f"instances in {data['ann_file']}; metric files checked: {files}")
     lines.append('consistent' if sample['consistent'] else
                  'MISMATCH: the K-shot samples above differ')
     return '\n'.join(lines)

@@ -258,10 +258,17 @@ def test_zero_area_mask_raises(drawn):
     assert bank.img_ids.tolist() == [1, 3, 4, 4]
     del data['annotations'][1]['segmentation']
     (root / 'nomask.json').write_text(json.dumps(data))
+    assert _dataset(root, 'nomask.json')._num_invalid == 1  # skipped too
     with pytest.raises(
             ValueError, match=r'instance 0 of image .*2\.png has '
             'no mask'):
-        build_support_bank(_dataset(root, 'nomask.json'))
+        build_support_bank(
+            CocoDataset(
+                data_root=str(root),
+                ann_file='nomask.json',
+                data_prefix=dict(img=''),
+                metainfo=dict(classes=CLASSES),
+                pipeline=[]))
 
 
 def test_bank_validation_and_to():

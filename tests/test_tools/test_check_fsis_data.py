@@ -1,7 +1,9 @@
 """The COCO-shaped check: the real stage-2 configs on 3,000 annotation-only
 images with COCO's 80 names, ids and proportions (issue: novel classes
 starved in stage 2, self-support, one K-shot sample)."""
+import json
 import os.path as osp
+import shutil
 
 import pytest
 import torch
@@ -115,3 +117,43 @@ def test_check_tool_prints_the_figures_and_fails_on_a_mismatch(
                           '--batches', '0'], cwd='.')
     assert proc.returncode == 2
     assert proc.stderr.strip() == 'error: --batches must be >= 1, got 0'
+
+
+def test_check_loads_the_evaluation_data_with_the_data_rules(
+        coco_shaped_data, tmp_path):
+    """The validation / test set and the metric's file are loaded as a run
+    loads them (no image read): figures from the json, and a file that
+    breaks a data rule stops the tool with one line."""
+    val_ann = osp.join(coco_shaped_data, 'annotations',
+                       'instances_val2017.json')
+    with open(val_ann) as f:
+        val = json.load(f)
+    report = check_training_data(
+        _config('coco_1shot.py', coco_shaped_data), num_batches=2)
+    assert report['evaluation'] == [
+        dict(key='val_dataloader', ann_file=val_ann,
+             images=len(val['images']), instances=len(val['annotations']),
+             metric_files=[val_ann])
+    ]
+    assert (f"val_dataloader: {len(val['images'])} images, "
+            f"{len(val['annotations'])} instances in {val_ann}; metric files "
+            f'checked: {val_ann}') in format_report(report)
+
+    # a copy of the set whose validation file repeats an image record
+    root = str(tmp_path / 'coco_shaped')
+    shutil.copytree(coco_shaped_data, root)
+    bad = osp.join(root, 'annotations', 'instances_val2017.json')
+    val['images'].append(dict(val['images'][0]))
+    with open(bad, 'w') as f:
+        json.dump(val, f)
+    proc = run_tool_here('analysis_tools/check_fsis_data.py', [
+        osp.join('configs', 'maskdiff', 'coco_1shot.py'), '--data-root',
+        root, '--batches', '2'
+    ], cwd='.')
+    assert proc.returncode == 2, describe(proc)
+    first = val['images'][0]['id']
+    assert proc.stderr.strip() == (
+        f'error: image id {first} appears twice in {bad} (images[0] and '
+        f"images[{len(val['images']) - 1}]): every image record needs its "
+        'own id, else its annotations and predictions are merged or scored '
+        'twice')

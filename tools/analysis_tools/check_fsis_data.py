@@ -10,7 +10,10 @@ image is read):
   their class has no other instance;
 * the K-shot sample (seed, K) of the training set, the support set and the
   detector checkpoint that ``load_from`` names (read from its meta when the
-  file exists).
+  file exists);
+* the validation and test sets and their metrics' annotation files, loaded
+  with the data rules of a run (a repeated image record, an undeclared
+  category, too many invalid test annotations: one line, exit 2).
 
 Example (COCO, before training stage 2)::
 
