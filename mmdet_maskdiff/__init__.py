@@ -10,7 +10,9 @@ The diffusion core (:mod:`mmdet_maskdiff.diffusion`) and the denoising network
 a machine without the OpenMMLab stack (for example to time the sampler on a
 bare GPU box). Everything that touches mmdet is imported only when mmdet is
 installed — and then for real, so a broken install fails loudly here instead of
-surfacing later as "X is not in the registry".
+surfacing later as "X is not in the registry". Importing it also
+makes mmengine load local checkpoints without running code they carry
+(:mod:`mmdet_maskdiff.utils.safe_checkpoint`).
 """
 from importlib.util import find_spec
 
@@ -21,3 +23,5 @@ __all__ = ['__version__']
 if find_spec('mmdet') is not None:
     from . import compat  # noqa: F401  (stack fixes first)
     from . import datasets, engine, evaluation, models  # noqa: F401
+    from .utils.safe_checkpoint import register_checkpoint_loader
+    register_checkpoint_loader()  # mmengine loads weights-only from here on

@@ -31,10 +31,14 @@ from .cli_checks import InputError
 
 
 def read_checkpoint(path: str) -> dict:
-    """Load a checkpoint on the CPU; a missing or unreadable file raises
-    :class:`InputError` naming ``path``."""
+    """Load a checkpoint on the CPU (mmengine's loader, i.e.
+    :func:`~mmdet_maskdiff.utils.safe_checkpoint.load_checkpoint_file`); a
+    missing, unreadable or refused file raises :class:`InputError` naming
+    ``path``."""
     try:
         return _load_checkpoint(path, map_location='cpu')
+    except InputError:  # refused by utils/safe_checkpoint.py: one line
+        raise
     except FileNotFoundError:
         raise InputError(f'checkpoint file {path} does not exist') from None
     except Exception as exc:  # torch / pickle raise many types

@@ -35,6 +35,7 @@ from mmengine.config import Config
 from mmdet_maskdiff.datasets.few_shot_splits import SPLIT_FILE_TEMPLATE
 from .cli_checks import InputError
 from .config_tree import iter_config_dicts
+from .safe_checkpoint import load_checkpoint_file, stored_config_value
 
 #: the top-level config key that names the K-shot sample
 FEW_SHOT_KEY = 'few_shot'
@@ -216,25 +217,21 @@ def check_split_folders(cfg: Config) -> None:
 
 def checkpoint_sample(checkpoint: dict) -> Optional[Dict[str, Any]]:
     """The K-shot sample a checkpoint was trained on, read from the training
-    config mmengine stores in ``checkpoint['meta']['cfg']``; None when the
-    checkpoint has no such config or it trained on no K-shot set."""
-    text = (checkpoint.get('meta') or {}).get('cfg')
-    if not text:
+    config mmengine stores in ``checkpoint['meta']['cfg']`` (its
+    ``train_dataloader``, read without executing the text:
+    :func:`~.safe_checkpoint.stored_config_value`); None when the checkpoint
+    has no such config or it trained on no K-shot set."""
+    loader = stored_config_value(checkpoint, 'train_dataloader')
+    if not isinstance(loader, dict):
         return None
-    try:
-        cfg = Config.fromstring(text, '.py')
-    except Exception:  # a foreign checkpoint: nothing to compare
-        return None
-    return training_sample(cfg)
+    return training_sample(dict(train_dataloader=loader))
 
 
 def checkpoint_file_sample(path: str) -> Optional[Dict[str, Any]]:
     """:func:`checkpoint_sample` of a local file (None when it is absent)."""
-    import torch
     if not path or not osp.isfile(path):
         return None
-    return checkpoint_sample(
-        torch.load(path, map_location='cpu', weights_only=False))
+    return checkpoint_sample(load_checkpoint_file(path, map_location='cpu'))
 
 
 def check_checkpoint_sample(cfg: Config, checkpoint: dict,

@@ -41,6 +41,7 @@ from torch import Tensor
 from mmdet_maskdiff.datasets.class_splits import (get_class_splits,
                                                   resolve_classes)
 from .config_tree import iter_config_dicts
+from .safe_checkpoint import load_checkpoint_file
 
 #: TFA's ``torch.nn.init.normal_(new_weight, 0, 0.01)`` for both layers
 NOVEL_WEIGHT_STD = 0.01
@@ -305,13 +306,10 @@ def surgery_command(load_from: str, config: str) -> Optional[str]:
 
 
 def _load_checkpoint(path: str) -> dict:
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint file {path} does not exist')
     try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as exc:  # pickle / zip errors of many types
-        raise ValueError(f'cannot read checkpoint {path}: '
-                         f'{type(exc).__name__}: {exc}') from None
+        checkpoint = load_checkpoint_file(path, map_location='cpu')
+    except RuntimeError as exc:  # unreadable: one line naming the file
+        raise ValueError(str(exc)) from None
     if not isinstance(checkpoint, dict):
         raise ValueError(f'checkpoint {path} is not a dict of weights')
     return checkpoint

@@ -19,6 +19,7 @@ from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
                                                   check_split_folders,
                                                   checkpoint_sample,
                                                   support_set_config)
+from mmdet_maskdiff.utils.safe_checkpoint import load_checkpoint_file
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'test_tools'))
 from _tool_helpers import REPO, describe, run_tool_here  # noqa: E402
@@ -228,8 +229,7 @@ def test_two_runs_of_one_config_give_identical_weights(synthetic_data,
         runner = build_runner(cfg)
         runner.train()
         path = osp.join(runner.work_dir, 'iter_2.pth')
-        return torch.load(path, map_location='cpu',
-                          weights_only=False)['state_dict']
+        return load_checkpoint_file(path, map_location='cpu')['state_dict']
 
     first, second, other = train('a'), train('b'), train('c', seed=1)
     assert first.keys() == second.keys()

@@ -19,6 +19,7 @@ from mmdet_maskdiff.testing import cpu_scale_options, to_cfg_options_args
 from mmdet_maskdiff.utils.config_tree import iter_config_dicts
 from mmdet_maskdiff.utils.few_shot_sample import support_set_config
 from mmdet_maskdiff.utils.num_classes_check import check_num_classes
+from mmdet_maskdiff.utils.safe_checkpoint import load_checkpoint_file
 
 EXAMPLE_DIR = osp.join(REPO, 'configs', 'custom')
 #: the examples in training order: 1a, 1b (K = 1), 2 (K = 1)
@@ -203,8 +204,7 @@ def train_stage(name: str, configs: dict, data_root: str, project,
 
 def weights(path) -> dict:
     assert path.is_file(), path
-    return torch.load(
-        str(path), map_location='cpu', weights_only=False)['state_dict']
+    return load_checkpoint_file(str(path), map_location='cpu')['state_dict']
 
 
 @pytest.mark.slow  # four tool runs in this process, ~15 s

@@ -13,6 +13,7 @@ from mmengine.registry import init_default_scope
 import mmdet_maskdiff  # noqa: F401
 from mmdet.registry import MODELS
 from mmdet_maskdiff.testing.small_scale import cpu_scale_options
+from mmdet_maskdiff.utils.safe_checkpoint import load_checkpoint_file
 from _tool_helpers import REPO, TOOLS, describe, free_port, run_tool_here
 
 sys.path.insert(0, osp.join(TOOLS, 'analysis_tools'))
@@ -103,8 +104,9 @@ def test_run_two_seeds_resume_dist_launcher_and_collect(synthetic_data,
         assert 'segm_mAP' in results['summary']['MaskDiff']['novel']
         # stage 2 loaded its own seed's stage 1b, and trained on that seed
         saved = Config.fromstring(
-            torch.load(osp.join(mask, 'iter_2.pth'), map_location='cpu',
-                       weights_only=False)['meta']['cfg'], '.py')
+            load_checkpoint_file(
+                osp.join(mask, 'iter_2.pth'),
+                map_location='cpu')['meta']['cfg'], '.py')
         assert saved.load_from == osp.join(
             './work_dirs', 'maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det',
             f'seed{seed}', 'iter_2.pth')

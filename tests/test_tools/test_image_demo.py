@@ -17,6 +17,8 @@ import torch
 from _tool_helpers import (TINY_CONFIG, describe, run, run_tool, run_tool_here,
                            write_config)
 
+from mmdet_maskdiff.utils.safe_checkpoint import load_checkpoint_file
+
 pytestmark = pytest.mark.slow
 
 
@@ -190,7 +192,7 @@ def test_checkpoint_of_another_model(trained, tmp_path):
 
 
 def test_checkpoint_without_support_set(trained, tmp_path):
-    checkpoint = torch.load(trained['checkpoint'], weights_only=False)
+    checkpoint = load_checkpoint_file(trained['checkpoint'])
     for key in [k for k in checkpoint['state_dict'] if '.support_set.' in k]:
         del checkpoint['state_dict'][key]
     bare = str(tmp_path / 'no_support.pth')

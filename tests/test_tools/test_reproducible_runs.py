@@ -22,6 +22,8 @@ import torch
 from _tiny_maskdiff import save_checkpoint, tiny_config
 from _tool_helpers import TOOLS, describe, free_port, run, run_tool, tool_env
 
+from mmdet_maskdiff.utils.safe_checkpoint import load_checkpoint_file
+
 pytestmark = pytest.mark.slow
 
 
@@ -90,7 +92,7 @@ def test_one_process_and_two_processes_give_identical_masks(
 
 
 def state(path: str) -> dict:
-    return torch.load(path, map_location='cpu', weights_only=False)
+    return load_checkpoint_file(path, map_location='cpu')
 
 
 def test_resumed_training_is_bit_identical(synthetic_data, tmp_path):

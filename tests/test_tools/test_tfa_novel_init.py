@@ -20,6 +20,7 @@ from mmdet_maskdiff.testing.small_scale import (cpu_scale_options,
 from mmdet_maskdiff.utils.novel_head_init import (
     BoxPredictorLayout, NOVEL_WEIGHT_STD, default_output_path,
     layout_from_config, reinit_novel_rows, surgery_command, tfa_novel_init)
+from mmdet_maskdiff.utils.safe_checkpoint import load_checkpoint_file
 
 CONFIG_DIR = osp.join(REPO, 'configs', 'maskdiff')
 STAGE_1A = osp.join(CONFIG_DIR, 'maskdiff_r101_fpn_8xb2-110k_coco-base-det.py')
@@ -93,7 +94,7 @@ def test_surgery_of_a_tiny_checkpoint(base_checkpoint, stage_1b_cfg, tmp_path):
     path, state = base_checkpoint
     out, notes = tfa_novel_init(
         path, stage_1b_cfg, out=str(tmp_path / 'init.pth'))
-    result = torch.load(out, weights_only=False)
+    result = load_checkpoint_file(out)
     new = result['state_dict']
 
     cls_w, reg_w = state[f'{CLS}.weight'], state[f'{REG}.weight']
@@ -137,8 +138,8 @@ def test_surgery_of_a_tiny_checkpoint(base_checkpoint, stage_1b_cfg, tmp_path):
         path, stage_1b_cfg, out=str(tmp_path / 'again.pth'))
     other, _ = tfa_novel_init(
         path, stage_1b_cfg, out=str(tmp_path / 'other.pth'), seed=1)
-    again = torch.load(again, weights_only=False)['state_dict']
-    other = torch.load(other, weights_only=False)['state_dict']
+    again = load_checkpoint_file(again)['state_dict']
+    other = load_checkpoint_file(other)['state_dict']
     assert torch.equal(again[f'{CLS}.weight'], new[f'{CLS}.weight'])
     assert not torch.equal(other[f'{CLS}.weight'], new[f'{CLS}.weight'])
 
@@ -244,7 +245,7 @@ def test_command_line(base_checkpoint, tmp_path):
     out = default_output_path(path)
     assert f'wrote {out}' in proc.stdout
     assert f'note: removed {CLS}.bias' in proc.stdout
-    new = torch.load(out, weights_only=False)['state_dict']
+    new = load_checkpoint_file(out)['state_dict']
     assert torch.equal(new[f'{CLS}.weight'][BASE],
                        state[f'{CLS}.weight'][BASE])
 

@@ -4,10 +4,13 @@ the checkpoint (bbox + segm), resume to four iterations."""
 import os.path as osp
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from _tool_helpers import (TINY_CONFIG, describe, run_tool, scalar_metrics,
                            tool_env)
+
+from mmdet_maskdiff.utils.safe_checkpoint import load_checkpoint_file
 
 pytestmark = pytest.mark.slow
 
@@ -33,16 +36,49 @@ def test_train_writes_checkpoint(trained):
     assert osp.isfile(osp.join(work_dir, 'tiny_mask_rcnn.py'))
 
 
-def test_checkpoint_needs_the_weights_only_fix(trained):
-    """On torch >= 2.6 a plain ``torch.load`` of an mmengine checkpoint fails;
-    this is what mmdet_maskdiff.compat.checkpoint_loading works around, so
-    test.py and --resume below do exercise the fix."""
-    major, minor = (int(v) for v in torch.__version__.split('.')[:2])
-    if (major, minor) < (2, 6):
-        pytest.skip('torch < 2.6 loads with weights_only=False by default')
+def assert_same(loaded, reference, where='checkpoint'):
+    """``loaded`` equals ``reference``: containers item by item, tensors and
+    arrays exactly, other objects by their attributes."""
+    assert type(loaded) is type(reference), where
+    if isinstance(reference, dict):
+        assert list(loaded) == list(reference), where
+        for key in reference:
+            assert_same(loaded[key], reference[key], f'{where}[{key!r}]')
+    elif isinstance(reference, (list, tuple)):
+        assert len(loaded) == len(reference), where
+        for i, (a, b) in enumerate(zip(loaded, reference)):
+            assert_same(a, b, f'{where}[{i}]')
+    elif isinstance(reference, torch.Tensor):
+        assert torch.equal(loaded, reference), where
+    elif isinstance(reference, np.ndarray):
+        assert np.array_equal(loaded, reference), where
+    elif hasattr(reference, '__dict__') and not callable(reference):
+        assert_same(vars(loaded), vars(reference), where)
+    else:
+        assert loaded == reference, where
+
+
+def test_checkpoint_loads_weights_only_with_the_allow_list(trained):
+    """A checkpoint of tools/train.py holds, besides tensors, the globals of
+    utils/safe_checkpoint.py's allow-list: torch's own weights-only load
+    refuses it (mmengine 0.10.7 on torch >= 2.6 without the package), the
+    package's loader reads all of it, as a full unpickling does (test.py and
+    --resume below go through that loader too)."""
     ckpt = osp.join(trained[0], 'iter_2.pth')
+    core = 'numpy._core' if hasattr(np, '_core') else 'numpy.core'
+    assert sorted(torch.serialization.get_unsafe_globals_in_checkpoint(
+        ckpt)) == [
+            'builtins.getattr',
+            'mmengine.logging.history_buffer.HistoryBuffer',
+            f'{core}.multiarray._reconstruct', f'{core}.multiarray.scalar',
+            'numpy.dtype', 'numpy.ndarray'
+        ]
     with pytest.raises(pickle.UnpicklingError):
-        torch.load(ckpt)
+        torch.load(ckpt, weights_only=True)
+    # the file was written by this test run: a full unpickling is the
+    # reference
+    assert_same(
+        load_checkpoint_file(ckpt), torch.load(ckpt, weights_only=False))
 
 
 def test_test_tool_loads_checkpoint_and_reports_bbox_segm(trained):
