@@ -120,8 +120,12 @@ def apply_few_shot_seed(cfg: Config) -> Optional[int]:
         if node.get('seed', seed) != seed:
             raise InputError(
                 f'{path}.seed={node["seed"]} but {FEW_SHOT_KEY}.seed={seed}: '
-                f'set the K-shot sample once, with --cfg-options '
-                f'{FEW_SHOT_KEY}.seed=N')
+                'the config names the K-shot sample twice (a seed written '
+                'into a dataset by hand, or the config the Runner saved '
+                'beside a checkpoint, which has its run\'s seed resolved '
+                'into every dataset); take the config from configs/, whose '
+                'datasets leave seed unset, and choose the sample only with '
+                f'--cfg-options {FEW_SHOT_KEY}.seed=N')
         node['seed'] = seed
     load_from = cfg.get('load_from')
     if isinstance(load_from, str) and SEED_PLACEHOLDER in load_from:
