@@ -31,6 +31,7 @@ from mmdet_maskdiff.diffusion.sampler_settings import (FAST_KEYS,
                                                        SAMPLER_HOME,
                                                        SAMPLER_KEYS)
 from .cli_checks import InputError
+from .few_shot_sample import FEW_SHOT_KEY, FEW_SHOT_KEYS
 
 #: written before a key that may be new (``+my_key=1``)
 NEW_KEY_PREFIX = '+'
@@ -41,8 +42,6 @@ CFG_OPTIONS_HELP = (
     'custom_hooks.0.crop_size=32); a list value as key="[a,b]" or key=a,b. '
     'A key the config does not have is an error naming the closest one; '
     'write +key=value to add a new key on purpose')
-#: the keys of ``few_shot`` (mmdet_maskdiff.utils.few_shot_sample)
-FEW_SHOT_KEYS = ('seed', 'check_checkpoint')
 #: keys that the code reads with a default, by the dotted path of their dict
 #: (``fnmatch`` patterns; '' is the top level, which also takes the Runner's
 #: arguments). The deprecated sampler homes (a DiffusionMaskHead's
@@ -55,7 +54,7 @@ KNOWN_KEYS: Dict[str, tuple] = {
     'env_cfg': ('cudnn_benchmark', 'mp_cfg', 'dist_cfg', 'resource_limit'),
     'env_cfg.mp_cfg': ('mp_start_method', 'opencv_num_threads'),
     'auto_scale_lr': ('enable', 'base_batch_size'),
-    'few_shot': FEW_SHOT_KEYS,
+    FEW_SHOT_KEY: FEW_SHOT_KEYS,
     SAMPLER_HOME: SAMPLER_KEYS,
     f'{SAMPLER_HOME}.fast': FAST_KEYS,
     '*.mask_head.test_sampler': SAMPLER_KEYS,

@@ -38,6 +38,9 @@ from .config_tree import iter_config_dicts
 
 #: the top-level config key that names the K-shot sample
 FEW_SHOT_KEY = 'few_shot'
+#: the keys of ``few_shot``: the sample's seed, and whether a loaded
+#: checkpoint must have been trained on it (default True)
+FEW_SHOT_KEYS = ('seed', 'check_checkpoint')
 #: replaced by the seed in ``load_from``
 SEED_PLACEHOLDER = '{seed}'
 DATASET_TYPE = 'FewShotCocoDataset'

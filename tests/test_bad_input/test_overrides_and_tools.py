@@ -110,6 +110,21 @@ def test_benchmark_and_fsis_seeds_refuse_a_key_no_config_has(tmp_path):
         f'{SAMPLER}.steps')
 
 
+def test_fsis_seeds_demo_checks_maskdiff_options_up_front(tmp_path):
+    """Before the base detector and the fine-tuning train (minutes)."""
+    proc = run_tool_here('analysis_tools/fsis_seeds.py', [
+        'demo', '--seeds', '0', '--work-dir',
+        str(tmp_path), '--maskdiff-options',
+        'model.roi_head.mask_head.region_sorce=both'
+    ], str(tmp_path))
+    key = 'model.roi_head.mask_head.region_sorce'
+    assert one_error_line(proc) == (
+        f'error: --maskdiff-options {key}: the config has no key {key} (did '
+        'you mean model.roi_head.mask_head.region_source?); a new key on '
+        f'purpose: +{key}=...')
+    assert not (tmp_path / 'shared').exists()
+
+
 def test_keys_of_some_configs_go_to_those_only():
     configs = {path: Config.fromfile(path) for path in (STAGE_1B, STAGE_2)}
     split = split_cfg_options(
