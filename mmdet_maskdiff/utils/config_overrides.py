@@ -14,7 +14,7 @@ A key passes when its dotted path exists in the parsed config (``_base_``
 files merged in; list items by index, ``custom_hooks.0.crop_size``), or when
 the code reads it with a default, so that a config may leave it out
 (:func:`optional_keys`): the constructor arguments of a dict's ``type``, the
-sampler keys of ``model.test_cfg.rcnn.sampler``, ``few_shot``'s keys and the
+sampler and its keys in ``model.test_cfg.rcnn``, ``few_shot``'s keys and the
 keys mmengine's Runner reads at the top level, from ``randomness``,
 ``env_cfg``, ``auto_scale_lr`` and the data loaders. A key written with a
 leading ``+`` (``--cfg-options +my_key=1``, Hydra's syntax) may be new: it is
@@ -42,6 +42,7 @@ CFG_OPTIONS_HELP = (
     'custom_hooks.0.crop_size=32); a list value as key="[a,b]" or key=a,b. '
     'A key the config does not have is an error naming the closest one; '
     'write +key=value to add a new key on purpose')
+_SAMPLER_PARENT, _SAMPLER_NAME = SAMPLER_HOME.rsplit('.', 1)
 #: keys that the code reads with a default, by the dotted path of their dict
 #: (``fnmatch`` patterns; '' is the top level, which also takes the Runner's
 #: arguments). The deprecated sampler homes (a DiffusionMaskHead's
@@ -55,6 +56,7 @@ KNOWN_KEYS: Dict[str, tuple] = {
     'env_cfg.mp_cfg': ('mp_start_method', 'opencv_num_threads'),
     'auto_scale_lr': ('enable', 'base_batch_size'),
     FEW_SHOT_KEY: FEW_SHOT_KEYS,
+    _SAMPLER_PARENT: (_SAMPLER_NAME, ),  # absent: the default sampler
     SAMPLER_HOME: SAMPLER_KEYS,
     f'{SAMPLER_HOME}.fast': FAST_KEYS,
     '*.mask_head.test_sampler': SAMPLER_KEYS,

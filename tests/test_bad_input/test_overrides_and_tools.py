@@ -194,8 +194,8 @@ def test_real_keys_pass_and_merge(stage_2):
 
 
 def test_sampler_keys_a_config_leaves_out_pass(tmp_path):
-    """A config whose sampler dict names one key: the other sampler keys,
-    and those of ``fast``, exist with their defaults."""
+    """A config whose sampler dict names one key, or none: the other
+    sampler keys, and those of ``fast``, exist with their defaults."""
     path = tmp_path / 'partial_sampler.py'
     path.write_text(f'_base_ = [{STAGE_2!r}]\n'
                     'model = dict(test_cfg=dict(rcnn=dict(sampler=dict('
@@ -208,6 +208,10 @@ def test_sampler_keys_a_config_leaves_out_pass(tmp_path):
     })
     assert cfg.model.test_cfg.rcnn.sampler == dict(
         steps=1, num_samples=4, fast=dict(compile=False))
+    # no sampler dict at all: the defaults, and the keys pass
+    del cfg.model.test_cfg.rcnn['sampler']
+    assert merged(cfg, {f'{SAMPLER}.steps': 4}).model.test_cfg.rcnn == dict(
+        cfg.model.test_cfg.rcnn, sampler=dict(steps=4))
     assert unknown_key_error(cfg, f'{SAMPLER}.fast.compiel') == (
         f'--cfg-options {SAMPLER}.fast.compiel: the config has no key '
         f'{SAMPLER}.fast.compiel (did you mean {SAMPLER}.fast.compile?); a '
