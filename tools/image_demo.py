@@ -19,17 +19,26 @@ settings ``--steps``, ``--guidance-weight``, ``--num-samples``,
 ``SupportSetHook`` instead of the one stored in the checkpoint). A stage-2
 checkpoint carries its K-shot support set, so no data is needed on disk.
 
+Outputs are named by the image's file name, so two inputs with the same
+name (without extension) from different folders are refused up front (they
+would overwrite each other's outputs); a file given twice is processed once.
+
 Bad input stops with one line: a missing config or checkpoint, a checkpoint
-of another model or without a support set (exit status 2); an image that does
-not exist or cannot be read, or a folder without images, is reported in one
-line and the other inputs are still processed (exit status 1 at the end).
+of another model (or of another mask head: a MaskDiff checkpoint with an FCN
+config) or without a support set, two inputs with the same output name, a
+negative ``--guidance-weight`` (exit status 2); an image that does not exist,
+cannot be read or is a damaged JPEG (libjpeg's message, with the file's
+name), or a folder without images, is reported in one line and the other
+inputs are still processed (exit status 1 at the end).
 """
 import argparse
+import contextlib
 import json
 import os
 import os.path as osp
 import sys
-from typing import List, Optional, Tuple
+import tempfile
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import mmcv
 import torch
@@ -43,6 +52,8 @@ from mmdet_maskdiff.utils import (InputError, check_checkpoint, load_config,
 from mmdet_maskdiff.visualization import (roi_labels, trajectory_panel,
                                           uncertainty_heatmap)
 
+#: the first bytes of every JPEG file (SOI marker)
+JPEG_MAGIC = b'\xff\xd8'
 #: what mmdet's DetInferencer takes from a folder
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                   '.tiff', '.webp')
@@ -93,7 +104,7 @@ def parse_args() -> argparse.Namespace:
     group.add_argument(
         '--guidance-weight',
         type=float,
-        help='classifier-free guidance w (guidance_weight)')
+        help='classifier-free guidance w >= 0 (guidance_weight)')
     group.add_argument(
         '--num-samples',
         type=int,
@@ -116,10 +127,81 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+@contextlib.contextmanager
+def c_library_output() -> Iterator[List[str]]:
+    """Capture what C libraries write to file descriptor 2 while the block
+    runs (libjpeg reports a damaged file there, without its name); yields
+    the list that receives its lines when the block ends."""
+    lines: List[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode('utf-8', 'replace')
+            lines += [line for line in text.splitlines() if line.strip()]
+
+
+def check_output_names(paths: List[str]) -> None:
+    """Refuse two images whose outputs would overwrite each other: the
+    outputs are named by the file name without its extension
+    (``vis/<name>``, ``preds/<stem>.json``, ``<stem>_uncertainty.png``).
+
+    Raises:
+        InputError: naming both files.
+    """
+    seen: Dict[str, str] = {}
+    for path in paths:
+        stem = osp.splitext(osp.basename(path))[0]
+        if stem in seen:
+            raise InputError(
+                f'images {seen[stem]} and {path} would write the same '
+                f'outputs (preds/{stem}.json, vis/...): outputs are named by '
+                'the file name, so rename one or run them separately')
+        seen[stem] = path
+
+
+def read_error(path: str) -> Optional[str]:
+    """Why ``path`` cannot be used as an image, or None.
+
+    A file that does not decode is refused (with the decoder's line when it
+    printed one). A JPEG that libjpeg reports on while decoding it (damaged
+    data: it decodes only partly, the rest grey) is refused with libjpeg's
+    first line; what the decoders say about other files becomes a warning
+    naming the file.
+    """
+    try:
+        with c_library_output() as messages:
+            image = mmcv.imread(path)
+    except Exception:  # mmcv / cv2 raise various types on bad data
+        image = None
+    if image is None:
+        return f'image {path} cannot be read (' + (
+            f'decoder: {messages[0]})' if messages else 'not an image file?)')
+    with open(path, 'rb') as f:
+        is_jpeg = f.read(2) == JPEG_MAGIC
+    if is_jpeg and messages:
+        return (f'image {path} is damaged (libjpeg: {messages[0]}): a '
+                'truncated or corrupted file; replace it')
+    for message in messages:
+        print(f'warning: image {path}: {message}', file=sys.stderr)
+    return None
+
+
 def collect_images(inputs: List[str]) -> Tuple[List[str], List[str]]:
-    """Image paths of ``inputs`` (files, folders) and one error line per
-    input that gives none: a missing path, a folder without images, an
-    unreadable file."""
+    """Image paths of ``inputs`` (files, folders; a file given twice once)
+    and one error line per input that gives none: a missing path, a folder
+    without images, an unreadable or damaged file.
+
+    Raises:
+        InputError: two files whose outputs would have the same name
+            (:func:`check_output_names`).
+    """
     candidates, errors = [], []
     for item in inputs:
         if osp.isdir(item):
@@ -135,16 +217,17 @@ def collect_images(inputs: List[str]) -> Tuple[List[str], List[str]]:
             candidates.append(item)
         else:
             errors.append(f'image {item} does not exist')
-    images = []
+    unique: Dict[str, str] = {}  # a file given twice is read once
     for path in candidates:
-        try:
-            readable = mmcv.imread(path) is not None
-        except Exception:  # mmcv / cv2 raise various types on bad data
-            readable = False
-        if readable:
+        unique.setdefault(osp.realpath(path), path)
+    check_output_names(list(unique.values()))
+    images = []
+    for path in unique.values():
+        error = read_error(path)
+        if error is None:
             images.append(path)
         else:
-            errors.append(f'image {path} cannot be read (not an image file?)')
+            errors.append(error)
     return images, errors
 
 
@@ -213,6 +296,14 @@ def main() -> None:
     args = parse_args()
     cfg = load_config(args.model)
     check_checkpoint(args.weights)
+    images, errors = collect_images(args.inputs)
+    for message in errors:
+        print(f'error: {message}', file=sys.stderr)
+    num_failed = len(errors)
+    if not images:
+        print(f'error: {num_failed} input(s) failed, 0 image(s) processed',
+              file=sys.stderr)
+        sys.exit(1)
     device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
     try:
         inferencer = MaskDiffInferencer(
@@ -227,10 +318,6 @@ def main() -> None:
         get_test_sampler(inferencer.model)['num_samples'] if getattr(
             inferencer.model.roi_head, 'needs_condition', False) else 1)
 
-    images, errors = collect_images(args.inputs)
-    for message in errors:
-        print(f'error: {message}', file=sys.stderr)
-    num_failed = len(errors)
     pred_dir = '' if args.no_save_pred else args.out_dir
     for start in range(0, len(images), args.batch_size):
         batch = images[start:start + args.batch_size]

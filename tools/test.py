@@ -2,7 +2,9 @@
 ``tools/test.py``.
 
 Differences, all additive: the plugin is imported (registration + stack fixes),
-bad input stops with one line, ``--out`` checks its suffix up front, and the
+bad input stops with one line (also a ``--cfg-options`` key the config does
+not have; ``+key=value`` adds one on purpose), ``--out`` checks its suffix up
+front, and the
 checkpoint must fit the model exactly (mmdet loads it non-strictly: a tensor
 of another shape would keep its random initial value).
 """
@@ -22,6 +24,8 @@ import mmdet_maskdiff  # noqa: F401  (registers components, applies fixes)
 from mmdet_maskdiff.utils import (InputError, build_runner, check_checkpoint,
                                   load_checkpoint_strictly, load_config,
                                   run_cli)
+from mmdet_maskdiff.utils.config_overrides import (CFG_OPTIONS_HELP,
+                                                   merge_cfg_options)
 from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
                                                   check_split_folders)
 
@@ -51,12 +55,7 @@ def parse_args() -> argparse.Namespace:
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. If the value to '
-        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
-        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
-        'Note that the quotation marks are necessary and that no white space '
-        'is allowed.')
+        help=CFG_OPTIONS_HELP)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -116,8 +115,7 @@ def main() -> None:
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise InputError(f'--out {args.out}: the dump file must be a .pkl')
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
 
     # work_dir priority: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:

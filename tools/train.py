@@ -2,10 +2,12 @@
 
 Differences, all additive: the plugin is imported (its components register
 and the stack fixes apply, see ``mmdet_maskdiff.compat``), and bad input —
-a missing config or checkpoint, a config that forgets ``custom_imports`` —
-stops with one line instead of a traceback. ``--amp`` autocasts to bfloat16
-(mmdet's: float16) unless the config sets ``optim_wrapper.dtype``, and
-without a GPU it is refused with one line (mmengine would assert).
+a missing config or checkpoint, a config that forgets ``custom_imports``, a
+``--cfg-options`` key the config does not have (``+key=value`` adds one on
+purpose) — stops with one line instead of a traceback. ``--amp`` autocasts
+to bfloat16 (mmdet's: float16) unless the config or ``--cfg-options`` sets
+``optim_wrapper.dtype``, and without a GPU it is refused with one line
+(mmengine would assert).
 """
 import argparse
 import os
@@ -17,6 +19,8 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 import mmdet_maskdiff  # noqa: F401  (registers components, applies fixes)
 from mmdet_maskdiff.utils import (InputError, build_runner, check_checkpoint,
                                   check_mixed_precision, load_config, run_cli)
+from mmdet_maskdiff.utils.config_overrides import (CFG_OPTIONS_HELP,
+                                                   merge_cfg_options)
 from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
                                                   check_split_folders)
 from mmdet_maskdiff.utils.novel_head_init import surgery_command
@@ -49,12 +53,7 @@ def parse_args() -> argparse.Namespace:
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. If the value to '
-        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
-        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
-        'Note that the quotation marks are necessary and that no white space '
-        'is allowed.')
+        help=CFG_OPTIONS_HELP)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -74,8 +73,10 @@ def main() -> None:
 
     cfg = load_config(args.config)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    if args.amp:  # before the options, which may set its dtype
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    merge_cfg_options(cfg, args.cfg_options)
 
     # work_dir priority: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:
@@ -89,8 +90,6 @@ def main() -> None:
     apply_few_shot_seed(cfg)
 
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.loss_scale = 'dynamic'
         # bfloat16 has fp32's exponent range: no loss-scale tuning needed
         cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
     check_mixed_precision(cfg, args.config)

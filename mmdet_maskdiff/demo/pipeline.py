@@ -25,6 +25,7 @@ from mmdet_maskdiff.evaluation.mask_quality import (apply_mask_quality,
                                                     format_mask_quality_table,
                                                     summarize_mask_quality)
 from mmdet_maskdiff.testing.small_scale import cpu_scale_options
+from mmdet_maskdiff.utils.config_overrides import merge_cfg_options
 from mmdet_maskdiff.utils.config_paths import (display_config_path,
                                                package_config_path)
 from mmdet_maskdiff.utils.config_text import FormattedOnceConfig
@@ -121,7 +122,8 @@ def build_cfg(name: str, settings: DemoSettings, work_dir: str,
             load_from=load_from))
     cfg.merge_from_dict(seed_options(cfg, settings.seed))
     apply_few_shot_seed(cfg)  # before work_dir: the demo keeps its layout
-    cfg.merge_from_dict(settings.options.get(name, {}))
+    merge_cfg_options(cfg, settings.options.get(name, {}),
+                      f'DemoSettings.options[{name!r}]')
     mask_head = cfg.model.get('roi_head', {}).get('mask_head') or {}
     if settings.steps is not None and \
             mask_head.get('type') == 'DiffusionMaskHead':

@@ -11,7 +11,9 @@ Keys (defaults in :data:`DEFAULT_SAMPLER`, choices in ``docs/defaults.md``):
 * ``type``: ``'ddim'`` (Song et al. 2021) or ``'ddpm'`` (Ho et al. 2020);
 * ``steps``: respaced steps in [1, T]; None = all T;
 * ``eta``: DDIM's η >= 0;
-* ``guidance_weight``: classifier-free guidance w (finite);
+* ``guidance_weight``: classifier-free guidance w >= 0 (finite; the paper's
+  ε̃ = (1 + w)·ε(c) − w·ε(∅), Ho & Salimans 2022: w = 0 is the conditional
+  model, w < 0 would steer away from the class);
 * ``num_samples``: masks sampled per RoI, >= 1;
 * ``seed``: an int — every RoI's noise is a function of the seed, the RoI's
   key and the sample index (:mod:`~mmdet_maskdiff.diffusion.keyed_noise`) —
@@ -237,9 +239,11 @@ def _check_chain_keys(merged: dict, num_timesteps: int, where: str) -> None:
     if not (_is_number(eta) and eta >= 0):
         _fail(where, 'eta', f'must be a number >= 0, got {eta!r}')
     weight = merged['guidance_weight']
-    if not (_is_number(weight) and math.isfinite(weight)):
-        _fail(where, 'guidance_weight',
-              f'must be a finite number, got {weight!r}')
+    if not (_is_number(weight) and math.isfinite(weight) and weight >= 0):
+        _fail(
+            where, 'guidance_weight', 'must be a finite number >= 0 (w < 0 '
+            'is anti-guidance: the guided (1 + w) eps(c) - w eps(null) then '
+            f'moves away from the class), got {weight!r}')
 
 
 def _check_pass_keys(merged: dict, where: str) -> None:

@@ -67,6 +67,31 @@ def check_at_least(args, minimum: int, *names: str) -> None:
                              f'{minimum}, got {value}')
 
 
+def parse_seeds(tokens: List[str], option: str = '--seeds') -> List[int]:
+    """Seeds (or other non-negative ints) from the command line: ``N`` or
+    a range ``N-M`` per token, e.g. ``['0-9']`` or ``['0', '3', '5-6']``.
+
+    Returns:
+        list[int]: The distinct values, sorted.
+
+    Raises:
+        InputError: a token that is neither, or a reversed range (one line
+            naming it).
+    """
+    seeds: set = set()
+    for token in tokens:
+        match = re.fullmatch(r'(\d+)(?:-(\d+))?', token)
+        if not match:
+            raise InputError(f'{option} {token}: not an integer >= 0 or a '
+                             'range N-M such as 0-9')
+        start, stop = int(match[1]), int(match[2] or match[1])
+        if stop < start:
+            raise InputError(f'{option} {token}: the range is reversed; '
+                             f'write {stop}-{start}')
+        seeds.update(range(start, stop + 1))
+    return sorted(seeds)
+
+
 def load_config(path: str) -> Config:
     """Read a config and check that it imports the plugin when it needs it.
 

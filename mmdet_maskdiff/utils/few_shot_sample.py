@@ -39,6 +39,9 @@ from .safe_checkpoint import load_checkpoint_file, stored_config_value
 
 #: the top-level config key that names the K-shot sample
 FEW_SHOT_KEY = 'few_shot'
+#: the keys of ``few_shot``: the sample's seed, and whether a loaded
+#: checkpoint must have been trained on it (default True)
+FEW_SHOT_KEYS = ('seed', 'check_checkpoint')
 #: replaced by the seed in ``load_from``
 SEED_PLACEHOLDER = '{seed}'
 DATASET_TYPE = 'FewShotCocoDataset'
@@ -121,8 +124,12 @@ def apply_few_shot_seed(cfg: Config) -> Optional[int]:
         if node.get('seed', seed) != seed:
             raise InputError(
                 f'{path}.seed={node["seed"]} but {FEW_SHOT_KEY}.seed={seed}: '
-                f'set the K-shot sample once, with --cfg-options '
-                f'{FEW_SHOT_KEY}.seed=N')
+                'the config names the K-shot sample twice (a seed written '
+                'into a dataset by hand, or the config the Runner saved '
+                'beside a checkpoint, which has its run\'s seed resolved '
+                'into every dataset); take the config from configs/, whose '
+                'datasets leave seed unset, and choose the sample only with '
+                f'--cfg-options {FEW_SHOT_KEY}.seed=N')
         node['seed'] = seed
     load_from = cfg.get('load_from')
     if isinstance(load_from, str) and SEED_PLACEHOLDER in load_from:

@@ -86,8 +86,12 @@ def test_seed_set_by_hand_in_one_place_is_an_error():
     with pytest.raises(InputError) as info:
         apply_few_shot_seed(cfg)
     assert str(info.value) == (
-        'train_dataloader.dataset.datasets.1.seed=2 but few_shot.seed=0: set '
-        'the K-shot sample once, with --cfg-options few_shot.seed=N')
+        'train_dataloader.dataset.datasets.1.seed=2 but few_shot.seed=0: the '
+        'config names the K-shot sample twice (a seed written into a dataset '
+        "by hand, or the config the Runner saved beside a checkpoint, which "
+        "has its run's seed resolved into every dataset); take the config "
+        'from configs/, whose datasets leave seed unset, and choose the '
+        'sample only with --cfg-options few_shot.seed=N')
 
 
 @pytest.mark.parametrize('value', [-1, 'a', 1.5])

@@ -110,7 +110,11 @@ def test_check_tool_prints_the_figures_and_fails_on_a_mismatch(
     assert proc.returncode == 2, describe(proc)
     assert proc.stderr.strip() == (
         'error: train_dataloader.dataset.datasets.1.seed=1 but '
-        'few_shot.seed=0: set the K-shot sample once, with --cfg-options '
+        'few_shot.seed=0: the config names the K-shot sample twice (a seed '
+        'written into a dataset by hand, or the config the Runner saved '
+        "beside a checkpoint, which has its run's seed resolved into every "
+        'dataset); take the config from configs/, whose datasets leave seed '
+        'unset, and choose the sample only with --cfg-options '
         'few_shot.seed=N')
     proc = run_tool_here('analysis_tools/check_fsis_data.py',
                          [config, '--data-root', coco_shaped_data,

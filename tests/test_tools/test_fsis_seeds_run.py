@@ -141,7 +141,7 @@ def test_one_gpu_schedule_is_8_times_longer_at_an_eighth_of_the_lr():
     assert fsis_seeds.schedule_factor(args) == 8
     assert fsis_seeds.schedule_factor(
         _args(launcher='pytorch', gpus=4)) == 2
-    options = fsis_seeds.stage_options(STAGE_1B, 3, args)
+    options = fsis_seeds.stage_options(STAGE_1B, 3, args, [])
     cfg = fsis_seeds.resolve(STAGE_1B, options)
     assert cfg.train_cfg.max_iters == 8 * 16000
     assert cfg.param_scheduler[1].milestones == [8 * 14400]
@@ -151,6 +151,23 @@ def test_one_gpu_schedule_is_8_times_longer_at_an_eighth_of_the_lr():
     assert cfg.train_dataloader.dataset.seed == 3
     assert cfg.work_dir.endswith(
         osp.join('maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det', 'seed3'))
+
+
+def test_user_options_go_to_the_stages_that_have_their_keys():
+    stages = fsis_seeds.protocol_stages(STAGE_2, with_fcn=True)
+    args = _args(cfg_options=[
+        'custom_hooks.0.crop_size=32', 'optim_wrapper.optimizer.lr=0.01',
+        '+note=1'
+    ])
+    assert fsis_seeds.user_options(args, stages) == {
+        STAGE_1B: ['optim_wrapper.optimizer.lr=0.01', '+note=1'],
+        STAGE_2: args.cfg_options,
+        stages['fcn']: ['optim_wrapper.optimizer.lr=0.01', '+note=1'],
+    }
+    options = fsis_seeds.stage_options(STAGE_2, 1, args,
+                                       args.cfg_options)
+    assert options == args.cfg_options + ['few_shot.seed=1']
+    assert fsis_seeds.resolve(STAGE_2, options).custom_hooks[0].crop_size == 32
 
 
 def test_commands_of_both_launchers():

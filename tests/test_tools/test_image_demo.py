@@ -8,14 +8,15 @@ dataset moved away.
 """
 import json
 import os
+import os.path as osp
 import pickle
 import sys
 
 import numpy as np
 import pytest
 import torch
-from _tool_helpers import (TINY_CONFIG, describe, run, run_tool, run_tool_here,
-                           write_config)
+from _tool_helpers import (REPO, TINY_CONFIG, describe, run, run_tool,
+                           run_tool_here, write_config)
 
 from mmdet_maskdiff.utils.safe_checkpoint import load_checkpoint_file
 
@@ -159,12 +160,12 @@ def test_image_demo_bad_inputs_one_line_each_others_processed(
     assert not (out_dir / 'vis').exists()
 
 
-def _demo_error(trained, tmp_path, config, checkpoint):
+def _demo_error(trained, tmp_path, config, checkpoint, *extra):
     # in this process: the command line has its own test above
     proc = run_tool_here(
         'image_demo.py', [
             trained['image'], config, '--weights', checkpoint, '--out-dir',
-            str(tmp_path / 'out'), '--device', 'cpu'
+            str(tmp_path / 'out'), '--device', 'cpu', *extra
         ],
         cwd=str(tmp_path))
     assert proc.returncode == 2, describe(proc)
@@ -218,3 +219,33 @@ def test_checkpoint_of_another_k(trained, tmp_path):
     assert line.endswith(
         'the config builds a 2-shot model over 8 classes; load it with the '
         'config it was trained with (e.g. configs/maskdiff/coco_1shot.py)')
+
+
+def test_maskdiff_checkpoint_with_an_fcn_config(trained, tmp_path):
+    """The stage-2 checkpoint (a DiffusionMaskHead and its support set) with
+    the FCN baseline's config: one line naming both heads."""
+    from mmengine.config import Config
+
+    from mmdet_maskdiff.testing.small_scale import cpu_scale_options
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot_fcn.py'))
+    cfg.merge_from_dict(
+        cpu_scale_options(cfg, str(tmp_path / 'no_data'), load_from=None))
+    config = str(tmp_path / 'tiny_coco_1shot_fcn.py')
+    cfg.dump(config)
+    line = _demo_error(trained, tmp_path, config, trained['checkpoint'])
+    assert line == (
+        f'error: the support set of checkpoint {trained["checkpoint"]} does '
+        'not fit this model: the checkpoint has a mask head that samples '
+        'from K shots (DiffusionMaskHead), the config builds FCNMaskHead; '
+        'load it with the config it was trained with (e.g. '
+        'configs/maskdiff/coco_1shot.py)')
+
+
+def test_negative_guidance_weight(trained, tmp_path):
+    line = _demo_error(trained, tmp_path, trained['config'],
+                       trained['checkpoint'], '--guidance-weight', '-3')
+    assert line == (
+        'error: model.test_cfg.rcnn.sampler.guidance_weight must be a finite '
+        'number >= 0 (w < 0 is anti-guidance: the guided (1 + w) eps(c) - w '
+        'eps(null) then moves away from the class), got -3.0')

@@ -53,6 +53,9 @@ BASELINE_SUFFIX = '_fcn'
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+
+    from mmdet_maskdiff.utils.config_overrides import CFG_OPTIONS_HELP
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='MaskDiff config')
     parser.add_argument(
@@ -93,8 +96,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        default=[],
-        help='key=value overrides applied to both configs')
+        action=DictAction,
+        help=f'{CFG_OPTIONS_HELP}. Each goes to the configs (model, baseline) '
+        'that have its key')
     parser.add_argument('--work-dir', default='work_dirs/benchmark')
     parser.add_argument('--out', default='work_dirs/benchmark/benchmark')
     # internal: the parent runs itself once per config with these
@@ -161,19 +165,22 @@ class _Timer:
 
 def _build_cfg(args: argparse.Namespace, config: str,
                checkpoint: Optional[str], work_dir: str):
-    from mmengine.config import DictAction
-
     from mmdet_maskdiff.testing import cpu_scale_options
     from mmdet_maskdiff.utils import check_mixed_precision, load_config
+    from mmdet_maskdiff.utils.config_overrides import (merge_cfg_options,
+                                                       split_cfg_options)
     cfg = load_config(config)
     if args.synthetic:
         cfg.merge_from_dict(
             cpu_scale_options(cfg, args.synthetic, load_from=None))
     if args.cfg_options:
-        parsed = argparse.Namespace()
-        DictAction(
-            option_strings=[], dest='opts')(None, parsed, args.cfg_options)
-        cfg.merge_from_dict(parsed.opts)
+        other = args.baseline if config == args.config else args.config
+        merge_cfg_options(
+            cfg,
+            split_cfg_options({
+                config: cfg,
+                other: load_config(other)
+            }, args.cfg_options)[config])
     cfg.work_dir = work_dir
     cfg.load_from = checkpoint
     cfg.resume = False

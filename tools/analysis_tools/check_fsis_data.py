@@ -31,6 +31,8 @@ from mmengine.config import DictAction
 import mmdet_maskdiff  # noqa: F401  (registers components)
 from mmdet_maskdiff.utils import InputError, load_config, run_cli
 from mmdet_maskdiff.utils.cli_checks import check_at_least
+from mmdet_maskdiff.utils.config_overrides import (CFG_OPTIONS_HELP,
+                                                   merge_cfg_options)
 from mmdet_maskdiff.utils.fsis_data_check import (check_training_data,
                                                   format_report,
                                                   point_data_root)
@@ -51,7 +53,7 @@ def parse_args() -> argparse.Namespace:
         '--seed', type=int, default=0, help='seed of the sampler draws')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, as in tools/train.py')
+        help=CFG_OPTIONS_HELP)
     return parser.parse_args()
 
 
@@ -59,8 +61,7 @@ def main() -> None:
     args = parse_args()
     check_at_least(args, 1, 'batches')
     cfg = load_config(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     if args.data_root:
         point_data_root(cfg, args.data_root)
     try:

@@ -63,6 +63,10 @@ from mmdet_maskdiff.demo.report import (COLUMNS, SPLITS, aggregate_seeds,
 from mmdet_maskdiff.testing.small_scale import (cpu_scale_options,
                                                 to_cfg_options_args)
 from mmdet_maskdiff.utils import InputError, run_cli
+from mmdet_maskdiff.utils.cli_checks import parse_seeds
+from mmdet_maskdiff.utils.config_overrides import (CFG_OPTIONS_HELP,
+                                                   merge_cfg_options,
+                                                   split_cfg_options)
 from mmdet_maskdiff.utils.few_shot_sample import apply_few_shot_seed
 
 DEFAULTS = DemoSettings()
@@ -137,6 +141,11 @@ def run_demo_seeds(args) -> dict:
     suffix = '_hard' if args.difficulty == 'hard' else ''
     options = DemoSettings().options
     if args.maskdiff_options:
+        # up front, not after the base and fine-tuning stages
+        merge_cfg_options(
+            Config.fromfile(DemoSettings(shots=args.shots).configs()
+                            ['maskdiff']), args.maskdiff_options,
+            '--maskdiff-options')
         options['maskdiff'] = dict(args.maskdiff_options)
     for seed in args.seeds:
         settings = DemoSettings(
@@ -168,18 +177,6 @@ PER_SEED_CHECKPOINT = re.compile(
 METHODS = dict(mask='MaskDiff', fcn='FCNMaskHead')
 
 
-def parse_seeds(tokens: List[str]) -> List[int]:
-    """``['0-9']``, ``['0', '1', '5']`` or ``['0-2', '7']`` -> seeds."""
-    seeds = []
-    for token in tokens:
-        match = re.fullmatch(r'(\d+)(?:-(\d+))?', token)
-        if not match or int(match[2] or match[1]) < int(match[1]):
-            raise InputError(f'--seeds: {token!r} is neither N nor N-M '
-                             '(M >= N)')
-        seeds += range(int(match[1]), int(match[2] or match[1]) + 1)
-    return sorted(set(seeds))
-
-
 def protocol_stages(config: str, with_fcn: bool) -> Dict[str, str]:
     """The config of every stage of one seed: ``det`` (stage 1b, named by
     the stage-2 config's ``load_from``), ``mask`` (``config``) and, with
@@ -206,6 +203,8 @@ def protocol_stages(config: str, with_fcn: bool) -> Dict[str, str]:
 
 
 def _parse_cfg_options(items: List[str]) -> dict:
+    if not items:
+        return {}
     parser = argparse.ArgumentParser()
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(['--cfg-options', *items]).cfg_options or {}
@@ -245,11 +244,25 @@ def scaled_schedule(cfg: Config, factor: float) -> List[str]:
     return items
 
 
-def stage_options(config: str, seed: int, args,
+def user_options(args, stages: Dict[str, str]) -> Dict[str, List[str]]:
+    """The user's ``--cfg-options`` of each stage config: each option goes
+    to the stages whose config has its key (stage 1b has no diffusion
+    sampler); one that no stage has is an error, naming the closest key."""
+    items = list(args.cfg_options or [])
+    configs = {path: Config.fromfile(path) for path in stages.values()}
+    split = split_cfg_options(configs, _parse_cfg_options(items))
+    return {
+        path: [item for item in items if item.split('=', 1)[0] in keys]
+        for path, keys in split.items()
+    }
+
+
+def stage_options(config: str, seed: int, args, user: List[str],
                   load_from: Optional[str] = None) -> List[str]:
     """``--cfg-options`` of one stage and seed: the demo sizes (with
     ``--demo-data``) or the scaled schedule (``--scale-schedule``), the
-    user's options, the seed and ``load_from``."""
+    user's options of this stage (:func:`user_options`), the seed and
+    ``load_from``."""
     items = []
     if args.demo_data:
         items += to_cfg_options_args(
@@ -258,7 +271,7 @@ def stage_options(config: str, seed: int, args,
     elif args.scale_schedule:
         items += scaled_schedule(Config.fromfile(config),
                                  schedule_factor(args))
-    items += list(args.cfg_options or [])
+    items += user
     items.append(f'few_shot.seed={seed}')
     if load_from is not None:
         items.append(f'load_from={load_from}')
@@ -269,7 +282,7 @@ def resolve(config: str, options: List[str]) -> Config:
     """``config`` as tools/train.py resolves it (options, default work dir,
     ``few_shot``)."""
     cfg = Config.fromfile(config)
-    cfg.merge_from_dict(_parse_cfg_options(options))
+    merge_cfg_options(cfg, _parse_cfg_options(options))
     if not cfg.get('work_dir'):
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config))[0])
@@ -338,11 +351,13 @@ def test_stage(args, config: str, checkpoint: str, options: List[str],
         return json.loads(f.read().strip().splitlines()[-1])
 
 
-def run_seed(args, stages: Dict[str, str], seed: int) -> str:
+def run_seed(args, stages: Dict[str, str], seed: int,
+             user: Dict[str, List[str]]) -> str:
     """Stage 1b, stage 2 (and the FCN baseline) of one seed, then their
     test; returns the seed's ``results.json`` (read by :func:`collect`)."""
     mask_dir = resolve(stages['mask'],
-                       stage_options(stages['mask'], seed, args)).work_dir
+                       stage_options(stages['mask'], seed, args,
+                                     user[stages['mask']])).work_dir
     results = osp.join(mask_dir, 'results.json')
     wanted = {METHODS[name] for name in stages if name in METHODS}
     if osp.isfile(results):
@@ -353,13 +368,15 @@ def run_seed(args, stages: Dict[str, str], seed: int) -> str:
                   flush=True)
             return results
     det = train_stage(args, stages['det'],
-                      stage_options(stages['det'], seed, args),
+                      stage_options(stages['det'], seed, args,
+                                    user[stages['det']]),
                       f'seed {seed} stage 1b')
     metrics = {}
     for name in ('mask', 'fcn'):
         if name not in stages:
             continue
-        options = stage_options(stages[name], seed, args, load_from=det)
+        options = stage_options(stages[name], seed, args, user[stages[name]],
+                                load_from=det)
         what = f'seed {seed} {METHODS[name]}'
         ckpt = train_stage(args, stages[name], options, what)
         metrics[METHODS[name]] = test_stage(args, stages[name], ckpt,
@@ -379,7 +396,8 @@ def run_seeds(args) -> dict:
     if args.demo_data and not args.iters:
         raise InputError('--demo-data needs --iters (the COCO schedules are '
                          '16k-240k iterations)')
-    paths = [run_seed(args, stages, seed) for seed in seeds]
+    user = user_options(args, stages)
+    paths = [run_seed(args, stages, seed, user) for seed in seeds]
     root = osp.dirname(osp.dirname(paths[0]))
     return collect(paths, args.out or osp.join(root, 'seeds'))
 
@@ -411,8 +429,8 @@ def main() -> None:
         '--maskdiff-options',
         nargs='+',
         action=DictAction,
-        help='--cfg-options of the MaskDiff stage (key=value), e.g. '
-        'model.roi_head.mask_head.region_source=both')
+        help='--cfg-options of the MaskDiff stage (key=value, checked as '
+        '--cfg-options), e.g. model.roi_head.mask_head.region_source=both')
     p_run = sub.add_parser(
         'run', help='train and test every seed of a stage-2 config, then '
         'collect (work_dirs/<config>/seed<N>/)')
@@ -428,8 +446,8 @@ def main() -> None:
     p_run.add_argument('--gpus', type=int, default=8,
                        help='processes per stage with --launcher pytorch')
     p_run.add_argument('--cfg-options', nargs='+', default=[],
-                       help='key=value options for every stage (as in '
-                       'tools/train.py)')
+                       help=f'{CFG_OPTIONS_HELP}. Each goes to the stages '
+                       'whose config has its key')
     p_run.add_argument(
         '--scale-schedule', action='store_true',
         help='scale every stage to this run\'s batch (processes x 2 '
@@ -452,7 +470,7 @@ def main() -> None:
             parser.error(f'no such file: {", ".join(missing)}')
         collect(args.paths, args.out)
     else:
-        run_demo_seeds(args)
+        run_cli(lambda: run_demo_seeds(args))
 
 
 if __name__ == '__main__':

@@ -30,6 +30,8 @@ from mmdet_maskdiff.evaluation.mask_quality import (apply_mask_quality,
                                                     summarize_mask_quality)
 from mmdet_maskdiff.utils import (InputError, build_runner, check_checkpoint,
                                   load_config, run_cli)
+from mmdet_maskdiff.utils.config_overrides import (CFG_OPTIONS_HELP,
+                                                   merge_cfg_options)
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,7 +48,7 @@ def parse_args() -> argparse.Namespace:
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='override settings of the config, key=value as in tools/test.py')
+        help=CFG_OPTIONS_HELP)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -66,8 +68,7 @@ def main() -> None:
     if args.out is not None and not args.out.endswith('.json'):
         raise InputError(f'--out {args.out}: the output file must be a .json')
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     else:

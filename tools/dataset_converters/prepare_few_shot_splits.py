@@ -12,27 +12,11 @@ write byte-identical files. See ``mmdet_maskdiff.datasets.few_shot_splits``
 for the sampling rule.
 """
 import argparse
-from typing import List
 
 from mmdet_maskdiff.datasets.few_shot_splits import (DEFAULT_SHOTS,
                                                      generate_few_shot_splits)
 from mmdet_maskdiff.utils import InputError, run_cli
-
-
-def parse_seeds(values: List[str]) -> List[int]:
-    """``['0-9']`` or ``['0', '3', '5-6']`` -> list of ints."""
-    seeds = []
-    for value in values:
-        try:
-            if '-' in value:
-                start, stop = (int(v) for v in value.split('-', 1))
-                seeds.extend(range(start, stop + 1))
-            else:
-                seeds.append(int(value))
-        except ValueError:
-            raise InputError(f'invalid seed {value!r}: use integers or '
-                             'ranges such as 0-9')
-    return seeds
+from mmdet_maskdiff.utils.cli_checks import parse_seeds
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,7 +34,8 @@ def parse_args() -> argparse.Namespace:
         '--seeds',
         nargs='+',
         default=['0-9'],
-        help='seeds, integers or ranges such as 0-9 (default: 0-9)')
+        help='seeds, integers or ranges such as 0-9 (default: 0-9); a '
+        'reversed range (5-2) is an error')
     parser.add_argument(
         '--classes',
         nargs='+',

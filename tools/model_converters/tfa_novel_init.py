@@ -20,6 +20,8 @@ from mmengine.config import DictAction
 
 import mmdet_maskdiff  # noqa: F401  (registers CosineSimLinear)
 from mmdet_maskdiff.utils import InputError, load_config, run_cli
+from mmdet_maskdiff.utils.config_overrides import (CFG_OPTIONS_HELP,
+                                                   merge_cfg_options)
 from mmdet_maskdiff.utils.novel_head_init import tfa_novel_init
 
 
@@ -42,15 +44,14 @@ def parse_args() -> argparse.Namespace:
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='override config settings, as in tools/train.py')
+        help=CFG_OPTIONS_HELP)
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     cfg = load_config(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     try:
         out, notes = tfa_novel_init(
             args.checkpoint,

@@ -263,7 +263,17 @@ class FewShotRoIHead(StandardRoIHead):
                            stored: StoredSupport,
                            what: str = 'support set') -> None:
         """Refuse a stored set of another K or class count than the model's
-        (one line; ``ValueError``)."""
+        (one line; ``ValueError``), or any stored set when the model's mask
+        head takes no shots (a MaskDiff checkpoint with an FCN config)."""
+        if not self.needs_condition:
+            head = getattr(self, 'mask_head', None)
+            raise ValueError(
+                f'{what} does not fit this model: the checkpoint has a mask '
+                'head that samples from K shots (DiffusionMaskHead), the '
+                'config builds '
+                f'{type(head).__name__ if head else "no mask head"}; load it '
+                'with the config it was trained with (e.g. '
+                f'configs/maskdiff/coco_{stored.num_shots}shot.py)')
         num_shots = self.condition_spec.num_shots
         num_classes = self.mask_head.num_classes
         if (stored.num_shots == num_shots
