@@ -1,7 +1,11 @@
 """The regression twin (coco_5shot_twin.py, tiny) through tools/train.py and
 tools/test.py: it trains with its support set, saves the set and its fixed
 timestep with the weights, tests to bbox + segm AP, and the test tool
-refuses a MaskDiff checkpoint for it (and the reverse) in one line."""
+refuses a MaskDiff checkpoint for it (and the reverse) in one line;
+tools/image_demo.py predicts with it."""
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from _tiny_maskdiff import TWIN_ENTRY, save_checkpoint, tiny_config
@@ -9,7 +13,7 @@ from _tool_helpers import describe, run_tool_here, scalar_metrics, tool_env
 
 from mmdet_maskdiff.utils.cli_checks import DEBUG_ENV
 
-pytestmark = pytest.mark.slow  # ~55 s: a training and three test runs
+pytestmark = pytest.mark.slow  # ~1 min: a training, three test runs, a demo
 
 
 @pytest.fixture(scope='module')
@@ -105,3 +109,25 @@ def test_test_tool_refuses_the_twin_checkpoint_for_maskdiff(
             env=env))
     assert 'roi_head.mask_head.fixed_timestep is in the checkpoint but not ' \
         'in the model; the checkpoint holds the regression twin' in line, line
+
+
+def test_image_demo_predicts_with_the_checkpoints_support_set(
+        trained, synthetic_data):
+    """No dataset needed: the twin's checkpoint carries its K-shot set; the
+    sampler flags, which do not apply to it, are refused in one line."""
+    config, checkpoint, cwd, env = trained
+    image = sorted(
+        (Path(synthetic_data['root']) / 'images' / 'test').glob('*'))[0]
+    out_dir = cwd / 'demo_out'
+    args = [str(image), config, '--weights', checkpoint, '--device', 'cpu',
+            '--pred-score-thr', '0', '--out-dir', str(out_dir)]
+    proc = run_tool_here('image_demo.py', args, str(cwd), env=env)
+    assert proc.returncode == 0, describe(proc)
+    pred = json.loads((out_dir / 'preds' / f'{image.stem}.json').read_text())
+    assert len(pred['masks']) == len(pred['labels']) > 0
+    line = _one_line_error(
+        run_tool_here('image_demo.py', args + ['--steps', '2'], str(cwd),
+                      env=env))
+    assert line == ('error: --steps/--guidance-weight/--num-samples/'
+                    f'--save-trajectory need a MaskDiff config; {config} '
+                    'has no DiffusionMaskHead')
