@@ -5,21 +5,13 @@ conditioning, detector, data and schedule), and drop the sampler hook."""
 import os.path as osp
 
 import pytest
+from _config_helpers import differences
 from mmengine.config import Config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'maskdiff')
 SHOTS = (1, 2, 3, 5, 10, 30)
 HEAD = 'model.roi_head.mask_head.'
-
-
-def flatten(value, prefix=''):
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            out.update(flatten(item, f'{prefix}{key}.'))
-        return out
-    return {prefix[:-1]: value}
 
 
 #: what the twin's head has and MaskDiff's has not, and the reverse
@@ -43,41 +35,21 @@ MASKDIFF_ONLY = ('num_timesteps', 'beta_schedule', 'prediction_type',
 @pytest.mark.parametrize('shots', SHOTS)
 def test_twin_changes_only_the_head_type_and_loss(protocol, shots):
     name = protocol.format(shots)
-    twin = Config.fromfile(osp.join(CONFIG_DIR, f'{name}_twin.py'))
-    maskdiff = Config.fromfile(osp.join(CONFIG_DIR, f'{name}.py'))
-    a, b = flatten(twin.to_dict()), flatten(maskdiff.to_dict())
-    diff = {
-        key: (a.get(key), b.get(key))
-        for key in set(a) | set(b) if a.get(key) != b.get(key)
-        and not key.startswith('custom_hooks')
-    }
+    diff = differences(
+        osp.join(CONFIG_DIR, f'{name}_twin.py'),
+        osp.join(CONFIG_DIR, f'{name}.py'))
+    # the support set hook stays; the diffusion sampler's hook goes
+    twin_hooks, maskdiff_hooks = diff.pop('custom_hooks')
+    assert [h['type'] for h in twin_hooks] == ['SupportSetHook']
+    assert twin_hooks == [
+        h for h in maskdiff_hooks if h['type'] != 'DiffusionSamplerHook'
+    ]
+    for key in MASKDIFF_ONLY:
+        twin_value, maskdiff_value = diff.pop(HEAD + key)
+        assert twin_value is None and maskdiff_value is not None, key
     expected = {HEAD + k: (v, None) for k, v in TWIN_ONLY.items()}
     expected[HEAD + 'type'] = ('RegressionMaskHead', 'DiffusionMaskHead')
-    for key in MASKDIFF_ONLY:
-        expected[HEAD + key] = (None, b[HEAD + key])
     assert diff == expected
-    # the support set hook stays; the diffusion sampler's hook goes
-    assert twin.custom_hooks == [
-        h for h in maskdiff.custom_hooks
-        if h['type'] != 'DiffusionSamplerHook'
-    ]
-    assert [h['type'] for h in twin.custom_hooks] == ['SupportSetHook']
-
-
-def test_twin_variable_keeps_the_diffusion_heads_conditioning():
-    """``regression_mask_head`` of the base model file repeats the
-    conditioning keys of ``diffusion_mask_head``: they must stay equal."""
-    cfg = Config.fromfile(
-        osp.join(REPO, 'configs', '_base_', 'models', 'maskdiff_r101_fpn.py'))
-    twin, maskdiff = cfg.regression_mask_head, cfg.diffusion_mask_head
-    shared = set(twin) & set(maskdiff) - {'type'}
-    assert shared == {
-        '_delete_', 'num_classes', 'mask_size', 'denoiser', 'region_source',
-        'num_shots', 'shot_fusion', 'use_prototypes', 'prototype_dim',
-        'max_train_rois'
-    }
-    for key in shared:
-        assert twin[key] == maskdiff[key], key
 
 
 def test_twin_head_builds_with_the_paper_network():

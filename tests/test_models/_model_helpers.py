@@ -5,6 +5,7 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
 from mmdet.models.task_modules.assigners import AssignResult
+from mmdet.registry import MODELS
 from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.structures.mask import BitmapMasks
 from mmdet_maskdiff.models import MaskCondition
@@ -44,6 +45,21 @@ def conditions_of_one_step(model, data):
 # ---------------------------------------------------------------------- #
 M = 16  # mask size
 NUM_CLASSES = 3
+
+
+def make_head(head_type: str = 'DiffusionMaskHead', **kwargs):
+    """A conditioned mask head (``DiffusionMaskHead`` with T = 100, or
+    ``RegressionMaskHead``) of m = M over NUM_CLASSES classes with the tiny
+    denoiser and no prototypes; ``kwargs`` override."""
+    args = dict(
+        type=head_type,
+        num_classes=NUM_CLASSES,
+        mask_size=M,
+        denoiser=TINY_DENOISER,
+        use_prototypes=False)
+    if head_type == 'DiffusionMaskHead':
+        args['num_timesteps'] = 100
+    return MODELS.build(dict(args, **kwargs))
 
 
 def fixed_masks():

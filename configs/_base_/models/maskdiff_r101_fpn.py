@@ -77,20 +77,17 @@ model = dict(
 # denoiser UNet and conditioning (region crop, K shots, prototype, class),
 # one forward pass from a fixed input (y_t = 0, t = 999) trained on the mask
 # with sigmoid cross-entropy + Dice; soft probabilities pasted like
-# FCNMaskHead (docs/defaults.md, "The regression twin"). Keep its
-# conditioning keys equal to diffusion_mask_head's (a config test checks).
+# FCNMaskHead (docs/defaults.md, "The regression twin").
 regression_mask_head = dict(
     _delete_=True,
     type='RegressionMaskHead',
-    num_classes=80,
-    mask_size=mask_size,
-    denoiser=diffusion_mask_head['denoiser'],
-    region_source='image',
-    num_shots=1,
-    shot_fusion='concat',
-    use_prototypes=True,
-    prototype_dim=256,
-    max_train_rois=128,
+    # the network and the conditioning of diffusion_mask_head, shared
+    **{
+        key: diffusion_mask_head[key]
+        for key in ('num_classes', 'mask_size', 'denoiser', 'region_source',
+                    'num_shots', 'shot_fusion', 'use_prototypes',
+                    'prototype_dim', 'max_train_rois')
+    },
     # Mask2Former's equal weights (naive Dice, eps 1); our choice
     loss_mask=dict(type='CrossEntropyLoss', use_sigmoid=True,
                    loss_weight=1.0),

@@ -97,36 +97,40 @@ class ConditionedMaskHead(BaseModule):
     channel concatenation [x, k] (:meth:`build_condition`), FCNMaskHead's
     targets, the subset of RoIs a batch trains on, a strict
     :meth:`_load_from_state_dict` and FCNMaskHead's pasting
-    (:meth:`predict_by_feat`). Subclasses add ``loss_and_target`` and
-    ``predict`` (returning ``probs`` (N, 1, m, m) and ``uncertainty``
-    (N, m, m)).
+    (:meth:`predict_by_feat`). Subclasses add :meth:`roi_losses` (the
+    losses of the RoIs that train, named :attr:`loss_names`) and
+    :meth:`predict` (``probs`` (N, 1, m, m) and ``uncertainty`` (N, m, m)).
 
     Args:
         num_classes (int): Number of object classes (the denoiser adds the
-            null class of guidance).
+            null class of guidance). Defaults to 80.
         mask_size (int): Side m of the square mask; must equal
-            ``train_cfg.mask_size`` of the RoI head.
+            ``train_cfg.mask_size`` of the RoI head. Defaults to 28.
         denoiser (dict): Config of the network. ``cond_channels``,
             ``num_classes``, ``mask_size`` and ``cond_vector_dim`` are filled
-            in by the head.
+            in by the head. Defaults to a compact UNet (base 32, levels
+            (1, 2, 2)).
         region_source (str): How the object region x is given: ``'image'``
             (RoIAlign crop of the normalised image, 3 channels; the paper's
             "object region"), ``'feature'`` (neck RoI features through a 1x1
-            convolution) or ``'both'``.
+            convolution) or ``'both'``. Defaults to ``'image'``.
         region_feat_channels (int): Channels of the neck RoI features.
+            Defaults to 256.
         region_proj_channels (int): Channels the RoI features are projected to
-            when ``region_source`` uses them.
+            when ``region_source`` uses them. Defaults to 8.
         num_shots (int): K, the number of support shots per class given as k.
+            Defaults to 1.
         shot_fusion (str): ``'concat'`` stacks the K shots along channels as
             in the paper's supplement (4·K channels; the network is then
             specific to K) or ``'mean'`` averages them (4 channels, any K).
+            Defaults to ``'concat'``.
         use_prototypes (bool): Add the pooled support-feature prototype to the
-            time embedding.
-        prototype_dim (int): Dimension of the prototypes.
+            time embedding. Defaults to True.
+        prototype_dim (int): Dimension of the prototypes. Defaults to 256.
         max_train_rois (int, optional): Train on at most this many positive
             RoIs per batch (per GPU), a random subset (bounds the denoiser's
             memory and time, which grow linearly with the RoI count). None
-            uses all.
+            uses all. Defaults to None.
         init_cfg (dict or list[dict], optional): Initialization config.
 
     Attributes:
@@ -136,12 +140,24 @@ class ConditionedMaskHead(BaseModule):
             ``uses_region_*`` read it.
     """
 
-    def __init__(self, num_classes: int, mask_size: int,
-                 denoiser: ConfigType, region_source: str,
-                 region_feat_channels: int, region_proj_channels: int,
-                 num_shots: int, shot_fusion: str, use_prototypes: bool,
-                 prototype_dim: int, max_train_rois: Optional[int],
-                 init_cfg: OptMultiConfig) -> None:
+    def __init__(self,
+                 num_classes: int = 80,
+                 mask_size: int = 28,
+                 denoiser: ConfigType = dict(
+                     type='MaskDenoisingUNet',
+                     base_channels=32,
+                     channel_mults=(1, 2, 2),
+                     num_res_blocks=2,
+                     attention_channels=(64, )),
+                 region_source: str = 'image',
+                 region_feat_channels: int = 256,
+                 region_proj_channels: int = 8,
+                 num_shots: int = 1,
+                 shot_fusion: str = 'concat',
+                 use_prototypes: bool = True,
+                 prototype_dim: int = 256,
+                 max_train_rois: Optional[int] = None,
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         _check_head_args(
             type(self).__name__, region_source, shot_fusion, num_shots,
@@ -317,10 +333,28 @@ class ConditionedMaskHead(BaseModule):
     # ------------------------------------------------------------------ #
     get_targets = FCNMaskHead.get_targets
 
-    def mask_targets(self, sampling_results: List[SamplingResult],
-                     batch_gt_instances: InstanceList,
-                     rcnn_train_cfg: ConfigDict) -> Tensor:
-        """FCNMaskHead's targets of the positive RoIs, (P, m, m) in {0, 1}.
+    #: the keys of :meth:`roi_losses` (subclasses)
+    loss_names: Tuple[str, ...] = ('loss_mask', )
+
+    def loss_and_target(self, condition: MaskCondition,
+                        sampling_results: List[SamplingResult],
+                        batch_gt_instances: InstanceList,
+                        rcnn_train_cfg: ConfigDict) -> dict:
+        """Mask losses on the positive RoIs of a batch: :meth:`roi_losses`
+        of those that train (:meth:`training_rois`), or zeros that keep
+        every parameter in the graph (DDP) when none does.
+
+        Args:
+            condition (MaskCondition): Conditioning of the P positive RoIs, in
+                the order of ``sampling_results``.
+            sampling_results (list[SamplingResult]): Assigned RoIs per image.
+            batch_gt_instances (list[InstanceData]): Ground truth with masks.
+            rcnn_train_cfg (ConfigDict): ``train_cfg`` of the RoI head; its
+                ``mask_size`` must equal this head's.
+
+        Returns:
+            dict: ``loss_mask`` (a dict with the keys :attr:`loss_names`)
+            and ``mask_targets`` (P, m, m) in {0, 1}, FCNMaskHead's targets.
 
         Raises:
             ValueError: ``rcnn_train_cfg.mask_size`` differs from this
@@ -330,8 +364,28 @@ class ConditionedMaskHead(BaseModule):
             raise ValueError(
                 f'train_cfg.mask_size ({rcnn_train_cfg.mask_size}) must equal '
                 f'{type(self).__name__}.mask_size ({self.mask_size})')
-        return self.get_targets(sampling_results, batch_gt_instances,
-                                rcnn_train_cfg)
+        mask_targets = self.get_targets(sampling_results, batch_gt_instances,
+                                        rcnn_train_cfg)
+        rois = self.training_rois(condition, mask_targets)
+        if rois is None:
+            zero = sum(p.sum() for p in self.parameters()) * 0.
+            losses = {name: zero for name in self.loss_names}
+        else:
+            losses = self.roi_losses(*rois)
+        return dict(loss_mask=losses, mask_targets=mask_targets)
+
+    def roi_losses(self, cond: Tensor, cond_vector: Optional[Tensor],
+                   labels: Tensor, targets: Tensor) -> Dict[str, Tensor]:
+        """The losses of n training RoIs (subclasses), by
+        :attr:`loss_names`.
+
+        Args:
+            cond (Tensor): (n, cond_channels, m, m) condition [x, k].
+            cond_vector (Tensor, optional): (n, D) prototypes, or None.
+            labels (Tensor): (n, ) long classes.
+            targets (Tensor): (n, 1, m, m) target masks in {0, 1}.
+        """
+        raise NotImplementedError
 
     def training_rois(
         self, condition: MaskCondition, mask_targets: Tensor
@@ -363,10 +417,6 @@ class ConditionedMaskHead(BaseModule):
                 torch.randperm(num,
                                device=rois[2].device)[:self.max_train_rois])
         return rois
-
-    def zero_loss(self) -> Tensor:
-        """A zero loss that keeps every parameter in the graph (DDP)."""
-        return sum(p.sum() for p in self.parameters()) * 0.
 
     # ------------------------------------------------------------------ #
     # inference

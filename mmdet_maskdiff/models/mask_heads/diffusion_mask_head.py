@@ -1,16 +1,14 @@
 """The MaskDiff mask head: a conditional diffusion model over binary masks."""
 import logging
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
 from mmengine.config import ConfigDict
 from mmengine.logging import print_log
 from torch import Tensor
 
-from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.registry import MODELS
-from mmdet.utils import ConfigType, InstanceList, OptMultiConfig
 from mmdet_maskdiff.diffusion import (GaussianDiffusion, drop_labels,
                                       get_beta_schedule)
 from mmdet_maskdiff.diffusion.roi_sampler import RoIMaskSampler
@@ -53,13 +51,6 @@ class DiffusionMaskHead(ConditionedMaskHead):
     open are choices documented in ``docs/defaults.md``.
 
     Args:
-        num_classes, mask_size, denoiser, region_source,
-        region_feat_channels, region_proj_channels, num_shots, shot_fusion,
-        use_prototypes, prototype_dim, max_train_rois: What the network is
-            and what it is conditioned on (:class:`ConditionedMaskHead`).
-            Defaults: 80 classes, m = 28, a compact UNet (base 32, levels
-            (1, 2, 2)), ``'image'``, 256, 8, K = 1, ``'concat'``,
-            prototypes of 256 dimensions, all positive RoIs.
         num_timesteps (int): T. Defaults to 1000.
         beta_schedule (str): ``'linear'`` or ``'cosine'``. Defaults to
             ``'linear'``.
@@ -74,7 +65,10 @@ class DiffusionMaskHead(ConditionedMaskHead):
             head passes to :meth:`predict`. Settings given here still apply
             for one release, over those of ``test_cfg``, with a
             ``DeprecationWarning``.
-        init_cfg (dict or list[dict], optional): Initialization config.
+        **kwargs: The network and what it is conditioned on (``num_classes``,
+            ``mask_size``, ``denoiser``, ``region_source``, ``num_shots``,
+            ``max_train_rois``, ...) and ``init_cfg``: the arguments of
+            :class:`ConditionedMaskHead`, with its defaults.
     """
 
     #: keep every n-th step of the next :meth:`predict`'s first chunk in
@@ -82,49 +76,21 @@ class DiffusionMaskHead(ConditionedMaskHead):
     trajectory_every: Optional[int] = None
 
     def __init__(self,
-                 num_classes: int = 80,
-                 mask_size: int = 28,
-                 denoiser: ConfigType = dict(
-                     type='MaskDenoisingUNet',
-                     base_channels=32,
-                     channel_mults=(1, 2, 2),
-                     num_res_blocks=2,
-                     attention_channels=(64, )),
-                 region_source: str = 'image',
-                 region_feat_channels: int = 256,
-                 region_proj_channels: int = 8,
-                 num_shots: int = 1,
-                 shot_fusion: str = 'concat',
-                 use_prototypes: bool = True,
-                 prototype_dim: int = 256,
                  num_timesteps: int = 1000,
                  beta_schedule: str = 'linear',
                  prediction_type: str = 'epsilon',
                  class_dropout_prob: float = 0.1,
                  loss_weight: float = 1.0,
-                 max_train_rois: Optional[int] = None,
                  test_sampler: Optional[dict] = None,
-                 init_cfg: OptMultiConfig = None) -> None:
-        super().__init__(
-            num_classes=num_classes,
-            mask_size=mask_size,
-            denoiser=denoiser,
-            region_source=region_source,
-            region_feat_channels=region_feat_channels,
-            region_proj_channels=region_proj_channels,
-            num_shots=num_shots,
-            shot_fusion=shot_fusion,
-            use_prototypes=use_prototypes,
-            prototype_dim=prototype_dim,
-            max_train_rois=max_train_rois,
-            init_cfg=init_cfg)
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
         _check_class_dropout(class_dropout_prob)
         self.class_dropout_prob = class_dropout_prob
         self.loss_weight = loss_weight
         self.diffusion = GaussianDiffusion(
             get_beta_schedule(beta_schedule, num_timesteps),
             prediction_type=prediction_type)
-        self.sampler = RoIMaskSampler(self.diffusion, num_classes)
+        self.sampler = RoIMaskSampler(self.diffusion, self.num_classes)
         self._take_deprecated_sampler(test_sampler)
         self.last_trajectory: Optional[dict] = None
 
@@ -208,36 +174,24 @@ class DiffusionMaskHead(ConditionedMaskHead):
     # ------------------------------------------------------------------ #
     # training
     # ------------------------------------------------------------------ #
-    def loss_and_target(self, condition: MaskCondition,
-                        sampling_results: List[SamplingResult],
-                        batch_gt_instances: InstanceList,
-                        rcnn_train_cfg: ConfigDict) -> dict:
-        """Diffusion loss on the positive RoIs of a batch.
+    def roi_losses(self, cond: Tensor, cond_vector: Optional[Tensor],
+                   labels: Tensor, targets: Tensor) -> Dict[str, Tensor]:
+        """The diffusion loss of n training RoIs (classes dropped to the
+        null class with probability ``class_dropout_prob``).
 
         Args:
-            condition (MaskCondition): Conditioning of the P positive RoIs, in
-                the order of ``sampling_results``.
-            sampling_results (list[SamplingResult]): Assigned RoIs per image.
-            batch_gt_instances (list[InstanceData]): Ground truth with masks.
-            rcnn_train_cfg (ConfigDict): ``train_cfg`` of the RoI head; its
-                ``mask_size`` must equal this head's.
+            cond (Tensor): (n, cond_channels, m, m) condition [x, k].
+            cond_vector (Tensor, optional): (n, D) prototypes, or None.
+            labels (Tensor): (n, ) long classes.
+            targets (Tensor): (n, 1, m, m) target masks in {0, 1}.
 
         Returns:
-            dict: ``loss_mask`` (dict with key ``loss_mask``) and
-            ``mask_targets`` (P, m, m) in {0, 1}.
+            dict: ``loss_mask``, the mean of :meth:`diffusion_loss` times
+            ``loss_weight``.
         """
-        mask_targets = self.mask_targets(sampling_results,
-                                         batch_gt_instances, rcnn_train_cfg)
-        rois = self.training_rois(condition, mask_targets)
-        if rois is None:
-            loss = self.zero_loss()
-        else:
-            cond, cond_vector, labels, x0 = rois
-            labels = drop_labels(labels, self.class_dropout_prob,
-                                 self.num_classes)
-            loss = self.diffusion_loss(cond, cond_vector, labels, x0 * 2 - 1)
-            loss = loss.mean() * self.loss_weight
-        return dict(loss_mask=dict(loss_mask=loss), mask_targets=mask_targets)
+        labels = drop_labels(labels, self.class_dropout_prob, self.num_classes)
+        loss = self.diffusion_loss(cond, cond_vector, labels, targets * 2 - 1)
+        return dict(loss_mask=loss.mean() * self.loss_weight)
 
     def diffusion_loss(self, cond: Tensor, cond_vector: Optional[Tensor],
                        labels: Tensor, x0: Tensor) -> Tensor:

@@ -1,14 +1,13 @@
 """The same-input regression twin of the MaskDiff mask head: the diffusion
 head's network and conditioning, one forward pass, trained on the mask."""
-from typing import Dict, List, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from mmengine.config import ConfigDict
 from torch import Tensor
 
-from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.registry import MODELS
-from mmdet.utils import ConfigType, InstanceList, OptMultiConfig
+from mmdet.utils import ConfigType
 from .conditioned_mask_head import TWIN_STATE_KEY, ConditionedMaskHead
 from .mask_condition import MaskCondition
 
@@ -51,16 +50,15 @@ class RegressionMaskHead(ConditionedMaskHead):
     checkpoint by :class:`DiffusionMaskHead`.
 
     Args:
-        num_classes, mask_size, denoiser, region_source,
-        region_feat_channels, region_proj_channels, num_shots, shot_fusion,
-        use_prototypes, prototype_dim, max_train_rois: What the network is
-            and what it is conditioned on (:class:`ConditionedMaskHead`),
-            with :class:`DiffusionMaskHead`'s defaults.
         loss_mask (dict): Per-pixel loss on the logits. Defaults to sigmoid
             cross-entropy, weight 1.
         loss_dice (dict, optional): Dice loss on the logits (None: none).
             Defaults to naive Dice (eps 1), weight 1.
-        init_cfg (dict or list[dict], optional): Initialization config.
+        **kwargs: The network and what it is conditioned on (``num_classes``,
+            ``mask_size``, ``denoiser``, ``region_source``, ``num_shots``,
+            ``max_train_rois``, ...) and ``init_cfg``: the arguments of
+            :class:`ConditionedMaskHead`, with its defaults (those of
+            :class:`DiffusionMaskHead`).
     """
 
     #: t of every forward pass: T − 1 of the configs' T = 1000 chain, where
@@ -68,22 +66,6 @@ class RegressionMaskHead(ConditionedMaskHead):
     FIXED_TIMESTEP = 999
 
     def __init__(self,
-                 num_classes: int = 80,
-                 mask_size: int = 28,
-                 denoiser: ConfigType = dict(
-                     type='MaskDenoisingUNet',
-                     base_channels=32,
-                     channel_mults=(1, 2, 2),
-                     num_res_blocks=2,
-                     attention_channels=(64, )),
-                 region_source: str = 'image',
-                 region_feat_channels: int = 256,
-                 region_proj_channels: int = 8,
-                 num_shots: int = 1,
-                 shot_fusion: str = 'concat',
-                 use_prototypes: bool = True,
-                 prototype_dim: int = 256,
-                 max_train_rois: Optional[int] = None,
                  loss_mask: ConfigType = dict(
                      type='CrossEntropyLoss', use_sigmoid=True,
                      loss_weight=1.0),
@@ -94,20 +76,8 @@ class RegressionMaskHead(ConditionedMaskHead):
                      naive_dice=True,
                      eps=1.0,
                      loss_weight=1.0),
-                 init_cfg: OptMultiConfig = None) -> None:
-        super().__init__(
-            num_classes=num_classes,
-            mask_size=mask_size,
-            denoiser=denoiser,
-            region_source=region_source,
-            region_feat_channels=region_feat_channels,
-            region_proj_channels=region_proj_channels,
-            num_shots=num_shots,
-            shot_fusion=shot_fusion,
-            use_prototypes=use_prototypes,
-            prototype_dim=prototype_dim,
-            max_train_rois=max_train_rois,
-            init_cfg=init_cfg)
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
         self.loss_mask = MODELS.build(loss_mask)
         self.loss_dice = (
             MODELS.build(loss_dice) if loss_dice is not None else None)
@@ -139,45 +109,35 @@ class RegressionMaskHead(ConditionedMaskHead):
     # ------------------------------------------------------------------ #
     # training
     # ------------------------------------------------------------------ #
-    def loss_and_target(self, condition: MaskCondition,
-                        sampling_results: List[SamplingResult],
-                        batch_gt_instances: InstanceList,
-                        rcnn_train_cfg: ConfigDict) -> dict:
-        """Cross-entropy (+ Dice) of the mask logits on the positive RoIs of
-        a batch.
+    @property
+    def loss_names(self) -> Tuple[str, ...]:
+        """``loss_mask`` and, with a Dice loss, ``loss_dice``."""
+        return ('loss_mask', ) if self.loss_dice is None else ('loss_mask',
+                                                               'loss_dice')
+
+    def roi_losses(self, cond: Tensor, cond_vector: Optional[Tensor],
+                   labels: Tensor, targets: Tensor) -> Dict[str, Tensor]:
+        """Cross-entropy (+ Dice) of the mask logits of n training RoIs.
 
         The denoiser runs under the caller's autocast (``--amp``); the
         losses are computed in float32.
 
         Args:
-            condition (MaskCondition): Conditioning of the P positive RoIs, in
-                the order of ``sampling_results``.
-            sampling_results (list[SamplingResult]): Assigned RoIs per image.
-            batch_gt_instances (list[InstanceData]): Ground truth with masks.
-            rcnn_train_cfg (ConfigDict): ``train_cfg`` of the RoI head; its
-                ``mask_size`` must equal this head's.
+            cond (Tensor): (n, cond_channels, m, m) condition [x, k].
+            cond_vector (Tensor, optional): (n, D) prototypes, or None.
+            labels (Tensor): (n, ) long classes (no dropout).
+            targets (Tensor): (n, 1, m, m) target masks in {0, 1}.
 
         Returns:
-            dict: ``loss_mask`` (dict with ``loss_mask`` and, with a Dice
-            loss, ``loss_dice``) and ``mask_targets`` (P, m, m) in {0, 1}.
+            dict: ``loss_mask`` and, with a Dice loss, ``loss_dice``.
         """
-        mask_targets = self.mask_targets(sampling_results,
-                                         batch_gt_instances, rcnn_train_cfg)
-        rois = self.training_rois(condition, mask_targets)
-        if rois is None:
-            zero = self.zero_loss()
-            losses = dict(loss_mask=zero)
-            if self.loss_dice is not None:
-                losses['loss_dice'] = zero
-            return dict(loss_mask=losses, mask_targets=mask_targets)
-        cond, cond_vector, labels, targets = rois
         logits = self.mask_logits(cond, cond_vector, labels)
         with torch.autocast(logits.device.type, enabled=False):
             logits, targets = logits.float()[:, 0], targets.float()[:, 0]
             losses = dict(loss_mask=self.loss_mask(logits, targets))
             if self.loss_dice is not None:
                 losses['loss_dice'] = self.loss_dice(logits, targets)
-        return dict(loss_mask=losses, mask_targets=mask_targets)
+        return losses
 
     # ------------------------------------------------------------------ #
     # inference
