@@ -68,7 +68,7 @@ def parse_args() -> DemoSettings:
         '--with-twin', action='store_true',
         help='also train and test the regression twin of the diffusion head '
         '(coco_<K>shot_twin.py: same network and inputs, one forward pass; '
-        'adds about as much time as the diffusion head\'s stage 2)')
+        'adds a stage 2 about as long as the diffusion head\'s, ~5 min)')
     parser.add_argument(
         '--no-oracle', action='store_true',
         help='skip the oracle-box (ground-truth boxes) mask-quality table')

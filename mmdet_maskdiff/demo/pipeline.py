@@ -55,8 +55,8 @@ class DemoSettings:
         twin (bool): Also train and test the regression twin of the
             diffusion head (``coco_{K}shot_twin.py``: its network and
             inputs, one forward pass trained on the mask). Off by default:
-            it trains as long as the diffusion head (about 5 of the demo's
-            12 minutes).
+            its stage 2 takes about as long as the diffusion head's
+            (docs/defaults.md, "The regression twin").
         oracle (bool): Also test the trained mask heads with oracle boxes
             (ground-truth boxes and labels, score 1: the mask head alone).
         draw (bool): Save prediction PNGs of the test set.
