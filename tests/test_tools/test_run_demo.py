@@ -1,8 +1,8 @@
 """The README's main command, ``tools/run_demo.py`` (what ``make demo``
 runs), end to end at a few iterations: it generates the embedded dataset,
-trains every stage through the COCO configs (with --with-twin also the
-regression twin), tests the mask heads and
-writes the table, ``results.json`` and the trajectory PNG."""
+trains every stage through the COCO configs (with ``--with-twin`` also the
+regression twin), tests the mask heads and writes the table,
+``results.json`` and the trajectory PNG."""
 import json
 import os.path as osp
 
