@@ -231,6 +231,13 @@ def collect_images(inputs: List[str]) -> Tuple[List[str], List[str]]:
     return images, errors
 
 
+def has_sampler(model) -> bool:
+    """Whether the model's mask head samples (a ``DiffusionMaskHead``; not
+    ``FCNMaskHead`` or the regression twin)."""
+    head = getattr(getattr(model, 'roi_head', None), 'mask_head', None)
+    return hasattr(head, 'sampler_settings')
+
+
 def configure(inferencer: MaskDiffInferencer,
               args: argparse.Namespace) -> None:
     """Sampler settings and the support set of the loaded model."""
@@ -241,14 +248,16 @@ def configure(inferencer: MaskDiffInferencer,
         guidance_weight=args.guidance_weight,
         num_samples=args.num_samples,
         trajectory_every=1 if args.save_trajectory else None)
+    if not has_sampler(model) and any(v is not None
+                                      for v in sampler.values()):
+        raise InputError('--steps/--guidance-weight/--num-samples/'
+                         '--save-trajectory need a MaskDiff config; '
+                         f'{args.model} has no DiffusionMaskHead')
     if not getattr(roi_head, 'needs_condition', False):
-        if any(v is not None for v in sampler.values()):
-            raise InputError('--steps/--guidance-weight/--num-samples/'
-                             '--save-trajectory need a MaskDiff config; '
-                             f'{args.model} has no DiffusionMaskHead')
         return
     try:
-        set_test_sampler(model, **sampler)
+        if has_sampler(model):
+            set_test_sampler(model, **sampler)
         if args.support_from_config:
             use_config_support_set(model, inferencer.cfg)
     except (ValueError, KeyError) as exc:
@@ -315,8 +324,8 @@ def main() -> None:
         raise InputError(str(exc))
     configure(inferencer, args)
     num_samples = (
-        get_test_sampler(inferencer.model)['num_samples'] if getattr(
-            inferencer.model.roi_head, 'needs_condition', False) else 1)
+        get_test_sampler(inferencer.model)['num_samples']
+        if has_sampler(inferencer.model) else 1)
 
     pred_dir = '' if args.no_save_pred else args.out_dir
     for start in range(0, len(images), args.batch_size):

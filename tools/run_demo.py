@@ -10,11 +10,13 @@ and data change (``mmdet_maskdiff.testing.small_scale``):
    (``tools/model_converters/tfa_novel_init.py``), then TFA fine-tuning
    on the balanced K-shot set;
 4. stage 2: the diffusion mask head with the detector frozen, and the same
-   stage with mmdet's FCNMaskHead as the point-estimate baseline;
-5. test both (and the untrained diffusion head as a floor), print base /
+   stage with mmdet's FCNMaskHead as the point-estimate baseline (with
+   ``--with-twin`` also the diffusion head's regression twin: the same
+   network and inputs, one forward pass trained on the mask);
+5. test them (and the untrained diffusion head as a floor), print base /
    novel / all bbox + segm AP, AP50, AP75, write ``<work-dir>/results.json``,
    prediction PNGs and a denoising trajectory;
-6. test both heads again with oracle boxes (the test images' ground-truth
+6. test the heads again with oracle boxes (the test images' ground-truth
    boxes and labels): segm AP up to IoU 0.95 and mean mask IoU of the mask
    heads alone, printed under the end-to-end table.
 
@@ -63,6 +65,11 @@ def parse_args() -> DemoSettings:
         '--no-untrained', action='store_true',
         help='skip testing the untrained diffusion head')
     parser.add_argument(
+        '--with-twin', action='store_true',
+        help='also train and test the regression twin of the diffusion head '
+        '(coco_<K>shot_twin.py: same network and inputs, one forward pass; '
+        'adds a stage 2 about as long as the diffusion head\'s, ~5 min)')
+    parser.add_argument(
         '--no-oracle', action='store_true',
         help='skip the oracle-box (ground-truth boxes) mask-quality table')
     parser.add_argument(
@@ -82,6 +89,7 @@ def parse_args() -> DemoSettings:
         mask_iters=args.mask_iters,
         steps=args.steps,
         untrained=not args.no_untrained,
+        twin=args.with_twin,
         oracle=not args.no_oracle,
         draw=not args.no_draw,
         force=args.force)

@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -49,11 +49,16 @@ class DemoSettings:
         shots (int): K of the K-shot set.
         seed (int): Seed of the K-shot sample (TFA seed convention).
         base_iters / ft_iters / mask_iters (int): Iterations of stage 1a,
-            stage 1b and stage 2 (both mask heads).
+            stage 1b and stage 2 (every mask head).
         steps (int, optional): DDIM steps at test time; None keeps the
             config's.
         untrained (bool): Also test the untrained diffusion head (a floor).
-        oracle (bool): Also test both trained mask heads with oracle boxes
+        twin (bool): Also train and test the regression twin of the
+            diffusion head (``coco_{K}shot_twin.py``: its network and
+            inputs, one forward pass trained on the mask). Off by default:
+            its stage 2 takes about as long as the diffusion head's
+            (docs/defaults.md, "The regression twin").
+        oracle (bool): Also test the trained mask heads with oracle boxes
             (ground-truth boxes and labels, score 1: the mask head alone).
         draw (bool): Save prediction PNGs of the test set.
         force (bool): Retrain stages whose checkpoint exists.
@@ -63,7 +68,8 @@ class DemoSettings:
             their config's. The COCO schedules are tuned for 16k-240k
             iterations at batch 16, the demo runs a few hundred at batch 8.
         options (dict): Extra ``--cfg-options``-style overrides per stage
-            name (``base_det``, ``ft_det``, ``maskdiff``, ``fcn``). By
+            name (``base_det``, ``ft_det``, ``maskdiff``, ``fcn``,
+            ``twin``). By
             default the TFA stage also fine-tunes the RPN and box head: the
             RPN of the 6-class toy base set learns that the novel shapes are
             background (docs/defaults.md, "Demo-only deviations").
@@ -80,27 +86,39 @@ class DemoSettings:
     mask_iters: int = 350
     steps: Optional[int] = None
     untrained: bool = True
+    twin: bool = False
     oracle: bool = True
     draw: bool = True
     force: bool = False
     base_work_dir: Optional[str] = None
     lr: Dict[str, float] = field(
-        default_factory=lambda: dict(ft_det=0.02, maskdiff=1e-3, fcn=1e-3))
+        default_factory=lambda: dict(
+            ft_det=0.02, maskdiff=1e-3, fcn=1e-3, twin=1e-3))
     options: Dict[str, dict] = field(
         default_factory=lambda: dict(
             ft_det={'model.frozen_modules': ('backbone', 'neck')}))
     timings: Dict[str, float] = field(default_factory=dict)
 
     def configs(self) -> Dict[str, str]:
-        """The COCO config file of every stage for K = ``shots``."""
+        """The COCO config file of every stage for K = ``shots`` (``twin``
+        only when it runs)."""
         name = 'maskdiff_r101_fpn_8xb2-{}.py'
-        return dict(
+        configs = dict(
             base_det=osp.join(self.config_dir,
                               name.format('110k_coco-base-det')),
             ft_det=osp.join(self.config_dir,
                             name.format(f'tfa_coco-{self.shots}shot-det')),
             maskdiff=osp.join(self.config_dir, f'coco_{self.shots}shot.py'),
             fcn=osp.join(self.config_dir, f'coco_{self.shots}shot_fcn.py'))
+        if self.twin:
+            configs['twin'] = osp.join(self.config_dir,
+                                       f'coco_{self.shots}shot_twin.py')
+        return configs
+
+
+#: the row name of each trained mask-head stage in the demo's tables
+HEAD_ROWS = dict(
+    maskdiff='MaskDiff', fcn='FCNMaskHead', twin='regression twin')
 
 
 def seed_options(cfg: Config, seed: int) -> dict:
@@ -231,32 +249,37 @@ def oracle_test_stage(config_name: str, settings: DemoSettings,
     return summarize_mask_quality(metrics)
 
 
+def mask_head_stages(settings: DemoSettings) -> List[str]:
+    """The stage-2 runs of the demo: ``maskdiff``, ``fcn`` and, when asked,
+    ``twin``."""
+    return [name for name in HEAD_ROWS if name in settings.configs()]
+
+
 def train_all_stages(settings: DemoSettings) -> Dict[str, str]:
     """Stage 1a, TFA's novel-row initialisation, stage 1b, then stage 2 with
-    both mask heads.
+    every mask head (:func:`mask_head_stages`).
 
     Returns:
-        dict: Final checkpoint of ``ft_det``, ``maskdiff`` and ``fcn``.
+        dict: Final checkpoint of ``ft_det`` and of every mask-head stage.
     """
     base = train_stage('base_det', settings, settings.base_iters, None,
                        settings.base_work_dir)
     ft = train_stage('ft_det', settings, settings.ft_iters,
                      novel_init_stage(settings, base))
-    return dict(
-        ft_det=ft,
-        maskdiff=train_stage('maskdiff', settings, settings.mask_iters, ft),
-        fcn=train_stage('fcn', settings, settings.mask_iters, ft))
+    checkpoints = dict(ft_det=ft)
+    for name in mask_head_stages(settings):
+        checkpoints[name] = train_stage(name, settings, settings.mask_iters,
+                                        ft)
+    return checkpoints
 
 
 def evaluate_heads(settings: DemoSettings,
                    checkpoints: Dict[str, str]) -> Dict[str, dict]:
-    """End-to-end metrics of both trained mask heads (and, if asked, of the
+    """End-to-end metrics of the trained mask heads (and, if asked, of the
     untrained diffusion head on the stage-1b detector), by row name."""
     results = {
-        'MaskDiff': test_stage('maskdiff', 'maskdiff', settings,
-                               checkpoints['maskdiff']),
-        'FCNMaskHead': test_stage('fcn', 'fcn', settings,
-                                  checkpoints['fcn']),
+        HEAD_ROWS[name]: test_stage(name, name, settings, checkpoints[name])
+        for name in mask_head_stages(settings)
     }
     if settings.untrained:
         results['untrained diffusion head'] = test_stage(
@@ -266,15 +289,13 @@ def evaluate_heads(settings: DemoSettings,
 
 def oracle_evaluate_heads(settings: DemoSettings,
                           checkpoints: Dict[str, str]) -> Dict[str, dict]:
-    """Oracle-box mask quality of both trained heads ({} when
+    """Oracle-box mask quality of the trained heads ({} when
     ``settings.oracle`` is off)."""
     if not settings.oracle:
         return {}
     return {
-        'MaskDiff': oracle_test_stage('maskdiff', settings,
-                                      checkpoints['maskdiff']),
-        'FCNMaskHead': oracle_test_stage('fcn', settings,
-                                         checkpoints['fcn']),
+        HEAD_ROWS[name]: oracle_test_stage(name, settings, checkpoints[name])
+        for name in mask_head_stages(settings)
     }
 
 

@@ -120,12 +120,16 @@ def _num_classes(cfg: Config, class_splits: str) -> int:
     return len(resolve_classes('ALL', class_splits))
 
 
+#: the diffusion head's sizes and keys, also those of its regression twin
+#: (the same network on the same inputs)
+_DENOISER_HEAD_OPTIONS = (DIFFUSION_HEAD_SIZES, {
+    'model.train_cfg.rcnn.mask_size': DIFFUSION_HEAD_SIZES['mask_size']
+})
 #: per mask-head type: its sizes (keys relative to
 #: ``model.roi_head.mask_head``) and the other model keys it needs
 MASK_HEAD_OPTIONS = {
-    'DiffusionMaskHead': (DIFFUSION_HEAD_SIZES, {
-        'model.train_cfg.rcnn.mask_size': DIFFUSION_HEAD_SIZES['mask_size']
-    }),
+    'DiffusionMaskHead': _DENOISER_HEAD_OPTIONS,
+    'RegressionMaskHead': _DENOISER_HEAD_OPTIONS,
     'FCNMaskHead': (FCN_HEAD_SIZES, {
         'model.roi_head.mask_roi_extractor.out_channels':
         FCN_HEAD_SIZES['in_channels']

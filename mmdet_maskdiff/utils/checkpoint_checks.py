@@ -15,11 +15,11 @@ one log line and keeps its random initial value, and the run ends with exit
 Training keeps mmengine's non-strict ``load_from``, where it is intended:
 stage 2 loads the stage-1b detector and its whole ``roi_head.mask_head.*`` is
 new; stage 1b loads stage 1a and re-initialises the last box layers. The
-mask head itself is strict on every path (``DiffusionMaskHead.
+mask head itself is strict on every path (``ConditionedMaskHead.
 _load_from_state_dict``): all of its tensors with their shapes, or none.
 """
 from dataclasses import replace
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner.checkpoint import _load_checkpoint
@@ -90,12 +90,27 @@ def checkpoint_mismatch(
     return diff.lines(model_state, state)
 
 
-def describe_mismatch(path: str, problems: List[str]) -> str:
-    """One line: the first problem, the count of the others and the usual
-    cause."""
-    return (f'checkpoint {path} does not fit the model of the config: '
-            f'{first_and_count(problems)}; was it trained with another '
-            'config (e.g. another num_shots, mask_size or num_classes)?')
+def describe_mismatch(path: str,
+                      problems: List[str],
+                      head_problem: Optional[str] = None) -> str:
+    """One line: the mask head's account of the mismatch
+    (:func:`mask_head_problem`) if it has one, else the first problem, the
+    count of the others and the usual cause."""
+    account = head_problem or (
+        f'{first_and_count(problems)}; was it trained with another config '
+        '(e.g. another num_shots, mask_size or num_classes)?')
+    return f'checkpoint {path} does not fit the model of the config: {account}'
+
+
+def mask_head_problem(model, checkpoint: dict) -> Optional[str]:
+    """The mask head's own account of why ``checkpoint`` does not fit it
+    (``checkpoint_problem`` of a ``ConditionedMaskHead``, which names e.g. a
+    MaskDiff checkpoint given to its regression twin), or None."""
+    head = getattr(getattr(model, 'roi_head', None), 'mask_head', None)
+    explain = getattr(head, 'checkpoint_problem', None)
+    if explain is None:
+        return None
+    return explain(_state_dict(checkpoint), 'roi_head.mask_head.')
 
 
 def load_checkpoint_strictly(runner, path: str) -> dict:
@@ -114,5 +129,7 @@ def load_checkpoint_strictly(runner, path: str) -> dict:
         model = model.module
     problems = checkpoint_mismatch(model.state_dict(), checkpoint)
     if problems:
-        raise InputError(describe_mismatch(path, problems))
+        raise InputError(
+            describe_mismatch(path, problems,
+                              mask_head_problem(model, checkpoint)))
     return runner.load_checkpoint(path, strict=True)

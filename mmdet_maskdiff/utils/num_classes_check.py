@@ -14,8 +14,8 @@ from mmdet_maskdiff.datasets.class_splits import resolve_classes
 from .config_tree import iter_config_dicts
 
 #: ``num_classes`` keys of the model checked against the datasets; the
-#: denoiser's is filled in by ``DiffusionMaskHead``, so a value written
-#: there must agree too
+#: denoiser's is filled in by the mask head (``ConditionedMaskHead``), so a
+#: value written there must agree too
 NUM_CLASSES_KEYS: Tuple[str, ...] = (
     'model.roi_head.bbox_head.num_classes',
     'model.roi_head.mask_head.num_classes',

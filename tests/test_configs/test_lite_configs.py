@@ -3,28 +3,11 @@ coco_{K}shot.py only in the mask head's size and the test-time sampler."""
 import os.path as osp
 
 import pytest
+from _config_helpers import differences
 from mmengine.config import Config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SHOTS = (1, 2, 3, 5, 10, 30)
-
-
-def flatten(value, prefix=''):
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            out.update(flatten(item, f'{prefix}{key}.'))
-        return out
-    return {prefix[:-1]: value}
-
-
-def differences(lite, paper):
-    a = flatten(Config.fromfile(lite).to_dict())
-    b = flatten(Config.fromfile(paper).to_dict())
-    return {
-        key: (a.get(key), b.get(key))
-        for key in set(a) | set(b) if a.get(key) != b.get(key)
-    }
 
 
 LITE_KEYS = {

@@ -4,87 +4,14 @@ import copy
 import numpy as np
 import pytest
 import torch
-from _model_helpers import TINY_DENOISER
+from _model_helpers import (NUM_CLASSES, TINY_DENOISER, TRAIN_CFG, M,
+                            condition_from_masks, fixed_masks, make_head,
+                            positives, random_condition, randomize_)
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
-from mmdet.models.task_modules.assigners import AssignResult
-from mmdet.models.task_modules.samplers import SamplingResult
-from mmdet.structures.mask import BitmapMasks
-from mmdet_maskdiff.models import DiffusionMaskHead, MaskCondition
-
-M = 16  # mask size
-NUM_CLASSES = 3
-
-
-def make_head(**kwargs):
-    args = dict(
-        num_classes=NUM_CLASSES,
-        mask_size=M,
-        denoiser=TINY_DENOISER,
-        use_prototypes=False,
-        num_timesteps=100)
-    args.update(kwargs)
-    return DiffusionMaskHead(**args)
-
-
-def fixed_masks():
-    """Three distinct 16x16 masks: a square, a disc, an L-shape."""
-    yy, xx = np.mgrid[:M, :M]
-    return np.stack([
-        (yy >= 4) & (yy < 12) & (xx >= 4) & (xx < 12),
-        (yy - 7.5)**2 + (xx - 7.5)**2 < 30,
-        ((yy >= 2) & (yy < 6)) | ((xx >= 10) & (xx < 14)),
-    ]).astype(np.uint8)
-
-
-def positives(masks, repeats=1, labels=None, boxes=None):
-    """One image whose gt instances are ``masks`` (on an M x M image) and
-    whose positive RoIs are the gt boxes (the whole image) ``repeats``
-    times, as a real :class:`SamplingResult`."""
-    n = len(masks)
-    labels = torch.arange(n) % NUM_CLASSES if labels is None else labels
-    gt_boxes = torch.tensor([[0., 0., M, M]] * n)
-    gt = InstanceData(
-        bboxes=gt_boxes, labels=labels, masks=BitmapMasks(masks, M, M))
-    priors = gt_boxes.repeat(repeats, 1) if boxes is None else boxes
-    num = len(priors)
-    gt_inds = torch.arange(1, n + 1).repeat(repeats)[:num]
-    assign = AssignResult(
-        n, gt_inds, torch.ones(num), labels=labels[gt_inds - 1])
-    result = SamplingResult(
-        torch.arange(num), torch.zeros(0, dtype=torch.long), priors, gt_boxes,
-        assign, torch.ones(num, dtype=torch.uint8))
-    return [result], [gt]
-
-
-def condition_from_masks(targets, labels):
-    """x = the target mask itself as a 3-channel 'image'; k = blank shot."""
-    region = (targets[:, None] * 2 - 1).expand(-1, 3, -1, -1)
-    shots = torch.zeros(len(targets), 1, 4, M, M)
-    return MaskCondition(labels=labels, region_image=region, shots=shots)
-
-
-def random_condition(num, seed=0, num_shots=1):
-    g = torch.Generator().manual_seed(seed)
-    return MaskCondition(
-        labels=torch.randint(0, NUM_CLASSES, (num, ), generator=g),
-        region_image=torch.randn(num, 3, M, M, generator=g),
-        shots=torch.randn(num, num_shots, 4, M, M, generator=g))
-
-
-def randomize_(head, seed=0):
-    """Non-zero weights everywhere (the UNet's output layer is zero-init,
-    which would make every sample the same)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in head.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    return head
-
-
-TRAIN_CFG = ConfigDict(mask_size=M)
+from mmdet_maskdiff.models import MaskCondition
 
 
 def sampler_cfg(**sampler):
@@ -119,22 +46,6 @@ def test_loss_is_a_finite_scalar_with_exact_targets():
     grads = [p.grad for p in head.denoiser.parameters()]
     assert all(g is not None for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
-
-
-def test_zero_positives_give_a_zero_loss_with_a_grad_path():
-    head = make_head()
-    sampling_results, gts = positives(fixed_masks(), boxes=torch.zeros(0, 4))
-    condition = MaskCondition(
-        labels=torch.zeros(0, dtype=torch.long),
-        region_image=torch.zeros(0, 3, M, M),
-        shots=torch.zeros(0, 1, 4, M, M))
-    out = head.loss_and_target(condition, sampling_results, gts, TRAIN_CFG)
-    loss = out['loss_mask']['loss_mask']
-    assert loss.item() == 0.0 and loss.requires_grad
-    assert out['mask_targets'].shape[0] == 0
-    loss.backward()  # every parameter is in the graph (DDP needs that)
-    for p in head.parameters():
-        assert p.grad is not None and torch.count_nonzero(p.grad) == 0
 
 
 def test_overfits_fixed_masks_and_samples_them_back():
@@ -304,28 +215,6 @@ def test_roi_noise_follows_its_key_not_its_batch(sampler):
     assert not torch.equal(head.predict(condition, test_cfg)['probs'], full)
 
 
-def test_max_train_rois_trains_on_a_random_subset():
-    masks = fixed_masks()
-    sampling_results, gts = positives(masks, repeats=2)  # 6 positives
-    targets = torch.from_numpy(masks).float().repeat(2, 1, 1)
-    condition = condition_from_masks(targets, gts[0].labels.repeat(2))
-    for max_rois, expected in ((4, 4), (None, 6), (10, 6)):
-        head = make_head(max_train_rois=max_rois)
-        batches = []
-        head.denoiser.register_forward_hook(
-            lambda module, args, out: batches.append(args[0].shape[0]))
-        out = head.loss_and_target(condition, sampling_results, gts, TRAIN_CFG)
-        assert batches == [expected]
-        assert out['mask_targets'].shape[0] == 6  # targets are not subset
-
-
-@pytest.mark.parametrize('value', [0, -3, 2.5, True, '64'])
-def test_max_train_rois_must_be_a_positive_int(value):
-    with pytest.raises(
-            ValueError, match=r'DiffusionMaskHead: max_train_rois must be'):
-        make_head(max_train_rois=value)
-
-
 def _amp_loss(head, amp, seed=0):
     """``diffusion_loss`` of 6 RoIs under CPU bfloat16 autocast or not;
     records the dtype the denoiser is fed and its first conv computes in."""
@@ -392,21 +281,6 @@ def test_checkpointed_denoiser_gives_the_same_loss_and_gradients():
     (loss, grads), (loss_cp, grads_cp) = results
     assert loss > 0 and torch.equal(loss, loss_cp)
     assert all(torch.equal(g, g_cp) for g, g_cp in zip(grads, grads_cp))
-
-
-def test_mismatched_train_mask_size_raises():
-    head = make_head()
-    sampling_results, gts = positives(fixed_masks())
-    condition = random_condition(3)
-    with pytest.raises(ValueError, match=r'\(28\).*\(16\)'):
-        head.loss_and_target(condition, sampling_results, gts,
-                             ConfigDict(mask_size=28))
-
-
-def test_wrong_number_of_shots_raises():
-    head = make_head(num_shots=2)
-    with pytest.raises(ValueError, match='expected 2 support shots'):
-        head.build_condition(random_condition(2, num_shots=3))
 
 
 # ---------------------------------------------------------------------- #
@@ -506,24 +380,6 @@ def test_predict_by_feat_mixed_batch():
         rescale=True)
     assert results[0].masks.shape == (1, 30, 40)
     assert results[1].masks.shape == (0, 30, 40)
-
-
-def test_loading_is_strict_for_the_head_even_when_the_caller_is_not():
-    """mmdet loads checkpoints with strict=False; a 5-shot head's weights in
-    a 3-shot head (another first convolution) must not load silently."""
-    five, three = make_head(num_shots=5), make_head(num_shots=3)
-    with pytest.raises(ValueError,
-                       match=r'in_conv_cond\.weight has shape .* num_shots'):
-        three.load_state_dict(five.state_dict(), strict=False)
-    partial = dict(three.state_dict())
-    partial.pop(sorted(partial)[0])
-    with pytest.raises(ValueError, match='is missing from the checkpoint'):
-        three.load_state_dict(partial, strict=False)
-    # no tensor of the head at all (stage 1b -> 2: the head is new): fine
-    before = copy.deepcopy(three.state_dict())
-    three.load_state_dict({}, strict=False)
-    assert all(torch.equal(v, three.state_dict()[k]) for k, v in before.items())
-    three.load_state_dict(make_head(num_shots=3).state_dict())  # fits
 
 
 def test_checkpoint_with_additive_blocks_is_named_as_such():

@@ -13,7 +13,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 EXPECTED = {
     'MODELS': ('MaskDiffRCNN', 'FewShotRoIHead', 'DiffusionMaskHead',
-               'MaskDenoisingUNet', 'CosineSimLinear'),
+               'RegressionMaskHead', 'MaskDenoisingUNet', 'CosineSimLinear'),
     'DATASETS': ('FewShotCocoDataset', ),
     'METRICS': ('FewShotCocoMetric', 'MaskIoUMetric'),
     'HOOKS': ('SupportSetHook', 'DiffusionSamplerHook'),

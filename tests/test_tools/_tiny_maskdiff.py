@@ -10,6 +10,8 @@ from mmdet.registry import MODELS
 from mmdet_maskdiff.testing import cpu_scale_options
 
 ENTRY = osp.join(REPO, 'configs', 'maskdiff', 'coco_5shot.py')
+#: its regression twin (RegressionMaskHead)
+TWIN_ENTRY = osp.join(REPO, 'configs', 'maskdiff', 'coco_5shot_twin.py')
 #: a smaller model than the demo's (as tests/test_models/conftest.py)
 TINY = {
     'model.roi_head.mask_head.mask_size': 16,
@@ -23,17 +25,27 @@ TINY = {
     'model.test_cfg.rcnn.max_per_img': 3,
     'custom_hooks.1.save_trajectory': False,
 }
+#: the keys of TINY that only the diffusion head and its sampler hook have
+DIFFUSION_ONLY = ('model.roi_head.mask_head.num_timesteps',
+                  'custom_hooks.1.save_trajectory')
 
 
 def tiny_config(tmp_path,
                 data_root: str,
                 name: str = 'tiny_coco_5shot.py',
+                entry: str = ENTRY,
                 **options) -> str:
-    """coco_5shot.py at tiny CPU scale (plus dotted ``options``), written
-    as one config file; returns its path."""
-    cfg = Config.fromfile(ENTRY)
+    """coco_5shot.py (or ``entry``, e.g. :data:`TWIN_ENTRY`) at tiny CPU
+    scale (plus dotted ``options``), written as one config file; returns its
+    path."""
+    cfg = Config.fromfile(entry)
     cfg.merge_from_dict(cpu_scale_options(cfg, data_root, load_from=None))
-    cfg.merge_from_dict(TINY)
+    diffusion = cfg.model.roi_head.mask_head.type == 'DiffusionMaskHead'
+    cfg.merge_from_dict({
+        key: value
+        for key, value in TINY.items()
+        if diffusion or key not in DIFFUSION_ONLY
+    })
     cfg.merge_from_dict(options)
     path = str(tmp_path / name)
     cfg.dump(path)

@@ -37,6 +37,12 @@ def test_stages_follow_the_stage_2_config():
     assert stages == dict(
         det=STAGE_1B, mask=STAGE_2,
         fcn=osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot_fcn.py'))
+    stages = fsis_seeds.protocol_stages(STAGE_2, False, with_twin=True)
+    assert stages == dict(
+        det=STAGE_1B, mask=STAGE_2,
+        twin=osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot_twin.py'))
+    assert fsis_seeds.METHODS == dict(
+        mask='MaskDiff', fcn='FCNMaskHead', twin='regression twin')
 
 
 def test_run_refuses_a_config_without_a_per_seed_checkpoint(tmp_path):
@@ -180,12 +186,12 @@ def test_commands_of_both_launchers():
         'bash', osp.join(TOOLS, 'dist_test.sh'), 'c.py', 'w.pth', '8', '--x']
 
 
-@pytest.mark.slow  # five tool runs, ~1 min on 2 cores
+@pytest.mark.slow  # seven tool runs, 2-5 min on 2 shared cores
 def test_novel_only_protocol_with_fcn_at_cpu_scale(synthetic_data, tmp_path):
     """coco_novel_1shot.py end to end: the 2-class novel stage 1b starts from
     a stage-1a checkpoint of the full label space (its box predictor is
-    skipped as a size mismatch), both mask heads train and report novel AP
-    only."""
+    skipped as a size mismatch), the three mask heads (MaskDiff, FCN, the
+    regression twin) train and report novel AP only."""
     cwd = str(tmp_path)
     init_default_scope('mmdet')
     base = Config.fromfile(osp.join(REPO, 'configs', 'maskdiff',
@@ -200,8 +206,8 @@ def test_novel_only_protocol_with_fcn_at_cpu_scale(synthetic_data, tmp_path):
                     meta={}), stage_1a)
     config = osp.join(REPO, 'configs', 'maskdiff', 'coco_novel_1shot.py')
     proc = run_tool_here('analysis_tools/fsis_seeds.py', [
-        'run', config, '--seeds', '0', '--with-fcn', '--demo-data',
-        synthetic_data['root'], '--iters', '2'
+        'run', config, '--seeds', '0', '--with-fcn', '--with-twin',
+        '--demo-data', synthetic_data['root'], '--iters', '2'
     ], cwd=cwd)
     assert proc.returncode == 0, describe(proc)
     assert 'size mismatch for roi_head.bbox_head.fc_cls.weight' in (
@@ -209,7 +215,7 @@ def test_novel_only_protocol_with_fcn_at_cpu_scale(synthetic_data, tmp_path):
     results = json.loads(open(osp.join(
         cwd, 'work_dirs', 'coco_novel_1shot', 'seed0',
         'results.json')).read())
-    for method in ('MaskDiff', 'FCNMaskHead'):
+    for method in ('MaskDiff', 'FCNMaskHead', 'regression twin'):
         summary = results['summary'][method]
         assert 'segm_mAP' in summary['novel'] and not summary['base']
         assert set(results['metrics'][method]) >= {

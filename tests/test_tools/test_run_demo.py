@@ -1,7 +1,8 @@
 """The README's main command, ``tools/run_demo.py`` (what ``make demo``
 runs), end to end at a few iterations: it generates the embedded dataset,
-trains every stage through the COCO configs, tests both mask heads and
-writes the table, ``results.json`` and the trajectory PNG."""
+trains every stage through the COCO configs (with ``--with-twin`` also the
+regression twin), tests the mask heads and writes the table,
+``results.json`` and the trajectory PNG."""
 import json
 import os.path as osp
 
@@ -12,6 +13,8 @@ from mmengine.config import Config
 pytestmark = pytest.mark.slow
 
 SPLITS = ('base', 'novel', 'all')
+#: the trained mask heads (--with-twin adds the regression twin)
+METHODS = ('MaskDiff', 'FCNMaskHead', 'regression twin')
 
 
 def test_run_demo_end_to_end(tmp_path):
@@ -21,7 +24,7 @@ def test_run_demo_end_to_end(tmp_path):
         'run_demo.py', [
             '--work-dir', str(work_dir), '--data-root', str(data_root),
             '--base-iters', '2', '--ft-iters', '2', '--mask-iters', '2',
-            '--steps', '1', '--no-untrained', '--no-draw'
+            '--steps', '1', '--no-untrained', '--no-draw', '--with-twin'
         ],
         cwd=str(tmp_path),
         timeout=600)
@@ -29,12 +32,12 @@ def test_run_demo_end_to_end(tmp_path):
 
     # the dataset it generated, and one checkpoint per stage
     assert (data_root / 'annotations' / 'instances_test.json').is_file()
-    for stage in ('base_det', 'ft_det', 'maskdiff', 'fcn'):
+    for stage in ('base_det', 'ft_det', 'maskdiff', 'fcn', 'twin'):
         assert (work_dir / stage / 'iter_2.pth').is_file(), stage
     # each run logged into its own stage's folder (the runners share a
     # process): the config the visualizer saved there is that run's
-    for stage in ('base_det', 'ft_det', 'maskdiff', 'fcn', 'oracle_maskdiff',
-                  'oracle_fcn'):
+    for stage in ('base_det', 'ft_det', 'maskdiff', 'fcn', 'twin',
+                  'oracle_maskdiff', 'oracle_fcn', 'oracle_twin'):
         logged = list((work_dir / stage).glob('*/vis_data/config.py'))
         assert logged, stage
         for path in logged:
@@ -51,8 +54,8 @@ def test_run_demo_end_to_end(tmp_path):
         if line.startswith('| method | split | bbox AP')
     ]
     assert len(header) == 1, describe(proc)
-    table = lines[header[0]:header[0] + 2 + 2 * len(SPLITS)]
-    for method in ('MaskDiff', 'FCNMaskHead'):
+    table = lines[header[0]:header[0] + 2 + len(METHODS) * len(SPLITS)]
+    for method in METHODS:
         for split in SPLITS:
             assert any(
                 line.startswith(f'| {method} | {split} |') for line in table)
@@ -63,19 +66,19 @@ def test_run_demo_end_to_end(tmp_path):
         if line.startswith('| method | split | AP | AP50 | AP75 | AP85 |')
     ]
     assert len(oracle) == 1 and oracle[0] > header[0], describe(proc)
-    table = lines[oracle[0]:oracle[0] + 2 + 2 * len(SPLITS)]
-    for method in ('MaskDiff', 'FCNMaskHead'):
+    table = lines[oracle[0]:oracle[0] + 2 + len(METHODS) * len(SPLITS)]
+    for method in METHODS:
         for split in SPLITS:
             assert any(
                 line.startswith(f'| {method} | {split} |') for line in table)
 
     report = json.loads((work_dir / 'results.json').read_text())
-    assert set(report['summary']) == {'MaskDiff', 'FCNMaskHead'}
+    assert set(report['summary']) == set(METHODS)
     for method, by_split in report['summary'].items():
         assert set(by_split) == set(SPLITS), method
         for split, columns in by_split.items():
             assert 0.0 <= columns['segm_mAP'] <= 100.0, (method, split)
-    assert set(report['oracle_summary']) == {'MaskDiff', 'FCNMaskHead'}
+    assert set(report['oracle_summary']) == set(METHODS)
     for method, by_split in report['oracle_summary'].items():
         assert list(by_split) == list(SPLITS), method
         for split, columns in by_split.items():

@@ -4,8 +4,10 @@ MaskDiff claims *stability* across the random K-shot samples (TFA seeds
 0-9). This tool runs and reports that protocol:
 
 * ``run``: for every seed, stage 1b (TFA fine-tuning), stage 2 (the
-  diffusion mask head) and, with ``--with-fcn``, the FCNMaskHead baseline,
-  then the test of each mask head, all into ``work_dirs/<config>/seed<N>/``
+  diffusion mask head) and, with ``--with-fcn``, the FCNMaskHead baseline
+  and, with ``--with-twin``, the diffusion head's regression twin
+  (``<config>_twin.py``), then the test of each mask head, all into
+  ``work_dirs/<config>/seed<N>/``
   (``--cfg-options few_shot.seed=N`` on every stage; stage 2 loads its
   seed's stage-1b checkpoint); finished stages and seeds are skipped, an
   interrupted stage resumes; then ``collect``. Stage 1a and TFA's novel-row
@@ -28,8 +30,8 @@ MaskDiff claims *stability* across the random K-shot samples (TFA seeds
           work_dirs/coco_1shot/seed*/results.json --out work_dirs/seeds_1shot
 
 * ``demo``: run the CPU demo for several seeds (one shared base detector;
-  TFA's novel-row initialisation, fine-tuning and both mask heads per seed),
-  then collect::
+  TFA's novel-row initialisation, fine-tuning and the mask heads per seed;
+  ``--with-twin`` adds the regression twin), then collect::
 
       python tools/analysis_tools/fsis_seeds.py demo --seeds 0 1 2 --shots 5
 
@@ -57,7 +59,7 @@ from typing import Dict, List, Optional
 
 from mmengine.config import Config, DictAction
 
-from mmdet_maskdiff.demo.pipeline import DemoSettings, run_pipeline
+from mmdet_maskdiff.demo.pipeline import HEAD_ROWS, DemoSettings, run_pipeline
 from mmdet_maskdiff.demo.report import (COLUMNS, SPLITS, aggregate_seeds,
                                         format_seed_table, summarize)
 from mmdet_maskdiff.testing.small_scale import (cpu_scale_options,
@@ -159,6 +161,7 @@ def run_demo_seeds(args) -> dict:
             ft_iters=args.ft_iters,
             mask_iters=args.mask_iters,
             untrained=False,
+            twin=args.with_twin,
             draw=False,
             base_work_dir=base_root)
         run_pipeline(settings)
@@ -173,14 +176,19 @@ TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: stage 2's ``load_from``: the stage-1b checkpoint of the run's seed
 PER_SEED_CHECKPOINT = re.compile(
     r'work_dirs/(?P<stem>[^/]+)/seed\{seed\}/iter_\d+\.pth$')
-#: the method name of each stage in the collected tables
-METHODS = dict(mask='MaskDiff', fcn='FCNMaskHead')
+#: the method name of each mask-head stage in the collected tables (the
+#: demo's row names)
+METHODS = dict(
+    mask=HEAD_ROWS['maskdiff'], fcn=HEAD_ROWS['fcn'], twin=HEAD_ROWS['twin'])
 
 
-def protocol_stages(config: str, with_fcn: bool) -> Dict[str, str]:
+def protocol_stages(config: str,
+                    with_fcn: bool,
+                    with_twin: bool = False) -> Dict[str, str]:
     """The config of every stage of one seed: ``det`` (stage 1b, named by
     the stage-2 config's ``load_from``), ``mask`` (``config``) and, with
-    ``with_fcn``, ``fcn`` (``<config>_fcn.py`` beside it)."""
+    ``with_fcn`` / ``with_twin``, ``fcn`` / ``twin`` (``<config>_fcn.py`` /
+    ``<config>_twin.py`` beside it)."""
     if not osp.isfile(config):
         raise InputError(f'config file {config} does not exist')
     load_from = Config.fromfile(config).get('load_from') or ''
@@ -193,8 +201,9 @@ def protocol_stages(config: str, with_fcn: bool) -> Dict[str, str]:
     stages = dict(
         det=osp.join(osp.dirname(config), match['stem'] + '.py'),
         mask=config)
-    if with_fcn:
-        stages['fcn'] = osp.splitext(config)[0] + '_fcn.py'
+    for name, wanted in (('fcn', with_fcn), ('twin', with_twin)):
+        if wanted:
+            stages[name] = f'{osp.splitext(config)[0]}_{name}.py'
     for name, path in stages.items():
         if not osp.isfile(path):
             raise InputError(f'{config}: its {name} stage config {path} does '
@@ -353,8 +362,9 @@ def test_stage(args, config: str, checkpoint: str, options: List[str],
 
 def run_seed(args, stages: Dict[str, str], seed: int,
              user: Dict[str, List[str]]) -> str:
-    """Stage 1b, stage 2 (and the FCN baseline) of one seed, then their
-    test; returns the seed's ``results.json`` (read by :func:`collect`)."""
+    """Stage 1b, stage 2 (and the FCN baseline, the regression twin) of one
+    seed, then their test; returns the seed's ``results.json`` (read by
+    :func:`collect`)."""
     mask_dir = resolve(stages['mask'],
                        stage_options(stages['mask'], seed, args,
                                      user[stages['mask']])).work_dir
@@ -363,7 +373,7 @@ def run_seed(args, stages: Dict[str, str], seed: int,
     if osp.isfile(results):
         with open(results) as f:
             done = set(json.load(f).get('summary', {}))
-        if wanted <= done:  # a later --with-fcn runs the missing head
+        if wanted <= done:  # a later --with-fcn/-twin runs the missing head
             print(f'[fsis_seeds] seed {seed}: finished, skipped ({results})',
                   flush=True)
             return results
@@ -372,7 +382,7 @@ def run_seed(args, stages: Dict[str, str], seed: int,
                                     user[stages['det']]),
                       f'seed {seed} stage 1b')
     metrics = {}
-    for name in ('mask', 'fcn'):
+    for name in METHODS:
         if name not in stages:
             continue
         options = stage_options(stages[name], seed, args, user[stages[name]],
@@ -389,7 +399,7 @@ def run_seed(args, stages: Dict[str, str], seed: int,
 
 def run_seeds(args) -> dict:
     """``run``: every seed of the protocol, then :func:`collect`."""
-    stages = protocol_stages(args.config, args.with_fcn)
+    stages = protocol_stages(args.config, args.with_fcn, args.with_twin)
     seeds = parse_seeds(args.seeds)
     if args.demo_data and not osp.isdir(args.demo_data):
         raise InputError(f'--demo-data {args.demo_data} does not exist')
@@ -426,6 +436,10 @@ def main() -> None:
         help='reuse stage 1a from here (default: <work-dir>/shared), so '
         'variants run in other --work-dir share one base detector')
     p_demo.add_argument(
+        '--with-twin', action='store_true',
+        help='also the regression twin of the diffusion head '
+        '(coco_<K>shot_twin.py)')
+    p_demo.add_argument(
         '--maskdiff-options',
         nargs='+',
         action=DictAction,
@@ -440,6 +454,9 @@ def main() -> None:
                        help='seeds: N, N-M or a list (default: 0-9)')
     p_run.add_argument('--with-fcn', action='store_true',
                        help='also the FCNMaskHead baseline (<config>_fcn.py)')
+    p_run.add_argument('--with-twin', action='store_true',
+                       help='also the regression twin of the diffusion head '
+                       '(<config>_twin.py)')
     p_run.add_argument('--launcher', choices=['none', 'pytorch'],
                        default='none',
                        help='pytorch: tools/dist_train.sh / dist_test.sh')

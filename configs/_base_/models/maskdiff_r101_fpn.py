@@ -73,6 +73,27 @@ model = dict(
                     bucket_sizes=(32, 64, 128, 256), compile=True,
                     cuda_graphs=False)))))
 
+# The same-input regression twin (coco_*shot_twin.py): the diffusion head's
+# denoiser UNet and conditioning (region crop, K shots, prototype, class),
+# one forward pass from a fixed input (y_t = 0, t = 999) trained on the mask
+# with sigmoid cross-entropy + Dice; soft probabilities pasted like
+# FCNMaskHead (docs/defaults.md, "The regression twin").
+regression_mask_head = dict(
+    _delete_=True,
+    type='RegressionMaskHead',
+    # the network and the conditioning of diffusion_mask_head, shared
+    **{
+        key: diffusion_mask_head[key]
+        for key in ('num_classes', 'mask_size', 'denoiser', 'region_source',
+                    'num_shots', 'shot_fusion', 'use_prototypes',
+                    'prototype_dim', 'max_train_rois')
+    },
+    # Mask2Former's equal weights (naive Dice, eps 1); our choice
+    loss_mask=dict(type='CrossEntropyLoss', use_sigmoid=True,
+                   loss_weight=1.0),
+    loss_dice=dict(type='DiceLoss', use_sigmoid=True, activate=True,
+                   naive_dice=True, eps=1.0, loss_weight=1.0))
+
 # The point-estimate baseline on identical detections: mmdet's FCNMaskHead
 # (Mask R-CNN's head) in place of the diffusion head, see coco_*shot_fcn.py.
 fcn_mask_roi_extractor = dict(

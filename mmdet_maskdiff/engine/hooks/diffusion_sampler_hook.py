@@ -13,7 +13,8 @@ from mmengine.logging import print_log
 
 from mmdet.registry import HOOKS
 from mmdet_maskdiff.diffusion.sampler_settings import SAMPLER_HOME
-from mmdet_maskdiff.models.mask_heads.mask_condition import condition_spec_of
+from mmdet_maskdiff.models.mask_heads.diffusion_mask_head import \
+    DiffusionMaskHead
 from mmdet_maskdiff.visualization import roi_labels, trajectory_panel
 from .runner_model import unwrap_model
 
@@ -71,9 +72,11 @@ class DiffusionSamplerHook(Hook):
     def _mask_head(self, runner):
         roi_head = getattr(unwrap_model(runner), 'roi_head', None)
         head = getattr(roi_head, 'mask_head', None)
-        if condition_spec_of(head) is None:
+        if not isinstance(head, DiffusionMaskHead):
             raise TypeError('DiffusionSamplerHook needs a model whose '
-                            'roi_head.mask_head is a DiffusionMaskHead')
+                            'roi_head.mask_head is a DiffusionMaskHead, got '
+                            f'{type(head).__name__} (no sampler: remove the '
+                            'hook from custom_hooks)')
         return head
 
     @staticmethod
@@ -161,6 +164,11 @@ class DiffusionSamplerHook(Hook):
         for key, value in self._settings(runner).items():
             if isinstance(value, (int, float)):
                 metrics[f'sampler/{key}'] = value
+
+    def before_run(self, runner) -> None:
+        """Fail before training on a model without a diffusion head (not at
+        its first validation)."""
+        self._mask_head(runner)
 
     def before_val_epoch(self, runner) -> None:
         self._before_run(runner)

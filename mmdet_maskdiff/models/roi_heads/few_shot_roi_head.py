@@ -76,10 +76,11 @@ class SupportFeatures:
 class FewShotRoIHead(StandardRoIHead):
     """:class:`StandardRoIHead` whose mask head is conditioned on few shots.
 
-    When the mask head has a :class:`ConditionSpec` (the
-    :class:`DiffusionMaskHead`; read once, when the head is built, into
-    ``condition_spec``), every RoI gets a :class:`MaskCondition` with what
-    the spec asks for:
+    When the mask head has a :class:`ConditionSpec` (a
+    :class:`ConditionedMaskHead`: the :class:`DiffusionMaskHead` or its
+    regression twin :class:`RegressionMaskHead`; read once, when the head is
+    built, into ``condition_spec``), every RoI gets a :class:`MaskCondition`
+    with what the spec asks for:
 
     * the object region x — an RoIAlign crop of the normalised query image at
       the mask size and/or the neck's RoI features;
@@ -112,7 +113,9 @@ class FewShotRoIHead(StandardRoIHead):
 
     **Sampler.** ``test_cfg.sampler`` (``model.test_cfg.rcnn.sampler``) is
     the diffusion head's test-time sampler: checked when the head is built
-    and passed, with the rest of ``test_cfg``, to ``mask_head.predict``.
+    (``mask_head.check_test_cfg``) and passed, with the rest of
+    ``test_cfg``, to ``mask_head.predict``. The RoIs get noise keys when
+    ``mask_head.wants_noise_keys(test_cfg)``.
 
     **Never its own shot.** A training RoI never receives its own object
     (or anything else from the query images) as k. When every support
@@ -154,7 +157,7 @@ class FewShotRoIHead(StandardRoIHead):
             condition_spec_of(self.mask_head) if self.with_mask else None)
         if self.needs_condition:  # checked once, here
             self._check_condition_channels()
-            self.mask_head.sampler_settings(self.test_cfg)  # test_cfg.sampler
+            self.mask_head.check_test_cfg(self.test_cfg)  # e.g. its sampler
         self.support_bank: Optional[SupportBank] = None
         self.stored_support: Optional[StoredSupport] = None
         self.register_state_dict_post_hook(_save_stored_support)
@@ -367,10 +370,12 @@ class FewShotRoIHead(StandardRoIHead):
                      batch_img_metas: List[dict],
                      results_list: InstanceList,
                      rescale: bool = False) -> InstanceList:
-        """Sample a mask for every detection and paste it into its image.
+        """Predict (sample) a mask for every detection and paste it into
+        its image.
 
         Besides ``masks`` (n, H, W), each result gets ``mask_uncertainty``
-        (n, m, m): the per-pixel variance over the samples of the RoI.
+        (n, m, m), the mask head's per-pixel uncertainty: the variance over
+        the samples of the RoI (diffusion head), p(1 − p) (regression twin).
         """
         if not self.needs_condition:
             return super().predict_mask(x, batch_img_metas, results_list,
@@ -389,7 +394,7 @@ class FewShotRoIHead(StandardRoIHead):
             return results_list
         labels = torch.cat([res.labels for res in results_list])
         condition = self._mask_condition(x, mask_rois, labels, False)
-        if self.mask_head.sampler_settings(self.test_cfg).seed is not None:
+        if self.mask_head.wants_noise_keys(self.test_cfg):
             # hashing every image's pixels only pays off for keyed noise
             condition.noise_keys = self._roi_noise_keys(
                 batch_img_metas, results_list)
