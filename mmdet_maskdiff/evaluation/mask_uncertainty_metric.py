@@ -20,14 +20,13 @@ Two questions, per class split (base / novel / all):
   RoI with 1 - mask IoU (the image-frame IoU of ``MaskIoUMetric``).
 """
 from collections import OrderedDict
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from mmengine.evaluator import BaseMetric
 from scipy.stats import spearmanr
 
 from mmdet.registry import METRICS
-from .few_shot_coco_metric import check_split_specs, resolve_split_specs
+from .class_split_metric import ClassSplitMetric
 
 #: the metric's keys below ``{prefix}/{split}/``: fraction of RoI-grid pixels
 #: that are wrong, mean p(1 - p), pixel AUROC, instance Spearman
@@ -107,7 +106,7 @@ def _score_counts(
 
 
 @METRICS.register_module()
-class MaskUncertaintyMetric(BaseMetric):
+class MaskUncertaintyMetric(ClassSplitMetric):
     """Per-pixel AUROC of uncertainty for mask errors, and its instance-level
     rank correlation with 1 - mask IoU, for base / novel / all classes.
 
@@ -134,26 +133,10 @@ class MaskUncertaintyMetric(BaseMetric):
     is wrong, ``iou_spearman`` when all IoUs, or all instance means, are equal
     (always with one instance). A split without instances has no keys.
 
-    Args:
-        class_splits (dict, optional): split name -> class names or keyword,
-            exactly as :class:`FewShotCocoMetric`'s. Defaults to
-            ``dict(base='BASE', novel='NOVEL')``; ``dict()`` reports ``all``
-            only.
-        collect_device (str): ``'cpu'`` or ``'gpu'``. Defaults to ``'cpu'``.
-        prefix (str, optional): Key prefix. Defaults to ``'uncertainty'``.
+    Arguments as :class:`ClassSplitMetric`'s (``class_splits``,
+    ``collect_device``, ``prefix``, whose default is ``'uncertainty'``).
     """
     default_prefix: Optional[str] = 'uncertainty'
-
-    def __init__(self,
-                 class_splits: Optional[Mapping[str,
-                                                Union[str,
-                                                      Sequence[str]]]] = None,
-                 collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
-        super().__init__(collect_device=collect_device, prefix=prefix)
-        if class_splits is None:
-            class_splits = dict(base='BASE', novel='NOVEL')
-        self.class_splits = check_split_specs(class_splits)
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Keep, per image (mmengine truncates the results to one per
@@ -198,13 +181,10 @@ class MaskUncertaintyMetric(BaseMetric):
             dict[str, float]: ``'{split}/{column}'`` -> value (4 decimals).
         """
         instances = [instance for image in results for instance in image]
-        splits = resolve_split_specs(self.class_splits, self.dataset_meta)
-        classes = list(self.dataset_meta['classes'])
         labels = np.array([r['label'] for r in instances], np.int64)
         metrics: Dict[str, float] = OrderedDict()
-        for split, names in splits.items():
-            members = np.flatnonzero(
-                np.isin(labels, [classes.index(n) for n in names]))
+        for split, split_labels in self.split_labels().items():
+            members = np.flatnonzero(np.isin(labels, split_labels))
             if members.size == 0:
                 continue
             chosen = [instances[i] for i in members]
