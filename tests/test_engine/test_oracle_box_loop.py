@@ -34,8 +34,7 @@ from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
                                                     synthetic_paths)
 from mmdet_maskdiff.engine.runner import (ground_truth_by_image,
                                           predict_on_ground_truth)
-from mmdet_maskdiff.engine.runner.oracle_box_loop import (
-    oracle_detections, roi_probabilities)
+from mmdet_maskdiff.engine.runner.oracle_box_loop import oracle_detections
 from mmdet_maskdiff.models.roi_heads import FewShotRoIHead
 from mmdet_maskdiff.evaluation.mask_quality import (MASK_QUALITY_ITEMS,
                                                     apply_mask_quality,
