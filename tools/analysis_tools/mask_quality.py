@@ -29,7 +29,8 @@ sample per RoI (``num_samples=1``; ``--skip-one-sample`` leaves it out) and
 prints both AP rows: the mean of N samples (what is pasted: p thresholded
 at ``mask_thr_binary``) against one sample. With the sampler's ``seed``
 set (the default) the noise of a RoI's sample i is keyed by the RoI and i,
-so the one sample is sample 0 of the N. The second pass costs 1 / N of the
+so the one sample starts from the noise of sample 0 of the N (the mean is
+compared with one of its own samples). The second pass costs 1 / N of the
 sampling of the first, plus the backbone.
 
 Flags as ``tools/test.py``: ``--cfg-options``, ``--work-dir``,
