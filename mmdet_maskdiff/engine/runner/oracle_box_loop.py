@@ -133,9 +133,10 @@ def roi_probabilities(
         mask_head: nn.Module) -> Iterator[Dict[object, RoIProbabilities]]:
     """Record the per-RoI foreground probabilities that a mask head pastes.
 
-    Every mask head of the package pastes through FCNMaskHead's
-    ``_predict_by_feat_single`` (FCNMaskHead itself; DiffusionMaskHead and
-    the heads built on it reuse it): it gets the (n, C, m, m) map of one
+    The mask heads of the package paste through FCNMaskHead's
+    ``_predict_by_feat_single`` (FCNMaskHead itself; DiffusionMaskHead
+    reuses it, and so does a head that pastes with its
+    ``predict_by_feat``): it gets the (n, C, m, m) map of one
     image, applies the sigmoid unless ``activate_map`` (FCN passes logits,
     the diffusion head the fraction of foreground samples), takes the
     label's channel when C > 1 (class-specific FCN), resizes into the box
