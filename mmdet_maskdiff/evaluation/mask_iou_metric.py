@@ -1,16 +1,15 @@
 """Mean IoU of predicted masks with their own ground-truth masks."""
 from collections import OrderedDict
-from typing import Dict, Mapping, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence
 
 import numpy as np
-from mmengine.evaluator import BaseMetric
 
 from mmdet.registry import METRICS
-from .few_shot_coco_metric import check_split_specs, resolve_split_specs
+from .class_split_metric import ClassSplitMetric
 
 
 @METRICS.register_module()
-class MaskIoUMetric(BaseMetric):
+class MaskIoUMetric(ClassSplitMetric):
     """Mean mask IoU over instances, for base / novel / all classes.
 
     With oracle boxes (``OracleBoxTestLoop``) every ground-truth instance gets
@@ -24,26 +23,10 @@ class MaskIoUMetric(BaseMetric):
     ``prefix`` (default ``'oracle'``): ``oracle/novel/mIoU``. A split
     without any instance gets -1 (pycocotools' convention).
 
-    Args:
-        class_splits (dict, optional): split name -> class names or keyword,
-            exactly as :class:`FewShotCocoMetric`'s. Defaults to
-            ``dict(base='BASE', novel='NOVEL')``; ``dict()`` reports ``all``
-            only.
-        collect_device (str): ``'cpu'`` or ``'gpu'``. Defaults to ``'cpu'``.
-        prefix (str, optional): Key prefix. Defaults to ``'oracle'``.
+    Arguments as :class:`ClassSplitMetric`'s (``class_splits``,
+    ``collect_device``, ``prefix``, whose default is ``'oracle'``).
     """
     default_prefix: Optional[str] = 'oracle'
-
-    def __init__(self,
-                 class_splits: Optional[Mapping[str,
-                                                Union[str,
-                                                      Sequence[str]]]] = None,
-                 collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
-        super().__init__(collect_device=collect_device, prefix=prefix)
-        if class_splits is None:
-            class_splits = dict(base='BASE', novel='NOVEL')
-        self.class_splits = check_split_specs(class_splits)
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Keep the label and the IoU of every predicted instance.
@@ -75,14 +58,12 @@ class MaskIoUMetric(BaseMetric):
         Returns:
             dict[str, float]: ``'{split}/mIoU'`` -> mean IoU (or -1).
         """
-        splits = resolve_split_specs(self.class_splits, self.dataset_meta)
-        classes = list(self.dataset_meta['classes'])
         labels = np.concatenate([r[0] for r in results] + [np.zeros(0, int)])
         ious = np.concatenate([r[1] for r in results] + [np.zeros(0)])
         known = ~np.isnan(ious)
         metrics: Dict[str, float] = OrderedDict()
-        for split, names in splits.items():
-            members = np.isin(labels, [classes.index(n) for n in names])
+        for split, split_labels in self.split_labels().items():
+            members = np.isin(labels, split_labels)
             values = ious[members & known]
             metrics[f'{split}/mIoU'] = (
                 round(float(values.mean()), 3) if values.size else -1.)

@@ -1,8 +1,10 @@
-"""OracleBoxTestLoop + MaskIoUMetric (oracle-box mask quality) through
-mmengine's Runner on the synthetic test set: a perfect mask head scores 100,
-a head predicting full-box masks scores what pycocotools gives box masks,
-both mask heads of the package run, and edge cases (an image without ground
-truth, a model without mask head) are handled."""
+"""OracleBoxTestLoop + MaskIoUMetric + MaskUncertaintyMetric (oracle-box
+mask quality) through mmengine's Runner on the synthetic test set: a perfect
+mask head scores 100, a head predicting full-box masks scores what
+pycocotools gives box masks, both mask heads of the package run, the soft
+per-RoI probabilities behind the uncertainty are the ones each head pastes,
+and edge cases (an image without ground truth, a model without mask head)
+are handled."""
 import contextlib
 import copy
 import io
@@ -25,12 +27,15 @@ from pycocotools.cocoeval import COCOeval
 import mmdet_maskdiff  # noqa: F401
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.registry import DATASETS, HOOKS, MODELS
+from mmdet.structures.bbox import bbox2roi
 from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
                                                     SYNTHETIC_CLASSES,
                                                     make_synthetic_fsis,
                                                     synthetic_paths)
 from mmdet_maskdiff.engine.runner import (ground_truth_by_image,
                                           predict_on_ground_truth)
+from mmdet_maskdiff.engine.runner.oracle_box_loop import oracle_detections
+from mmdet_maskdiff.models.roi_heads import FewShotRoIHead
 from mmdet_maskdiff.evaluation.mask_quality import (MASK_QUALITY_ITEMS,
                                                     apply_mask_quality,
                                                     summarize_mask_quality)
@@ -221,9 +226,51 @@ def test_full_box_masks_score_the_box_mask_ap(tiny_cfg, synthetic_data,
         ]
         assert metrics[f'oracle/{split}/mIoU'] == pytest.approx(
             round(float(np.mean(fill)), 3), abs=1e-9)
+        # on the RoI grid every cell is predicted foreground: the wrong
+        # cells are the box's background, 1 - fill up to the grid's
+        # resampling of the outline
+        assert metrics[f'uncertainty/{split}/pixel_error'] == pytest.approx(
+            1 - float(np.mean(fill)), abs=0.01)
+        # sigmoid(10)(1 - sigmoid(10)) = 4.5e-5 at every pixel: a constant
+        # score ranks nothing, so there is no AUROC and no rank correlation
+        assert metrics[f'uncertainty/{split}/mean_uncertainty'] == 0.0
+        assert f'uncertainty/{split}/error_auroc' not in metrics
+        assert f'uncertainty/{split}/iou_spearman' not in metrics
     # box masks: good at IoU 0.5, poor at 0.95, so the numbers discriminate
     assert metrics['coco/all/segm_mAP_50'] > 0.5
     assert metrics['coco/all/segm_mAP_95'] < 0.2
+
+
+def test_fcn_probabilities_are_the_sigmoid_of_its_label_channel(tiny_cfg):
+    """The loop's ``mask_uncertainty`` for a class-specific FCNMaskHead is
+    p(1 - p) of the sigmoid of the logits of each instance's own class,
+    computed here from the head's forward pass; the recorder is gone
+    afterwards."""
+    cfg = copy.deepcopy(tiny_cfg)
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    truth = ground_truth_by_image(dataset)
+    batch = pseudo_collate([dataset[0], dataset[1]])
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).eval()
+    assert not model.roi_head.mask_head.class_agnostic
+    with torch.no_grad():
+        samples = predict_on_ground_truth(model, batch, truth)
+        data = model.data_preprocessor(batch, False)
+        detections = [
+            oracle_detections(truth[s.img_id], s.metainfo, 'cpu')
+            for s in data['data_samples']
+        ]
+        logits = model.roi_head._mask_forward(
+            model.extract_feat(data['inputs']),
+            bbox2roi([d.bboxes for d in detections]))['mask_preds']
+    labels = torch.cat([d.labels for d in detections])
+    assert logits.shape[1] == 8 and len(set(labels.tolist())) > 1
+    probs = logits.sigmoid()[torch.arange(len(labels)), labels]
+    got = torch.cat([s.pred_instances.mask_uncertainty for s in samples])
+    assert torch.allclose(got, probs * (1 - probs), atol=1e-7)
+    errors = torch.cat([s.pred_instances.roi_error for s in samples])
+    assert errors.shape == probs.shape and errors.dtype == torch.bool
+    assert '_predict_by_feat_single' not in vars(model.roi_head.mask_head)
 
 
 def _tiny_maskdiff_cfg(data_root, **options):
@@ -271,12 +318,66 @@ def _check_oracle_outputs(metrics, ann_file, num_classes):
 def test_diffusion_mask_head_on_ground_truth(synthetic_data, tmp_path):
     """MaskDiff's stage-2 config (SupportSetHook, DiffusionSamplerHook,
     MaskDiffRCNN) at a tiny size: every ground-truth instance gets one
-    sampled mask with its label and score 1, and the metrics are filled."""
+    sampled mask with its label and score 1, and the metrics are filled;
+    one binary sample per RoI has no spread, so the uncertainty metric
+    gives no AUROC and no rank correlation."""
     cfg = _tiny_maskdiff_cfg(synthetic_data['root'])
     RecordOutputsForTest.outputs = []
     torch.manual_seed(0)
     metrics = _oracle_run(cfg, MODELS.build(cfg.model), tmp_path)
     _check_oracle_outputs(metrics, synthetic_data['test_ann'], 8)
+    for split in ('base', 'novel', 'all'):
+        assert metrics[f'uncertainty/{split}/mean_uncertainty'] == 0.0
+        assert 0 <= metrics[f'uncertainty/{split}/pixel_error'] <= 1
+        assert f'uncertainty/{split}/error_auroc' not in metrics
+        assert f'uncertainty/{split}/iou_spearman' not in metrics
+
+
+def _noise_dependent(model):
+    """``model`` with random values in the denoiser's zero-initialised
+    output layers (an untrained x0 network returns 0 whatever the noise, so
+    its samples would all agree)."""
+    with torch.no_grad():
+        for param in model.roi_head.mask_head.denoiser.parameters():
+            if not param.any():
+                param.normal_(std=0.2)
+    return model
+
+
+def test_diffusion_uncertainty_is_the_variance_of_its_samples(
+        synthetic_data, tmp_path, monkeypatch):
+    """With 4 samples per RoI the loop's p(1 - p), from the probabilities
+    the head pastes, is the head's own ``mask_uncertainty`` (the variance of
+    its samples, k(4 - k) / 16), and the uncertainty metric is filled."""
+    cfg = _tiny_maskdiff_cfg(
+        synthetic_data['root'],
+        **{'model.test_cfg.rcnn.sampler.num_samples': 4})
+    head_uncertainty = []
+    predict_mask = FewShotRoIHead.predict_mask
+
+    def spy(self, *args, **kwargs):
+        results = predict_mask(self, *args, **kwargs)
+        head_uncertainty.extend(r.mask_uncertainty.clone() for r in results)
+        return results
+
+    monkeypatch.setattr(FewShotRoIHead, 'predict_mask', spy)
+    RecordOutputsForTest.outputs = []
+    torch.manual_seed(0)
+    metrics = _oracle_run(cfg, _noise_dependent(MODELS.build(cfg.model)),
+                          tmp_path)
+    _check_oracle_outputs(metrics, synthetic_data['test_ann'], 8)
+    loop_uncertainty = torch.cat([
+        s.pred_instances.mask_uncertainty
+        for s in RecordOutputsForTest.outputs
+    ])
+    assert torch.equal(loop_uncertainty, torch.cat(head_uncertainty))
+    counts = 4 * (1 - (1 - 4 * loop_uncertainty).clamp(min=0).sqrt()) / 2
+    assert torch.allclose(counts, counts.round(), atol=1e-4)  # k(4 - k) / 16
+    assert loop_uncertainty.max() > 0  # the samples differ somewhere
+    for split in ('base', 'novel', 'all'):
+        assert 0 < metrics[f'uncertainty/{split}/mean_uncertainty'] <= 0.25
+        assert 0 <= metrics[f'uncertainty/{split}/error_auroc'] <= 1
+        assert -1 <= metrics[f'uncertainty/{split}/iou_spearman'] <= 1
 
 
 def test_hard_set_with_neck_features(tmp_path_factory, tmp_path):

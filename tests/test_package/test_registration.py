@@ -15,7 +15,8 @@ EXPECTED = {
     'MODELS': ('MaskDiffRCNN', 'FewShotRoIHead', 'DiffusionMaskHead',
                'RegressionMaskHead', 'MaskDenoisingUNet', 'CosineSimLinear'),
     'DATASETS': ('FewShotCocoDataset', ),
-    'METRICS': ('FewShotCocoMetric', 'MaskIoUMetric'),
+    'METRICS': ('FewShotCocoMetric', 'MaskIoUMetric',
+                'MaskUncertaintyMetric'),
     'HOOKS': ('SupportSetHook', 'DiffusionSamplerHook'),
     'LOOPS': ('OracleBoxTestLoop', ),
 }

@@ -10,6 +10,7 @@ import statistics
 
 import pytest
 import torch
+from _tiny_maskdiff import save_checkpoint, tiny_config
 from _tool_helpers import (REPO, TINY_CONFIG, describe, run_tool,
                            run_tool_here, tool_env)
 from mmengine.config import Config
@@ -256,6 +257,62 @@ def test_mask_quality_on_the_fcn_baseline_config(synthetic_data, tmp_path):
         assert all(0 <= v <= 100 for v in row.values())
     assert report['metrics']['oracle/all/mIoU'] * 100 == pytest.approx(
         report['summary']['all']['mIoU'], abs=0.05)
+
+
+@pytest.mark.slow
+def test_mask_quality_samples_and_uncertainty(synthetic_data, tmp_path):
+    """mask_quality.py on a tiny MaskDiff model whose samples differ (random
+    weights, noise-dependent output layer): with num_samples=4 the AP table
+    has the mean of 4 samples and one sample, and the uncertainty columns
+    are filled and in range; with num_samples=1 AUROC and Spearman read
+    n/a and there is no one-sample pass."""
+    config = tiny_config(tmp_path, synthetic_data['root'])
+    ckpt = save_checkpoint(
+        config, str(tmp_path / 'random.pth'), noise_dependent=True)
+    name = osp.basename(config)
+    out = tmp_path / 'four.json'
+    proc = run_tool_here(
+        'analysis_tools/mask_quality.py', [
+            config, ckpt, '--work-dir',
+            str(tmp_path / 'work'), '--out',
+            str(out), '--cfg-options',
+            'model.test_cfg.rcnn.sampler.num_samples=4'
+        ],
+        cwd=str(tmp_path))
+    assert proc.returncode == 0, describe(proc)
+    for row in (f'| {name} (mean of 4 samples) | novel |',
+                f'| {name} (one sample) | novel |'):
+        assert proc.stdout.count(row) == 1 + ('mean' in row), describe(proc)
+    report = json.loads(out.read_text())
+    assert report['num_samples'] == 4
+    assert list(report['uncertainty']) == ['base', 'novel', 'all']
+    for row in report['uncertainty'].values():
+        assert 0 <= row['pixel_error'] <= 1
+        assert 0 < row['mean_uncertainty'] <= 0.25
+        assert 0 <= row['error_auroc'] <= 1
+        assert -1 <= row['iou_spearman'] <= 1
+    one = report['one_sample']
+    assert list(one['summary']) == ['base', 'novel', 'all']
+    assert one['metrics']['uncertainty/all/mean_uncertainty'] == 0.0
+    assert one['metrics']['sampler/num_samples'] == 1
+
+    out = tmp_path / 'one.json'
+    proc = run_tool_here(
+        'analysis_tools/mask_quality.py',
+        [config, ckpt, '--work-dir',
+         str(tmp_path / 'work'), '--out',
+         str(out)],
+        cwd=str(tmp_path))
+    assert proc.returncode == 0, describe(proc)
+    # one row in the AP table, one in the uncertainty table
+    assert proc.stdout.count(f'| {name} | novel |') == 2, describe(proc)
+    assert '| n/a | n/a |' in proc.stdout
+    assert 'n/a with num_samples=1' in proc.stdout
+    report = json.loads(out.read_text())
+    assert report['num_samples'] == 1 and report['one_sample'] is None
+    assert set(report['uncertainty']['all']) == {
+        'pixel_error', 'mean_uncertainty'
+    }
 
 
 @pytest.mark.slow
