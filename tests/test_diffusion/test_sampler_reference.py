@@ -63,14 +63,22 @@ def reference_x0_eps(kind, output, x_t, acp, clip):
     return x0, (x_t - a * x0) / b
 
 
-def reference_chain(sampler, kind, output_fn, x_T, noises, num_steps, eta,
-                    clip):
+def reference_chain(sampler,
+                    kind,
+                    output_fn,
+                    x_T,
+                    noises,
+                    num_steps,
+                    eta,
+                    clip,
+                    binarize=False):
     """x_t before every step and the final sample of a respaced chain.
 
     Args:
         sampler: 'ddim' or 'ddpm'.
         output_fn: (x_t, original t) -> network output (numpy).
         noises: z of respaced step i is ``noises[i]``.
+        binarize: x̂_0 -> sign(x̂_0) (and ε̂ from it) but at the last step.
 
     Returns:
         tuple: list of (original t, x_t, x̂_0) per step, final sample.
@@ -82,6 +90,9 @@ def reference_chain(sampler, kind, output_fn, x_T, noises, num_steps, eta,
         acp = acp_all[kept[i]]
         acp_prev = acp_all[kept[i - 1]] if i > 0 else 1.0
         x0, eps = reference_x0_eps(kind, output_fn(x, kept[i]), x, acp, clip)
+        if binarize and i > 0:
+            x0 = np.where(x0 >= 0, 1.0, -1.0)
+            eps = (x - np.sqrt(acp) * x0) / np.sqrt(1 - acp)
         trajectory.append((kept[i], x, x0))
         z = noises[i] if i > 0 else 0.0
         if sampler == 'ddim':  # Song et al. 2021, Eq. 12 and 16
@@ -103,13 +114,14 @@ def package_diffusion(kind, num_steps, clip):
         clip_denoised=clip).respace(num_steps)
 
 
-def run_package(sampler, diffusion, model_fn, x_T, noises, eta, shape=SHAPE):
-    kwargs = dict(eta=eta) if sampler == 'ddim' else {}
+def run_package(sampler, diffusion, model_fn, x_T, noises, eta, **kwargs):
+    if sampler == 'ddim':
+        kwargs['eta'] = eta
     run = ddim_sample if sampler == 'ddim' else ddpm_sample
     return run(
         diffusion,
         model_fn,
-        shape,
+        x_T.shape,
         noise=torch.from_numpy(x_T),
         noise_source=lambda draw: torch.from_numpy(noises[draw]),
         dtype=torch.float64,
@@ -162,6 +174,50 @@ def test_chain_matches_hand_computation(num_steps, sampler, eta, kind, clip):
                                    atol=1e-12)
     np.testing.assert_allclose(out.sample.numpy(), sample, rtol=1e-10,
                                atol=1e-12)
+
+
+@pytest.mark.parametrize('kind', KINDS)
+@pytest.mark.parametrize('sampler,eta', [('ddim', 0.0), ('ddim', 0.5),
+                                         ('ddpm', None)])
+def test_binarized_chain_matches_hand_computation(sampler, eta, kind):
+    """``binarize_x0``: every step but the last forms x_{t−1} from sign(x̂_0)
+    (and the ε̂ that goes with it); the last step's x̂_0 is the sample."""
+    rng = np.random.default_rng(7)
+    output = rng.normal(size=SHAPE) * 0.8
+    x_T = rng.normal(size=SHAPE)
+    noises = [rng.normal(size=SHAPE) for _ in range(5)]
+    out = run_package(
+        sampler,
+        package_diffusion(kind, 5, True),
+        lambda x, t: torch.from_numpy(output),
+        x_T,
+        noises,
+        eta,
+        binarize_x0=True)
+    trajectory, sample = reference_chain(
+        sampler,
+        kind,
+        lambda x, t: output,
+        x_T,
+        noises,
+        5,
+        eta,
+        clip=True,
+        binarize=True)
+    for (_, x_t, x0), (_, ref_x_t, ref_x0) in zip(out.trajectory, trajectory):
+        np.testing.assert_allclose(x_t.numpy(), ref_x_t, rtol=1e-10,
+                                   atol=1e-12)
+        np.testing.assert_allclose(x0.numpy(), ref_x0, rtol=1e-10,
+                                   atol=1e-12)
+    assert all(x0.abs().eq(1).all() for _, _, x0 in out.trajectory[:-1])
+    np.testing.assert_allclose(out.sample.numpy(), sample, rtol=1e-10,
+                               atol=1e-12)
+    if kind == 'x0':  # (ε's clamped x̂_0 is ±1 anyway at large t)
+        plain = run_package(sampler, package_diffusion(kind, 5, True),
+                            lambda x, t: torch.from_numpy(output), x_T,
+                            noises, eta)
+        assert not torch.allclose(plain.trajectory[-1][1],
+                                  out.trajectory[-1][1])
 
 
 def test_one_ddim_step_by_hand():
