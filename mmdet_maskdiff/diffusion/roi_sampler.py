@@ -140,8 +140,7 @@ class RoIMaskSampler:
     def __init__(self, diffusion: GaussianDiffusion, null_label: int) -> None:
         self.diffusion = diffusion
         self.null_label = null_label
-        self._respaced: Dict[Tuple[Optional[int], str],
-                             GaussianDiffusion] = {}
+        self._respaced: Dict[Tuple[Optional[int], str], GaussianDiffusion] = {}
         self._compiled: Dict[Tuple[int, Optional[str]], Callable] = {}
         self._warned_amp = False
 

@@ -129,19 +129,18 @@ def _sampling_loop(diffusion: GaussianDiffusion,
 
 
 @torch.inference_mode()
-def ddpm_sample(
-        diffusion: GaussianDiffusion,
-        model_fn: ModelFn,
-        shape: Sequence[int],
-        *,
-        noise: Optional[Tensor] = None,
-        generator: Optional[torch.Generator] = None,
-        noise_source: Optional[NoiseSource] = None,
-        device: DeviceLike = None,
-        dtype: torch.dtype = torch.float32,
-        trajectory_every: Optional[int] = None,
-        model_kwargs: Optional[Mapping[str, Any]] = None,
-        binarize_x0: bool = False) -> SampleOutput:
+def ddpm_sample(diffusion: GaussianDiffusion,
+                model_fn: ModelFn,
+                shape: Sequence[int],
+                *,
+                noise: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None,
+                noise_source: Optional[NoiseSource] = None,
+                device: DeviceLike = None,
+                dtype: torch.dtype = torch.float32,
+                trajectory_every: Optional[int] = None,
+                model_kwargs: Optional[Mapping[str, Any]] = None,
+                binarize_x0: bool = False) -> SampleOutput:
     """Ancestral sampling x_{t−1} = μ̃(x_t, x̂_0) + √β̃_t z (DDPM Alg. 2).
 
     Fixed-small variance β̃_t; no noise at the last step. Draw order: x_T
@@ -207,20 +206,19 @@ def _ddim_coefficients(
 
 
 @torch.inference_mode()
-def ddim_sample(
-        diffusion: GaussianDiffusion,
-        model_fn: ModelFn,
-        shape: Sequence[int],
-        *,
-        eta: float = 0.0,
-        noise: Optional[Tensor] = None,
-        generator: Optional[torch.Generator] = None,
-        noise_source: Optional[NoiseSource] = None,
-        device: DeviceLike = None,
-        dtype: torch.dtype = torch.float32,
-        trajectory_every: Optional[int] = None,
-        model_kwargs: Optional[Mapping[str, Any]] = None,
-        binarize_x0: bool = False) -> SampleOutput:
+def ddim_sample(diffusion: GaussianDiffusion,
+                model_fn: ModelFn,
+                shape: Sequence[int],
+                *,
+                eta: float = 0.0,
+                noise: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None,
+                noise_source: Optional[NoiseSource] = None,
+                device: DeviceLike = None,
+                dtype: torch.dtype = torch.float32,
+                trajectory_every: Optional[int] = None,
+                model_kwargs: Optional[Mapping[str, Any]] = None,
+                binarize_x0: bool = False) -> SampleOutput:
     """DDIM sampling (Song et al. 2021, Eq. 12):
 
     x_{t−1} = √ᾱ_{t−1} x̂_0 + √(1 − ᾱ_{t−1} − σ_t²) ε̂ + σ_t z,

@@ -96,21 +96,24 @@ def reference_chain(sampler,
         trajectory.append((kept[i], x, x0))
         z = noises[i] if i > 0 else 0.0
         if sampler == 'ddim':  # Song et al. 2021, Eq. 12 and 16
-            sigma = eta * np.sqrt((1 - acp_prev) / (1 - acp)) * np.sqrt(
-                1 - acp / acp_prev)
-            x = (np.sqrt(acp_prev) * x0 +
-                 np.sqrt(1 - acp_prev - sigma**2) * eps + sigma * z)
+            sigma = eta * np.sqrt(
+                (1 - acp_prev) / (1 - acp)) * np.sqrt(1 - acp / acp_prev)
+            x = (
+                np.sqrt(acp_prev) * x0 +
+                np.sqrt(1 - acp_prev - sigma**2) * eps + sigma * z)
         else:  # Ho et al. 2020, Eq. 7 with the respaced β_t = 1 − ᾱ_t/ᾱ_prev
             beta = 1 - acp / acp_prev
-            mean = (np.sqrt(acp_prev) * beta / (1 - acp) * x0 +
-                    np.sqrt(1 - beta) * (1 - acp_prev) / (1 - acp) * x)
+            mean = (
+                np.sqrt(acp_prev) * beta / (1 - acp) * x0 + np.sqrt(1 - beta) *
+                (1 - acp_prev) / (1 - acp) * x)
             x = mean + np.sqrt((1 - acp_prev) / (1 - acp) * beta) * z
     return trajectory, x
 
 
 def package_diffusion(kind, num_steps, clip):
     return GaussianDiffusion(
-        get_beta_schedule('linear', T), prediction_type=kind,
+        get_beta_schedule('linear', T),
+        prediction_type=kind,
         clip_denoised=clip).respace(num_steps)
 
 
@@ -137,8 +140,8 @@ def test_reference_respacing(num_steps, kept):
     assert reference_space_timesteps(num_steps) == kept
     diffusion = package_diffusion('x0', num_steps, False)
     assert diffusion.timestep_map.tolist() == kept
-    np.testing.assert_allclose(diffusion.alphas_cumprod,
-                               reference_alphas_cumprod()[kept], rtol=1e-12)
+    np.testing.assert_allclose(
+        diffusion.alphas_cumprod, reference_alphas_cumprod()[kept], rtol=1e-12)
 
 
 @pytest.mark.parametrize('clip', [False, True])
@@ -168,12 +171,11 @@ def test_chain_matches_hand_computation(num_steps, sampler, eta, kind, clip):
     assert seen == [[t] * SHAPE[0] for t in reversed(kept)]
     assert [t for t, _, _ in out.trajectory] == list(reversed(kept))
     for (_, x_t, x0), (_, ref_x_t, ref_x0) in zip(out.trajectory, trajectory):
-        np.testing.assert_allclose(x_t.numpy(), ref_x_t, rtol=1e-10,
-                                   atol=1e-12)
-        np.testing.assert_allclose(x0.numpy(), ref_x0, rtol=1e-10,
-                                   atol=1e-12)
-    np.testing.assert_allclose(out.sample.numpy(), sample, rtol=1e-10,
-                               atol=1e-12)
+        np.testing.assert_allclose(
+            x_t.numpy(), ref_x_t, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(x0.numpy(), ref_x0, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        out.sample.numpy(), sample, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize('kind', KINDS)
@@ -205,17 +207,16 @@ def test_binarized_chain_matches_hand_computation(sampler, eta, kind):
         clip=True,
         binarize=True)
     for (_, x_t, x0), (_, ref_x_t, ref_x0) in zip(out.trajectory, trajectory):
-        np.testing.assert_allclose(x_t.numpy(), ref_x_t, rtol=1e-10,
-                                   atol=1e-12)
-        np.testing.assert_allclose(x0.numpy(), ref_x0, rtol=1e-10,
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            x_t.numpy(), ref_x_t, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(x0.numpy(), ref_x0, rtol=1e-10, atol=1e-12)
     assert all(x0.abs().eq(1).all() for _, _, x0 in out.trajectory[:-1])
-    np.testing.assert_allclose(out.sample.numpy(), sample, rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        out.sample.numpy(), sample, rtol=1e-10, atol=1e-12)
     if kind == 'x0':  # (ε's clamped x̂_0 is ±1 anyway at large t)
         plain = run_package(sampler, package_diffusion(kind, 5, True),
-                            lambda x, t: torch.from_numpy(output), x_T,
-                            noises, eta)
+                            lambda x, t: torch.from_numpy(output), x_T, noises,
+                            eta)
         assert not torch.allclose(plain.trajectory[-1][1],
                                   out.trajectory[-1][1])
 
@@ -228,18 +229,18 @@ def test_one_ddim_step_by_hand():
     x_T, x0, z = 0.9, 0.4, -1.3
     eps = (x_T - np.sqrt(a_t) * x0) / np.sqrt(1 - a_t)
     sigma = 0.5 * np.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
-    expected = (np.sqrt(a_prev) * x0 + np.sqrt(1 - a_prev - sigma**2) * eps +
-                sigma * z)
+    expected = (
+        np.sqrt(a_prev) * x0 + np.sqrt(1 - a_prev - sigma**2) * eps +
+        sigma * z)
     # a step that skips the ε̂ term or takes σ(η²) lands elsewhere
     assert abs(expected - (np.sqrt(a_prev) * x0 + sigma * z)) > 0.1
     out = ddim_sample(
         package_diffusion('x0', 5, False),
-        lambda x, t: torch.full_like(x, x0),
-        (1, 1, 1, 1),
+        lambda x, t: torch.full_like(x, x0), (1, 1, 1, 1),
         eta=0.5,
         noise=torch.full((1, 1, 1, 1), x_T, dtype=torch.float64),
-        noise_source=lambda draw: torch.full((1, 1, 1, 1), z,
-                                             dtype=torch.float64),
+        noise_source=lambda draw: torch.full(
+            (1, 1, 1, 1), z, dtype=torch.float64),
         dtype=torch.float64,
         trajectory_every=1)
     t_second, x_second, _ = out.trajectory[1]
@@ -286,8 +287,8 @@ def chain_moments(sampler, num_steps, eta):
         a, b = np.sqrt(acp), np.sqrt(1 - acp)
         k = a * S**2 / (acp * S**2 + b**2)  # x̂_0 = k x_t + MU (1 − a k)
         if sampler == 'ddim':
-            sigma = eta * np.sqrt((1 - acp_prev) / (1 - acp) *
-                                  (1 - acp / acp_prev))
+            sigma = eta * np.sqrt(
+                (1 - acp_prev) / (1 - acp) * (1 - acp / acp_prev))
             d = np.sqrt(1 - acp_prev - sigma**2)  # ε̂ = (x_t − a x̂_0) / b
             m = np.sqrt(acp_prev) * k + d * (1 - a * k) / b
             c = (np.sqrt(acp_prev) - d * a / b) * MU * (1 - a * k)
@@ -307,12 +308,18 @@ def gaussian_samples(sampler, kind, num_steps, eta=0.0, seed=0):
     generator = torch.Generator().manual_seed(seed)
     shape = (NUM_SAMPLES, 1, 1, 1)
     diffusion = GaussianDiffusion(
-        get_beta_schedule('linear', T), prediction_type=kind,
+        get_beta_schedule('linear', T),
+        prediction_type=kind,
         clip_denoised=False).respace(num_steps)
     run = ddim_sample if sampler == 'ddim' else ddpm_sample
     kwargs = dict(eta=eta) if sampler == 'ddim' else {}
-    return run(diffusion, exact_model(kind), shape, generator=generator,
-               dtype=torch.float64, **kwargs).sample.flatten()
+    return run(
+        diffusion,
+        exact_model(kind),
+        shape,
+        generator=generator,
+        dtype=torch.float64,
+        **kwargs).sample.flatten()
 
 
 @pytest.mark.parametrize('kind', KINDS)
@@ -355,8 +362,9 @@ def test_ddim_error_does_not_grow_with_steps(kind):
     the data does not grow from 5 to 50 steps (it falls: few deterministic
     steps under-disperse — one step from t = T returns ≈ E[x_0], variance
     ≈ 0 — and more steps approach the data's variance)."""
-    errors = [w2_to_data(gaussian_samples('ddim', kind, n)) for n in
-              (1, 5, 50)]
+    errors = [
+        w2_to_data(gaussian_samples('ddim', kind, n)) for n in (1, 5, 50)
+    ]
     assert errors[0] == pytest.approx(S, abs=0.01)  # a point at ≈ MU
     assert errors[2] <= errors[1]
     assert errors[2] < 0.05
@@ -373,8 +381,8 @@ def two_point_model(x_t, t):
     """The exact x_0-network: E[x_0 | x_t] = tanh(√ᾱ x_t / (1 − ᾱ)
     + ½ log(P_FG / (1 − P_FG)))."""
     acp = torch.from_numpy(reference_alphas_cumprod())[t].view(-1, 1, 1, 1)
-    return torch.tanh(acp.sqrt() * x_t / (1 - acp) +
-                      0.5 * np.log(P_FG / (1 - P_FG)))
+    return torch.tanh(acp.sqrt() * x_t / (1 - acp) + 0.5 * np.log(P_FG /
+                                                                  (1 - P_FG)))
 
 
 @pytest.mark.parametrize('sampler,num_steps,fraction', [
@@ -391,8 +399,8 @@ def test_two_point_pixels(sampler, num_steps, fraction):
     P_FG² + (1 − P_FG)² = 0.68 < P_FG = 0.8: a correct sampler loses pixel
     accuracy with more steps whenever the posterior is uncertain."""
     diffusion = GaussianDiffusion(
-        get_beta_schedule('linear', T), prediction_type='x0').respace(
-            num_steps)
+        get_beta_schedule('linear', T),
+        prediction_type='x0').respace(num_steps)
     run = ddim_sample if sampler == 'ddim' else ddpm_sample
     samples = run(
         diffusion,

@@ -64,8 +64,10 @@ def test_space_timesteps_trailing():
     assert space_timesteps(1000, 'trailing4') == [249, 499, 749, 999]
     assert space_timesteps(1000, 'trailing3') == [332, 666, 999]
     assert space_timesteps(1000, 'trailing1') == [999]
-    with pytest.raises(ValueError, match=r"'trailing1001' asks for 1001 of "
-                       r'1000 steps; need 1 <= steps <= 1000'):
+    with pytest.raises(
+            ValueError,
+            match=r"'trailing1001' asks for 1001 of "
+            r'1000 steps; need 1 <= steps <= 1000'):
         space_timesteps(1000, 'trailing1001')
 
 
@@ -77,9 +79,10 @@ def test_space_timesteps_sections():
     assert min(kept) == 0 and max(kept) == 299
 
 
-@pytest.mark.parametrize(
-    'steps', [1001, 'ddim1001', 0, 'ddim0', '600,600', 'ddimx', 'a,b',
-              'trailing0', 'trailingx'])
+@pytest.mark.parametrize('steps', [
+    1001, 'ddim1001', 0, 'ddim0', '600,600', 'ddimx', 'a,b', 'trailing0',
+    'trailingx'
+])
 def test_space_timesteps_errors(steps):
     with pytest.raises(ValueError):
         space_timesteps(1000, steps)
