@@ -100,14 +100,20 @@ def _chunk_size(settings: SamplerSettings, fast: Optional[FastPath],
     return chunk
 
 
-def _foreground_count(sample: Tensor, num_samples: int, num_rois: int,
-                      dtype: torch.dtype) -> Tensor:
-    """(num_rois, 1, m, m) how many of the ``num_samples`` samples are
-    foreground (> 0) at each pixel, from a pass's chain ``sample`` (rows:
-    samples x padded RoIs, 1, m, m); padding RoIs are dropped."""
-    binary = (sample > 0).to(dtype)
-    binary = binary.view(num_samples, -1, *sample.shape[1:])
-    return binary[:, :num_rois].sum(dim=0)
+def _foreground_sum(sample: Tensor, num_samples: int, num_rois: int,
+                    dtype: torch.dtype, output: str) -> Tensor:
+    """(num_rois, 1, m, m) the sum over the ``num_samples`` samples of each
+    pixel's foreground probability, from a pass's chain ``sample`` (rows:
+    samples x padded RoIs, 1, m, m; the last step's x̂_0); padding RoIs are
+    dropped. ``output``: ``'binary'`` (1 where the sample is > 0: the sum is
+    the count of foreground samples) or ``'soft'`` ((x̂_0 + 1) / 2, clamped
+    to [0, 1])."""
+    if output == 'soft':
+        probs = ((sample.to(dtype) + 1) / 2).clamp(0.0, 1.0)
+    else:
+        probs = (sample > 0).to(dtype)
+    probs = probs.view(num_samples, -1, *sample.shape[1:])
+    return probs[:, :num_rois].sum(dim=0)
 
 
 def _trajectory_dict(trajectory: List[Tuple[int, Tensor, Tensor]]) -> dict:
@@ -134,17 +140,28 @@ class RoIMaskSampler:
     def __init__(self, diffusion: GaussianDiffusion, null_label: int) -> None:
         self.diffusion = diffusion
         self.null_label = null_label
-        self._respaced: Dict[Optional[int], GaussianDiffusion] = {}
+        self._respaced: Dict[Tuple[Optional[int], str], GaussianDiffusion] = {}
         self._compiled: Dict[Tuple[int, Optional[str]], Callable] = {}
         self._warned_amp = False
 
-    def sampling_diffusion(self, steps: Optional[int]) -> GaussianDiffusion:
-        """The diffusion whose steps the sampler visits (cached)."""
+    def sampling_diffusion(self,
+                           steps: Optional[int],
+                           spacing: str = 'linspace') -> GaussianDiffusion:
+        """The diffusion whose steps the sampler visits (cached).
+
+        Args:
+            steps (int, optional): Respaced steps; None: all T.
+            spacing (str): ``'linspace'`` (T − 1 down to 0) or
+                ``'trailing'`` (T − 1 down to ≈ T / steps − 1), see
+                :func:`~.schedules.space_timesteps`.
+        """
         if steps in (None, self.diffusion.num_timesteps):
             return self.diffusion
-        if steps not in self._respaced:
-            self._respaced[steps] = self.diffusion.respace(steps)
-        return self._respaced[steps]
+        key = (steps, spacing)
+        if key not in self._respaced:
+            self._respaced[key] = self.diffusion.respace(
+                steps if spacing == 'linspace' else f'{spacing}{steps}')
+        return self._respaced[key]
 
     @torch.inference_mode()
     def sample(
@@ -181,8 +198,10 @@ class RoIMaskSampler:
                 groups (summing to N) that no pass mixes; None: one group.
 
         Returns:
-            tuple: ``fg_count`` (N, 1, m, m), the number of samples that are
-            foreground at each pixel, in ``cond.dtype``; the trajectory of
+            tuple: ``fg_count`` (N, 1, m, m), the sum over the samples of
+            each pixel's foreground probability — with ``output='binary'``
+            the number of samples that are foreground there — in
+            ``cond.dtype``; the trajectory of
             the first chunk (dict with ``steps``, ``x_t``, ``pred_x0``) or
             None.
         """
@@ -201,8 +220,9 @@ class RoIMaskSampler:
                 *_pass_rows((cond, cond_vector, labels, roi_keys), rows,
                             padded), settings, fast,
                 trajectory_every if start == 0 else None)
-            fg_count[rows] = _foreground_count(
-                out.sample, settings.num_samples, stop - start, cond.dtype)
+            fg_count[rows] = _foreground_sum(out.sample, settings.num_samples,
+                                             stop - start, cond.dtype,
+                                             settings.output)
             if start == 0 and out.trajectory:
                 trajectory = _trajectory_dict(out.trajectory)
         return fg_count, trajectory
@@ -243,8 +263,9 @@ class RoIMaskSampler:
             noise_source=noise_source,
             device=cond.device,
             dtype=cond.dtype,
-            trajectory_every=trajectory_every)
-        diffusion = self.sampling_diffusion(settings.steps)
+            trajectory_every=trajectory_every,
+            binarize_x0=settings.x0_between_steps == 'sign')
+        diffusion = self.sampling_diffusion(settings.steps, settings.spacing)
         shape = (samples * n, 1, size, size)
         with torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_amp):
             if settings.type == 'ddim':

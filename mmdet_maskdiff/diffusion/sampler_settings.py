@@ -22,7 +22,15 @@ Keys (defaults in :data:`DEFAULT_SAMPLER`, choices in ``docs/defaults.md``):
 * ``amp``: False, or True / ``'bf16'``: the denoiser under bfloat16 autocast
   on CUDA. On the CPU it is not applied (fp32, a warning once): CPU autocast
   in bf16 is slower than fp32 on most CPUs and changes the masks;
-* ``fast``: None (eager), or the inference fast path (:class:`FastPath`).
+* ``fast``: None (eager), or the inference fast path (:class:`FastPath`);
+* ``spacing``: the respaced timesteps: ``'linspace'`` (N steps from T − 1
+  down to 0, improved-diffusion's) or ``'trailing'`` (T − 1 down to
+  ≈ T / N − 1; Lin et al., WACV 2024, Table 2);
+* ``x0_between_steps``: how x̂_0 forms the next x_t: ``'clip'`` (clamped to
+  [−1, 1]) or ``'sign'`` (binarised; the last step's x̂_0 is kept);
+* ``output``: each sample's mask: ``'binary'`` (the final x_0 thresholded at
+  0) or ``'soft'`` ((x̂_0 + 1) / 2 of the last step, a probability as
+  FCNMaskHead's sigmoid).
 """
 from __future__ import annotations
 
@@ -40,7 +48,8 @@ __all__ = [
 
 SAMPLER_HOME = 'model.test_cfg.rcnn.sampler'
 SAMPLER_KEYS = ('type', 'steps', 'eta', 'guidance_weight', 'num_samples',
-                'seed', 'chunk_size', 'amp', 'fast')
+                'seed', 'chunk_size', 'amp', 'fast', 'spacing',
+                'x0_between_steps', 'output')
 FAST_KEYS = ('enabled', 'devices', 'bucket_sizes', 'compile', 'cuda_graphs')
 DEFAULT_SAMPLER = dict(
     type='ddim',
@@ -51,7 +60,10 @@ DEFAULT_SAMPLER = dict(
     seed=0,
     chunk_size=None,
     amp=False,
-    fast=None)
+    fast=None,
+    spacing='linspace',
+    x0_between_steps='clip',
+    output='binary')
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,9 @@ class SamplerSettings:
     chunk_size: Optional[int] = None
     amp: bool = False
     fast: Optional[FastPath] = field(default=None)
+    spacing: str = 'linspace'
+    x0_between_steps: str = 'clip'
+    output: str = 'binary'
 
     def to_dict(self) -> dict:
         """Plain-dict form, as it is written in a config."""
@@ -246,6 +261,20 @@ def _check_chain_keys(merged: dict, num_timesteps: int, where: str) -> None:
             f'moves away from the class), got {weight!r}')
 
 
+STEP_CHOICES = dict(
+    spacing=('linspace', 'trailing'),
+    x0_between_steps=('clip', 'sign'),
+    output=('binary', 'soft'))
+
+
+def _check_step_keys(merged: dict, where: str) -> None:
+    """Check the keys of :data:`STEP_CHOICES`: one of their choices."""
+    for key, choices in STEP_CHOICES.items():
+        if merged[key] not in choices:
+            _fail(where, key, f'must be one of {list(choices)}, got '
+                  f'{merged[key]!r}')
+
+
 def _check_pass_keys(merged: dict, where: str) -> None:
     """Check the keys of the sampling passes: ``num_samples``, ``seed``,
     ``chunk_size`` and ``amp``."""
@@ -288,6 +317,7 @@ def parse_sampler_settings(cfg: Optional[Mapping],
     merged = {**DEFAULT_SAMPLER, **cfg}
     _check_chain_keys(merged, num_timesteps, where)
     _check_pass_keys(merged, where)
+    _check_step_keys(merged, where)
     steps, seed, chunk = merged['steps'], merged['seed'], merged['chunk_size']
     return SamplerSettings(
         type=merged['type'],
@@ -298,4 +328,7 @@ def parse_sampler_settings(cfg: Optional[Mapping],
         seed=None if seed is None else int(seed),
         chunk_size=None if chunk is None else int(chunk),
         amp=bool(merged['amp']),
-        fast=_parse_fast(merged['fast'], where))
+        fast=_parse_fast(merged['fast'], where),
+        spacing=merged['spacing'],
+        x0_between_steps=merged['x0_between_steps'],
+        output=merged['output'])

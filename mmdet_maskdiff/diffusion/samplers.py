@@ -94,10 +94,15 @@ def _check_every(trajectory_every: Optional[int]) -> Optional[int]:
     return trajectory_every
 
 
-def _sampling_loop(diffusion: GaussianDiffusion, model_fn: ModelFn, x: Tensor,
-                   update: StepUpdate, trajectory_every: Optional[int],
-                   model_kwargs: Optional[Mapping[str, Any]]) -> SampleOutput:
-    """For i = S−1..0: call the network, predict x_0, apply ``update``."""
+def _sampling_loop(diffusion: GaussianDiffusion,
+                   model_fn: ModelFn,
+                   x: Tensor,
+                   update: StepUpdate,
+                   trajectory_every: Optional[int],
+                   model_kwargs: Optional[Mapping[str, Any]],
+                   binarize_x0: bool = False) -> SampleOutput:
+    """For i = S−1..0: call the network, predict x_0 (its sign at every step
+    but the last with ``binarize_x0``), apply ``update``."""
     kwargs = dict(model_kwargs or {})
     batch = x.shape[0]
     trajectory: list[tuple[int, Tensor, Tensor]] = []
@@ -113,6 +118,8 @@ def _sampling_loop(diffusion: GaussianDiffusion, model_fn: ModelFn, x: Tensor,
             raise ValueError(f'model output shape {tuple(model_output.shape)}'
                              f' != sample shape {tuple(x.shape)}')
         pred_x0 = diffusion.predict_x0(model_output, x, t_index)
+        if binarize_x0 and i > 0:
+            pred_x0 = pred_x0.ge(0).to(pred_x0.dtype) * 2 - 1
         if trajectory_every is not None and (step % trajectory_every == 0
                                              or i == 0):
             trajectory.append(
@@ -122,18 +129,18 @@ def _sampling_loop(diffusion: GaussianDiffusion, model_fn: ModelFn, x: Tensor,
 
 
 @torch.inference_mode()
-def ddpm_sample(
-        diffusion: GaussianDiffusion,
-        model_fn: ModelFn,
-        shape: Sequence[int],
-        *,
-        noise: Optional[Tensor] = None,
-        generator: Optional[torch.Generator] = None,
-        noise_source: Optional[NoiseSource] = None,
-        device: DeviceLike = None,
-        dtype: torch.dtype = torch.float32,
-        trajectory_every: Optional[int] = None,
-        model_kwargs: Optional[Mapping[str, Any]] = None) -> SampleOutput:
+def ddpm_sample(diffusion: GaussianDiffusion,
+                model_fn: ModelFn,
+                shape: Sequence[int],
+                *,
+                noise: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None,
+                noise_source: Optional[NoiseSource] = None,
+                device: DeviceLike = None,
+                dtype: torch.dtype = torch.float32,
+                trajectory_every: Optional[int] = None,
+                model_kwargs: Optional[Mapping[str, Any]] = None,
+                binarize_x0: bool = False) -> SampleOutput:
     """Ancestral sampling x_{t−1} = μ̃(x_t, x̂_0) + √β̃_t z (DDPM Alg. 2).
 
     Fixed-small variance β̃_t; no noise at the last step. Draw order: x_T
@@ -157,6 +164,10 @@ def ddpm_sample(
         trajectory_every: keep (t, x_t, x̂_0) every k steps and at the last;
             None: off.
         model_kwargs: extra keyword arguments for ``model_fn``.
+        binarize_x0: replace x̂_0 by its sign (a binary mask in {−1, 1})
+            before it forms x_{t−1}, at every step but the last (whose x̂_0
+            is the sample); False: x̂_0 as the diffusion predicts it
+            (clamped to [−1, 1] when ``diffusion.clip_denoised``).
 
     Returns:
         SampleOutput: ``sample`` (N, ...) and ``trajectory``.
@@ -174,7 +185,8 @@ def ddpm_sample(
         return mean + variance.sqrt() * z
 
     return _sampling_loop(diffusion, model_fn, x, update,
-                          _check_every(trajectory_every), model_kwargs)
+                          _check_every(trajectory_every), model_kwargs,
+                          binarize_x0)
 
 
 def _ddim_coefficients(
@@ -194,32 +206,34 @@ def _ddim_coefficients(
 
 
 @torch.inference_mode()
-def ddim_sample(
-        diffusion: GaussianDiffusion,
-        model_fn: ModelFn,
-        shape: Sequence[int],
-        *,
-        eta: float = 0.0,
-        noise: Optional[Tensor] = None,
-        generator: Optional[torch.Generator] = None,
-        noise_source: Optional[NoiseSource] = None,
-        device: DeviceLike = None,
-        dtype: torch.dtype = torch.float32,
-        trajectory_every: Optional[int] = None,
-        model_kwargs: Optional[Mapping[str, Any]] = None) -> SampleOutput:
+def ddim_sample(diffusion: GaussianDiffusion,
+                model_fn: ModelFn,
+                shape: Sequence[int],
+                *,
+                eta: float = 0.0,
+                noise: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None,
+                noise_source: Optional[NoiseSource] = None,
+                device: DeviceLike = None,
+                dtype: torch.dtype = torch.float32,
+                trajectory_every: Optional[int] = None,
+                model_kwargs: Optional[Mapping[str, Any]] = None,
+                binarize_x0: bool = False) -> SampleOutput:
     """DDIM sampling (Song et al. 2021, Eq. 12):
 
     x_{t−1} = √ᾱ_{t−1} x̂_0 + √(1 − ᾱ_{t−1} − σ_t²) ε̂ + σ_t z,
     σ_t = η · √((1 − ᾱ_{t−1}) / (1 − ᾱ_t)) · √(1 − ᾱ_t / ᾱ_{t−1}) (Eq. 16),
 
-    with ᾱ of the (respaced) diffusion and ε̂ derived from the clipped x̂_0
-    when ``diffusion.clip_denoised``. η = 0 draws nothing after x_T; η > 0
-    draws one z per step except the last (σ = 0 there).
+    with ᾱ of the (respaced) diffusion and ε̂ derived from the clipped (or
+    binarised) x̂_0 when ``diffusion.clip_denoised`` (or ``binarize_x0``).
+    η = 0 draws nothing after x_T; η > 0 draws one z per step except the
+    last (σ = 0 there).
 
     Args:
         eta: η >= 0 (0: deterministic; 1 over all steps: DDPM).
         diffusion, model_fn, shape, noise, generator, noise_source, device,
-            dtype, trajectory_every, model_kwargs: as in :func:`ddpm_sample`.
+            dtype, trajectory_every, model_kwargs, binarize_x0: as in
+            :func:`ddpm_sample`.
 
     Returns:
         SampleOutput: ``sample`` (N, ...) and ``trajectory``.
@@ -233,8 +247,14 @@ def ddim_sample(
 
     def update(i: int, t_index: Tensor, x_t: Tensor, model_output: Tensor,
                pred_x0: Tensor) -> Tensor:
+        # ε̂ from the x̂_0 actually used when that differs from the raw
+        # prediction (clamped or binarised)
         eps = diffusion.predict_eps(
-            model_output, x_t, t_index, pred_x0=pred_x0)
+            model_output,
+            x_t,
+            t_index,
+            clip=diffusion.clip_denoised or binarize_x0,
+            pred_x0=pred_x0)
         x_prev = (
             float(sqrt_acp_prev[i]) * pred_x0 +
             float(direction_coefs[i]) * eps)
@@ -244,4 +264,5 @@ def ddim_sample(
         return x_prev + float(sigmas[i]) * z
 
     return _sampling_loop(diffusion, model_fn, x, update,
-                          _check_every(trajectory_every), model_kwargs)
+                          _check_every(trajectory_every), model_kwargs,
+                          binarize_x0)

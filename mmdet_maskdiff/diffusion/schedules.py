@@ -8,7 +8,8 @@
   f(t) = cos²((t / T + s) / (1 + s) · π / 2), s = 0.008, β clipped at 0.999.
 * Respacing: the subset of the T training steps that a sampler visits
   (Nichol & Dhariwal 2021, Sec. 4; Song et al., "Denoising Diffusion
-  Implicit Models", ICLR 2021).
+  Implicit Models", ICLR 2021); the trailing spacing of Lin et al., "Common
+  Diffusion Noise Schedules and Sample Steps are Flawed", WACV 2024, Table 2.
 """
 from __future__ import annotations
 
@@ -120,6 +121,19 @@ def _strided_steps(num_timesteps: int, count: int) -> list[int]:
     return [i * stride for i in range(count)]
 
 
+def _trailing_steps(num_timesteps: int, count: int) -> list[int]:
+    """``count`` steps T − 1, T − 1 − T/count, ... rounded (Lin et al. 2024,
+    Table 2, "trailing"): the chain starts at T − 1 and its last step is
+    ≈ T/count − 1, not 0."""
+    if not 1 <= count <= num_timesteps:
+        raise ValueError(f"'trailing{count}' asks for {count} of "
+                         f'{num_timesteps} steps; need 1 <= steps <= '
+                         f'{num_timesteps}')
+    stride = num_timesteps / count
+    return sorted(
+        int(round(num_timesteps - i * stride)) - 1 for i in range(count))
+
+
 def _sectioned_steps(num_timesteps: int, counts: Sequence[int]) -> list[int]:
     """Improved-diffusion sections: T is split into ``len(counts)`` near-equal
     sections; section i keeps ``counts[i]`` evenly spaced steps, its first and
@@ -160,6 +174,9 @@ def space_timesteps(num_timesteps: int, steps: StepSpec) -> list[int]:
               stride s = ⌊(T − 1) / (N − 1)⌋, so that the chain starts as
               close to T − 1 as an even stride allows (improved-diffusion
               takes the smallest such stride instead);
+            * ``'trailingN'``: T − 1 − round(i · T / N) for i < N (Lin et
+              al. 2024, "trailing"): N evenly spaced steps that end at
+              ≈ T / N − 1 instead of 0, so the last step still denoises;
             * ``'a,b,c'`` or a sequence of ints: T is split into that many
               near-equal sections and section i keeps ``counts[i]`` evenly
               spaced steps.
@@ -181,6 +198,9 @@ def space_timesteps(num_timesteps: int, steps: StepSpec) -> list[int]:
         if spec.startswith('ddim'):
             count = _parse_count(spec[len('ddim'):], steps)
             return _strided_steps(num_timesteps, count)
+        if spec.startswith('trailing'):
+            count = _parse_count(spec[len('trailing'):], steps)
+            return _trailing_steps(num_timesteps, count)
         counts = [
             _parse_count(part.strip(), steps) for part in spec.split(',')
         ]
@@ -190,6 +210,6 @@ def space_timesteps(num_timesteps: int, steps: StepSpec) -> list[int]:
           and all(_is_int(count) for count in steps)):
         counts = [int(count) for count in steps]
     else:
-        raise TypeError("steps must be an int, 'ddimN', 'a,b,...' or a "
-                        f'sequence of ints, got {steps!r}')
+        raise TypeError("steps must be an int, 'ddimN', 'trailingN', "
+                        f"'a,b,...' or a sequence of ints, got {steps!r}")
     return _sectioned_steps(num_timesteps, counts)

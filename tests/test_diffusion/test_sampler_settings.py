@@ -86,3 +86,23 @@ def test_compile_on_cuda_is_accepted():
         dict(fast=dict(compile=True, cuda_graphs=True)), T).fast
     assert fast.compile_mode == 'reduce-overhead'
     assert FastPath(compile=True).compile_mode is None
+
+
+def test_step_choices():
+    settings = parse_sampler_settings(
+        dict(spacing='trailing', x0_between_steps='sign', output='soft'), T)
+    assert (settings.spacing, settings.x0_between_steps,
+            settings.output) == ('trailing', 'sign', 'soft')
+    assert parse_sampler_settings(settings.to_dict(), T) == settings
+
+
+@pytest.mark.parametrize('key, value, choices', [
+    ('spacing', 'leading', "['linspace', 'trailing']"),
+    ('x0_between_steps', 'round', "['clip', 'sign']"),
+    ('output', 'probs', "['binary', 'soft']"),
+])
+def test_bad_step_choice_is_a_one_line_error(key, value, choices):
+    with pytest.raises(ValueError) as info:
+        parse_sampler_settings({key: value}, T)
+    assert str(info.value) == (f'model.test_cfg.rcnn.sampler.{key} must be '
+                               f"one of {choices}, got '{value}'")

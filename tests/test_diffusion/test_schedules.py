@@ -55,6 +55,22 @@ def test_space_timesteps_even_and_ddim():
     assert space_timesteps(1000, 'ddim1') == [999]
 
 
+def test_space_timesteps_trailing():
+    """Lin et al. 2024, Table 2: round(flip(arange(T, 0, −T/S))) − 1."""
+    for count in (1, 3, 4, 8, 1000):
+        expected = sorted(
+            int(round(t)) - 1 for t in np.arange(1000, 0, -1000 / count))
+        assert space_timesteps(1000, f'trailing{count}') == expected
+    assert space_timesteps(1000, 'trailing4') == [249, 499, 749, 999]
+    assert space_timesteps(1000, 'trailing3') == [332, 666, 999]
+    assert space_timesteps(1000, 'trailing1') == [999]
+    with pytest.raises(
+            ValueError,
+            match=r"'trailing1001' asks for 1001 of "
+            r'1000 steps; need 1 <= steps <= 1000'):
+        space_timesteps(1000, 'trailing1001')
+
+
 def test_space_timesteps_sections():
     # improved-diffusion: 10 steps -> sections of 5 and 5; keep 3 and 2.
     assert space_timesteps(10, '3,2') == [0, 2, 4, 5, 9]
@@ -63,8 +79,10 @@ def test_space_timesteps_sections():
     assert min(kept) == 0 and max(kept) == 299
 
 
-@pytest.mark.parametrize(
-    'steps', [1001, 'ddim1001', 0, 'ddim0', '600,600', 'ddimx', 'a,b'])
+@pytest.mark.parametrize('steps', [
+    1001, 'ddim1001', 0, 'ddim0', '600,600', 'ddimx', 'a,b', 'trailing0',
+    'trailingx'
+])
 def test_space_timesteps_errors(steps):
     with pytest.raises(ValueError):
         space_timesteps(1000, steps)
