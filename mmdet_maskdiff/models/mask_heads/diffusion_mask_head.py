@@ -224,10 +224,13 @@ class DiffusionMaskHead(ConditionedMaskHead):
                 defaults).
 
         Returns:
-            dict: ``probs`` (N, 1, m, m) — the fraction of samples that are
-            foreground at each pixel (binary when ``num_samples == 1``) — and
-            ``uncertainty`` (N, m, m), the per-pixel variance of the binary
-            samples (zeros for a single sample).
+            dict: ``probs`` (N, 1, m, m) — with the sampler's
+            ``output='binary'`` (default) the fraction of samples that are
+            foreground at each pixel (binary when ``num_samples == 1``), with
+            ``output='soft'`` the mean of the samples' (x̂_0 + 1) / 2 — and
+            ``uncertainty`` (N, m, m) = probs · (1 − probs): the per-pixel
+            variance of the binary samples (zeros for a single binary
+            sample).
         """
         settings = self.sampler_settings(rcnn_test_cfg)
         cond, cond_vector = self.build_condition(condition)
