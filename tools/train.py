@@ -17,13 +17,14 @@ from mmengine.config import DictAction
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import mmdet_maskdiff  # noqa: F401  (registers components, applies fixes)
-from mmdet_maskdiff.utils import (InputError, build_runner, check_checkpoint,
+from mmdet_maskdiff.engine.runner import build_runner
+from mmdet_maskdiff.few_shot.novel_head_init import surgery_command
+from mmdet_maskdiff.few_shot.sample import apply_few_shot_seed
+from mmdet_maskdiff.few_shot.split_folder_check import check_split_folders
+from mmdet_maskdiff.utils import (InputError, check_checkpoint,
                                   check_mixed_precision, load_config, run_cli)
 from mmdet_maskdiff.utils.config_overrides import (CFG_OPTIONS_HELP,
                                                    merge_cfg_options)
-from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
-                                                  check_split_folders)
-from mmdet_maskdiff.utils.novel_head_init import surgery_command
 
 
 def parse_args() -> argparse.Namespace:

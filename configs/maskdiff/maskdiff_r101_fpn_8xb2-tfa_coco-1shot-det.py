@@ -7,7 +7,7 @@
 #   tools/dist_train.sh CONFIG 8 --cfg-options few_shot.seed=N
 # FewShotRunner (runner_type below) applies it before building: it sets the
 # seed of every K-shot dataset, replaces {seed} in load_from, and writes to
-# work_dirs/<config>/seed<N>/ (mmdet_maskdiff/utils/few_shot_sample.py).
+# work_dirs/<config>/seed<N>/ (mmdet_maskdiff/few_shot/sample.py).
 # A seed without split files on disk, or a loaded checkpoint trained on
 # another seed or K, stops the run with one line.
 # Loads: stage 1a's final checkpoint with TFA's novel-class initialisation

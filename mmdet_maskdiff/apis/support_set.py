@@ -17,8 +17,8 @@ from typing import Optional, Union
 from mmengine.config import Config
 
 from mmdet.registry import HOOKS
-from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
-                                                  support_set_hook_config)
+from mmdet_maskdiff.few_shot.sample import (apply_few_shot_seed,
+                                           support_set_hook_config)
 
 
 def find_support_set_hook(config: Config) -> dict:

@@ -6,8 +6,7 @@ from .class_splits import (CLASS_SPLIT_PRESETS, COCO_ALL_CLASSES,
                            resolve_classes)
 from .few_shot_coco import FewShotCocoDataset
 from .few_shot_share_sampler import FewShotShareSampler
-from .few_shot_splits import (few_shot_split_path, generate_few_shot_splits,
-                              load_few_shot_split)
+from .few_shot_splits import generate_few_shot_splits, load_few_shot_split
 from .support_bank import SupportBank, build_support_bank
 from .synthetic_fsis import (SYNTHETIC_CLASS_SPLITS, SYNTHETIC_CLASSES,
                              make_synthetic_fsis)
@@ -17,7 +16,7 @@ __all__ = [
     'COCO_SPLIT', 'CLASS_SPLIT_PRESETS', 'register_class_splits',
     'get_class_splits', 'resolve_classes', 'FewShotCocoDataset',
     'FewShotShareSampler',
-    'few_shot_split_path', 'generate_few_shot_splits', 'load_few_shot_split',
+    'generate_few_shot_splits', 'load_few_shot_split',
     'SupportBank', 'build_support_bank', 'SYNTHETIC_CLASS_SPLITS',
     'SYNTHETIC_CLASSES', 'make_synthetic_fsis'
 ]

@@ -1,7 +1,8 @@
 """K-shot split files in the TFA ``cocosplit`` layout: generation and reading.
 
 Layout (the one of TFA's published ``cocosplit`` directory, so that both can be
-used interchangeably)::
+used interchangeably; paths from
+:mod:`mmdet_maskdiff.few_shot.split_paths`)::
 
     <root>/full_box_{K}shot_{class}_trainval.json          seed 0
     <root>/seed{N}/full_box_{K}shot_{class}_trainval.json  seed N >= 1
@@ -38,34 +39,13 @@ import os.path as osp
 import random
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from mmdet_maskdiff.few_shot.split_paths import few_shot_split_path
 from .coco_records import check_annotation_references, check_image_records
 from .instance_validity import is_valid_instance
 
 DEFAULT_SHOTS = (1, 2, 3, 5, 10, 30)
 DEFAULT_SEEDS = tuple(range(10))
-SPLIT_FILE_TEMPLATE = 'full_box_{shots}shot_{name}_trainval.json'
 REQUIRED_KEYS = ('images', 'annotations', 'categories')
-
-
-def few_shot_split_path(root: str, class_name: str, shots: int,
-                        seed: int) -> str:
-    """Path of the K-shot file of one class and seed (TFA layout).
-
-    Args:
-        root (str): the split directory (TFA's ``cocosplit``).
-        class_name (str): category name as in the annotation file.
-        shots (int): K.
-        seed (int): 0 (files directly in ``root``) or N >= 1
-            (``root/seed{N}``).
-
-    Returns:
-        str: the file path.
-    """
-    if seed < 0:
-        raise ValueError(f'seed must be >= 0, got {seed}')
-    folder = root if seed == 0 else osp.join(root, f'seed{seed}')
-    return osp.join(folder,
-                    SPLIT_FILE_TEMPLATE.format(shots=shots, name=class_name))
 
 
 def read_coco_json(path: str, display_path: Optional[str] = None) -> dict:

@@ -24,14 +24,14 @@ from mmdet_maskdiff.datasets.synthetic_fsis import make_synthetic_fsis
 from mmdet_maskdiff.evaluation.mask_quality import (apply_mask_quality,
                                                     format_mask_quality_table,
                                                     summarize_mask_quality)
+from mmdet_maskdiff.few_shot.novel_head_init import (default_output_path,
+                                                     tfa_novel_init)
+from mmdet_maskdiff.few_shot.sample import apply_few_shot_seed
 from mmdet_maskdiff.testing.small_scale import cpu_scale_options
 from mmdet_maskdiff.utils.config_overrides import merge_cfg_options
 from mmdet_maskdiff.utils.config_paths import (display_config_path,
                                                package_config_path)
 from mmdet_maskdiff.utils.config_text import FormattedOnceConfig
-from mmdet_maskdiff.utils.few_shot_sample import apply_few_shot_seed
-from mmdet_maskdiff.utils.novel_head_init import (default_output_path,
-                                                  tfa_novel_init)
 from .report import format_table, summarize
 
 
@@ -123,7 +123,7 @@ HEAD_ROWS = dict(
 
 def seed_options(cfg: Config, seed: int) -> dict:
     """The one key that names the K-shot sample ``seed`` (``few_shot.seed``,
-    :mod:`mmdet_maskdiff.utils.few_shot_sample`); none for stage 1a."""
+    :mod:`mmdet_maskdiff.few_shot.sample`); none for stage 1a."""
     return {'few_shot.seed': seed} if cfg.get('few_shot') else {}
 
 

@@ -2,7 +2,7 @@
 
 One comparison for the two places that must not load a checkpoint silently
 wrong: ``tools/test.py``'s strict load of the whole model
-(:func:`mmdet_maskdiff.utils.checkpoint_mismatch`) and
+(:func:`mmdet_maskdiff.models.checkpoint_checks.checkpoint_mismatch`) and
 ``ConditionedMaskHead._load_from_state_dict`` (the mask heads), strict about
 their own tensors whatever mmengine asks (``load_from`` and ``init_detector``
 load with ``strict=False``, which keeps a tensor of another shape at its

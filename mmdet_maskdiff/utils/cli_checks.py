@@ -17,12 +17,9 @@ import sys
 from typing import Callable, List, Optional
 
 from mmengine.config import Config
-from mmengine.runner import Runner
 
 from mmdet_maskdiff.compat import release_process_group
-from .config_text import FormattedOnceConfig
 from .config_tree import iter_config_dicts
-from .num_classes_check import check_num_classes
 
 PLUGIN = 'mmdet_maskdiff'
 PLUGIN_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -204,24 +201,6 @@ def check_dataloaders(cfg: Config) -> None:
                     or value < minimum):
                 raise InputError(f'{key}.{field} must be an integer >= '
                                  f'{minimum}, got {value!r}')
-
-
-def build_runner(cfg: Config) -> Runner:
-    """Build the default runner, or ``cfg.runner_type`` when given (from
-    mmdet's registry, as mmdet's ``tools/train.py`` does), and check what can
-    be checked before it runs (:func:`check_dataloaders`,
-    :func:`check_evaluators`; FewShotRunner checks ``num_classes`` itself,
-    so that mmdet's tools check it too)."""
-    check_dataloaders(cfg)
-    if 'runner_type' in cfg:
-        from mmdet.registry import RUNNERS
-        runner = RUNNERS.build(cfg)
-    else:
-        check_num_classes(cfg)
-        runner = Runner.from_cfg(FormattedOnceConfig.of(cfg))
-    model = runner.model
-    check_evaluators(cfg, getattr(model, 'module', model))
-    return runner
 
 
 def _registry_miss(exc: KeyError) -> str:

@@ -31,7 +31,7 @@ from mmdet_maskdiff.diffusion.sampler_settings import (FAST_KEYS,
                                                        SAMPLER_HOME,
                                                        SAMPLER_KEYS)
 from .cli_checks import InputError
-from .few_shot_sample import FEW_SHOT_KEY, FEW_SHOT_KEYS
+from mmdet_maskdiff.few_shot.config_keys import FEW_SHOT_KEY, FEW_SHOT_KEYS
 
 #: written before a key that may be new (``+my_key=1``)
 NEW_KEY_PREFIX = '+'

@@ -22,7 +22,7 @@ from mmengine.logging import HistoryBuffer
 
 import mmdet_maskdiff  # noqa: F401  (registers the checkpoint loader)
 from mmdet.registry import MODELS
-from mmdet_maskdiff.utils.few_shot_sample import checkpoint_sample
+from mmdet_maskdiff.few_shot.checkpoint_sample import checkpoint_sample
 from mmdet_maskdiff.utils.safe_checkpoint import (TRUSTED_ENV,
                                                   UntrustedCheckpointError,
                                                   load_checkpoint_file,

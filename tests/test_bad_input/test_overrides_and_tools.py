@@ -20,11 +20,10 @@ sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'test_tools'))
 from _tool_helpers import REPO, describe, run_tool_here  # noqa: E402
 
 from mmdet_maskdiff.diffusion import parse_sampler_settings  # noqa: E402
+from mmdet_maskdiff.few_shot.sample import apply_few_shot_seed  # noqa: E402
 from mmdet_maskdiff.utils import InputError, merge_cfg_options  # noqa: E402
 from mmdet_maskdiff.utils.config_overrides import (  # noqa: E402
     split_cfg_options, unknown_key_error)
-from mmdet_maskdiff.utils.few_shot_sample import \
-    apply_few_shot_seed  # noqa: E402
 
 STAGE_2 = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')
 STAGE_1B = osp.join(REPO, 'configs', 'maskdiff',

@@ -13,11 +13,11 @@ import pytest
 from mmengine.config import Config, DictAction
 
 from mmdet_maskdiff.datasets import get_class_splits
+from mmdet_maskdiff.few_shot.sample import (apply_few_shot_seed,
+                                            support_set_config)
 from mmdet_maskdiff.testing.small_scale import (cpu_scale_options,
                                                 to_cfg_options_args)
 from mmdet_maskdiff.utils.config_tree import iter_config_dicts
-from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
-                                                  support_set_config)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs')

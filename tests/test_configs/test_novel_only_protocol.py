@@ -12,8 +12,8 @@ from mmengine.registry import init_default_scope
 import mmdet_maskdiff  # noqa: F401
 from mmdet.registry import DATASETS, METRICS, MODELS
 from mmdet_maskdiff.datasets.class_splits import COCO_NOVEL_CLASSES
-from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
-                                                  support_set_config)
+from mmdet_maskdiff.few_shot.sample import (apply_few_shot_seed,
+                                            support_set_config)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'maskdiff')

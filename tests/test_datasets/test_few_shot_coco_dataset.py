@@ -11,8 +11,8 @@ from mmdet.registry import DATASETS
 from mmdet_maskdiff.datasets import (FewShotCocoDataset,
                                      generate_few_shot_splits,
                                      make_synthetic_fsis)
-from mmdet_maskdiff.datasets.few_shot_splits import few_shot_split_path
 from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
+from mmdet_maskdiff.few_shot.split_paths import few_shot_split_path
 
 SPLITS = dict(base=('cat', 'dog'), novel=('bird', 'potted plant'))
 ALL = ('cat', 'dog', 'bird', 'potted plant')
@@ -300,9 +300,10 @@ def test_pipeline_on_synthetic_data(tmp_path):
      'metainfo.classes differs'),
     (dict(few_shot_root='split'), ValueError, 'no class has shots'),
     (dict(few_shot_root='.', num_novel_shots=4), FileNotFoundError,
-     r"full_box_4shot_bird_trainval\.json .*class 'bird'"),
+     r'few-shot split folder .* \(seed=0, K=4\): no '
+     r'full_box_4shot_\*_trainval\.json in it'),
     (dict(few_shot_root='split', num_novel_shots=4), FileNotFoundError,
-     r'few-shot split folder not found: .*split'),
+     r'few-shot split folder .*split \(seed=0, K=4\): no such folder'),
     (dict(num_base_shots=-1), ValueError, 'num_base_shots'),
     (dict(on_invalid_few_shot='warn'), ValueError, 'on_invalid_few_shot'),
 ])
@@ -311,6 +312,22 @@ def test_argument_errors(coco, kwargs, error, match):
     cfg.update(kwargs)
     with pytest.raises(error, match=match):
         _dataset(**cfg)
+
+
+def test_missing_split_file_of_one_class_is_named(coco):
+    """The folder holds K-shot files, but not the one of this class."""
+    split_dir = str(coco['root'] / 'split')
+    generate_few_shot_splits(coco['train_path'], split_dir, (1, ), (0, ))
+    os.remove(few_shot_split_path(split_dir, 'bird', 1, 0))
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'few-shot split file not found: .*full_box_1shot_bird_'
+            r"trainval\.json \(class 'bird', K=1, seed=0\)"):
+        _dataset(
+            ann_file=coco['train_path'],
+            data_root=str(coco['root']),
+            few_shot_root='split',
+            num_novel_shots=1)
 
 
 def test_malformed_annotation_files(tmp_path):

@@ -13,7 +13,7 @@ from mmdet_maskdiff.datasets import FewShotShareSampler
 from mmdet_maskdiff.datasets import few_shot_share_sampler as sampler_module
 from mmdet_maskdiff.datasets.few_shot_share_sampler import (
     count_instances, k_shot_image_probability)
-from mmdet_maskdiff.utils.fsis_data_check import point_data_root
+from mmdet_maskdiff.few_shot.data_check import point_data_root
 
 
 @pytest.mark.parametrize('share, mean_k, mean_rest',

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from mmdet_maskdiff.datasets.few_shot_splits import (few_shot_split_path,
-                                                     generate_few_shot_splits,
+from mmdet_maskdiff.datasets.few_shot_splits import (generate_few_shot_splits,
                                                      load_few_shot_split)
+from mmdet_maskdiff.few_shot.split_paths import few_shot_split_path
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CATEGORIES = [

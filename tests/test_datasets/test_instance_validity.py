@@ -7,7 +7,7 @@ import pytest
 
 from mmdet_maskdiff.datasets import (FewShotCocoDataset,
                                      generate_few_shot_splits)
-from mmdet_maskdiff.datasets.few_shot_splits import few_shot_split_path
+from mmdet_maskdiff.few_shot.split_paths import few_shot_split_path
 from mmdet_maskdiff.datasets.instance_validity import (instance_problem,
                                                        is_valid_instance,
                                                        mask_problem)

@@ -55,7 +55,7 @@ def test_text_equals_config_text_and_is_formatted_once(format_calls):
 
 def test_few_shot_runner_formats_its_config_once(synthetic_data, tmp_path,
                                                  format_calls):
-    from mmdet_maskdiff.utils import build_runner
+    from mmdet_maskdiff.engine.runner import build_runner
     from test_few_shot_runner import synthetic_cfg
     cfg = synthetic_cfg('configs/maskdiff/coco_1shot.py', synthetic_data, 0,
                         str(tmp_path))

@@ -173,8 +173,9 @@ def test_missing_k_shot_data_raises(synthetic_data):
     hook = SupportSetHook(
         dataset=dict(k_shot_cfg(synthetic_data), few_shot_root='nowhere'),
         crop_size=CROP)
-    with pytest.raises(FileNotFoundError,
-                       match='split folder not found: .*nowhere'):
+    with pytest.raises(
+            FileNotFoundError,
+            match='few-shot split folder .*nowhere .*no such folder'):
         hook.before_val(runner)
     assert runner.model.banks == []
 

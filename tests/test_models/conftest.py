@@ -12,7 +12,7 @@ import mmdet_maskdiff  # noqa: F401  (registers the package's modules)
 from mmdet.registry import DATASETS, MODELS
 from mmdet_maskdiff.datasets import build_support_bank
 from mmdet_maskdiff.testing.small_scale import cpu_scale_options
-from mmdet_maskdiff.utils.few_shot_sample import support_set_config
+from mmdet_maskdiff.few_shot.sample import support_set_config
 
 #: shrinks cpu_scale_options' model further, so a forward pass costs ~0.1 s
 TINY_OVERRIDES = {

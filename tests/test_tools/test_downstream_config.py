@@ -4,8 +4,8 @@ import os.path as osp
 
 from mmengine.config import Config
 
+from mmdet_maskdiff.few_shot.sample import support_set_config
 from mmdet_maskdiff.utils import load_config
-from mmdet_maskdiff.utils.few_shot_sample import support_set_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BASE = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')

@@ -16,8 +16,7 @@ from mmengine.config import Config
 from mmdet_maskdiff.datasets.support_bank import SupportBank
 from mmdet_maskdiff.engine.hooks.support_set_hook import SupportSetHook
 from mmdet_maskdiff.models.mask_heads import ConditionSpec
-from mmdet_maskdiff.utils import (InputError, checkpoint_mismatch,
-                                  read_checkpoint, run_cli)
+from mmdet_maskdiff.utils import InputError, run_cli
 from mmdet_maskdiff.utils.cli_checks import (DEBUG_ENV, check_at_least,
                                              check_evaluators)
 
@@ -32,42 +31,6 @@ def test_check_at_least_names_the_first_option_below_the_minimum():
     with pytest.raises(InputError) as info:
         check_at_least(args, 0, 'warmup', 'max_iters')
     assert str(info.value) == '--max-iters must be >= 0, got -2'
-
-
-def test_checkpoint_mismatch_lists_reshaped_missing_unexpected():
-    model = {'a.weight': torch.zeros(2, 3), 'b.bias': torch.zeros(4)}
-    assert checkpoint_mismatch(model, {'state_dict': dict(model)}) == []
-    # the 'module.' prefix of a DDP-saved checkpoint is ignored
-    assert checkpoint_mismatch(
-        model, {'state_dict': {
-            f'module.{k}': v
-            for k, v in model.items()
-        }}) == []
-    problems = checkpoint_mismatch(
-        model,
-        {'state_dict': {
-            'a.weight': torch.zeros(2, 5),
-            'c': torch.zeros(1)
-        }})
-    assert problems == [
-        'a.weight has shape (2, 5) in the checkpoint, (2, 3) in the model',
-        'b.bias is missing from the checkpoint',
-        'c is in the checkpoint but not in the model'
-    ]
-    assert checkpoint_mismatch(
-        model, {'a.weight': torch.zeros(2, 3)},
-        allowed_missing=('b.', )) == []
-
-
-@pytest.mark.parametrize('content', [b'', b'PK\x03\x04 truncated zip'])
-def test_unreadable_checkpoint_names_its_path(tmp_path, content):
-    path = tmp_path / 'broken.pth'
-    path.write_bytes(content)
-    with pytest.raises(
-            InputError, match=r'cannot read checkpoint .*broken\.pth'):
-        read_checkpoint(str(path))
-    with pytest.raises(InputError, match='does not exist'):
-        read_checkpoint(str(tmp_path / 'none.pth'))
 
 
 def fake_runner(num_shots=5, shot_fusion='concat'):
@@ -182,25 +145,6 @@ def test_run_cli_shows_package_errors_as_one_line(capsys, monkeypatch):
     monkeypatch.setenv(DEBUG_ENV, '1')
     with pytest.raises(ValueError, match='labels must have shape'):
         run_cli(raise_from_package)
-
-
-def test_missing_split_folder_is_named_as_a_folder(synthetic_data):
-    from mmdet_maskdiff.datasets import FewShotCocoDataset
-    dataset = FewShotCocoDataset(
-        data_root=synthetic_data['root'],
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='images/train/'),
-        few_shot_root=synthetic_data['few_shot_root'],
-        class_splits='synthetic',
-        num_novel_shots=1,
-        num_base_shots=1,
-        seed=7,  # the synthetic data has seeds 0 and 1
-        lazy_init=True,
-        pipeline=[])
-    with pytest.raises(
-            FileNotFoundError,
-            match=r'few-shot split folder not found: .*seed7'):
-        dataset.full_init()
 
 
 # --------------------------------------------------------------------- #

@@ -216,8 +216,9 @@ def run_child(args: argparse.Namespace, config: str,
               checkpoint: Optional[str]) -> Dict[str, object]:
     """Measure one config (in this process) and return its row."""
     import mmdet_maskdiff  # noqa: F401  (registers components)
+    from mmdet_maskdiff.engine.runner import build_runner
     from mmdet_maskdiff.networks import SavedTensorCounter
-    from mmdet_maskdiff.utils import InputError, build_runner
+    from mmdet_maskdiff.utils import InputError
     work_dir = tempfile.mkdtemp(prefix='run_', dir=args.work_dir)
     cfg = _build_cfg(args, config, checkpoint, work_dir)
     runner = build_runner(cfg)

@@ -29,13 +29,12 @@ import sys
 from mmengine.config import DictAction
 
 import mmdet_maskdiff  # noqa: F401  (registers components)
+from mmdet_maskdiff.few_shot.data_check import (check_training_data,
+                                                format_report, point_data_root)
 from mmdet_maskdiff.utils import InputError, load_config, run_cli
 from mmdet_maskdiff.utils.cli_checks import check_at_least
 from mmdet_maskdiff.utils.config_overrides import (CFG_OPTIONS_HELP,
                                                    merge_cfg_options)
-from mmdet_maskdiff.utils.fsis_data_check import (check_training_data,
-                                                  format_report,
-                                                  point_data_root)
 
 
 def parse_args() -> argparse.Namespace:

@@ -62,6 +62,7 @@ from mmengine.config import Config, DictAction
 from mmdet_maskdiff.demo.pipeline import HEAD_ROWS, DemoSettings, run_pipeline
 from mmdet_maskdiff.demo.report import (COLUMNS, SPLITS, aggregate_seeds,
                                         format_seed_table, summarize)
+from mmdet_maskdiff.few_shot.sample import apply_few_shot_seed
 from mmdet_maskdiff.testing.small_scale import (cpu_scale_options,
                                                 to_cfg_options_args)
 from mmdet_maskdiff.utils import InputError, run_cli
@@ -69,7 +70,6 @@ from mmdet_maskdiff.utils.cli_checks import parse_seeds
 from mmdet_maskdiff.utils.config_overrides import (CFG_OPTIONS_HELP,
                                                    merge_cfg_options,
                                                    split_cfg_options)
-from mmdet_maskdiff.utils.few_shot_sample import apply_few_shot_seed
 
 DEFAULTS = DemoSettings()
 

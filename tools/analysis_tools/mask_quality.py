@@ -52,8 +52,9 @@ from mmdet_maskdiff.evaluation.mask_quality import (
     ONE_SAMPLE_OPTIONS, apply_mask_quality, format_mask_quality_table,
     format_uncertainty_table, samples_per_roi, summarize_mask_quality,
     summarize_uncertainty)
-from mmdet_maskdiff.utils import (InputError, build_runner, check_checkpoint,
-                                  load_config, run_cli)
+from mmdet_maskdiff.engine.runner import build_runner
+from mmdet_maskdiff.utils import (InputError, check_checkpoint, load_config,
+                                  run_cli)
 from mmdet_maskdiff.utils.config_overrides import (CFG_OPTIONS_HELP,
                                                    merge_cfg_options)
 

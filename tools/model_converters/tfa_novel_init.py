@@ -3,7 +3,7 @@
 Re-draws the novel-class rows of the box classifier and the box regressor of
 the base detector (stage 1a) and writes the checkpoint that the stage-1b
 configs' ``load_from`` names (TFA's ``ckpt_surgery.py --method randinit``;
-see ``mmdet_maskdiff.utils.novel_head_init`` for the rule)::
+see ``mmdet_maskdiff.few_shot.novel_head_init`` for the rule)::
 
     python tools/model_converters/tfa_novel_init.py \\
         configs/maskdiff/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py \\
@@ -19,10 +19,10 @@ import argparse
 from mmengine.config import DictAction
 
 import mmdet_maskdiff  # noqa: F401  (registers CosineSimLinear)
+from mmdet_maskdiff.few_shot.novel_head_init import tfa_novel_init
 from mmdet_maskdiff.utils import InputError, load_config, run_cli
 from mmdet_maskdiff.utils.config_overrides import (CFG_OPTIONS_HELP,
                                                    merge_cfg_options)
-from mmdet_maskdiff.utils.novel_head_init import tfa_novel_init
 
 
 def parse_args() -> argparse.Namespace:

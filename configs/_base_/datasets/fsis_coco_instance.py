@@ -62,7 +62,7 @@ few_shot_dataset = dict(
     num_base_shots=1,
     num_novel_shots=1,
     # no `seed` here: the configs name the K-shot sample once, with
-    # few_shot = dict(seed=N) (mmdet_maskdiff.utils.few_shot_sample)
+    # few_shot = dict(seed=N) (mmdet_maskdiff.few_shot.sample)
     pipeline=train_pipeline,
     backend_args=backend_args)
 test_dataset = dict(

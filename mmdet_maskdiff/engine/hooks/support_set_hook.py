@@ -6,12 +6,12 @@ from mmengine.dist import broadcast_object_list, get_rank, get_world_size
 from mmengine.hooks import Hook
 
 from mmdet.registry import DATASETS, HOOKS
-from mmdet_maskdiff.datasets.few_shot_coco import (FewShotCocoDataset,
-                                                  k_shot_members)
+from mmdet_maskdiff.datasets.few_shot_coco import FewShotCocoDataset
+from mmdet_maskdiff.datasets.k_shot_members import k_shot_members
 from mmdet_maskdiff.datasets.support_bank import (SupportBank,
                                                   build_support_bank)
+from mmdet_maskdiff.few_shot.sample import support_set_config
 from mmdet_maskdiff.models.mask_heads.mask_condition import condition_spec_of
-from mmdet_maskdiff.utils.few_shot_sample import support_set_config
 from .runner_model import unwrap_model
 
 
@@ -31,7 +31,7 @@ class SupportSetHook(Hook):
       member of the runner's training set (``FewShotCocoDataset`` with
       ``few_shot_root``) with every class at K shots — the same split files
       and seed (``few_shot.seed``), so it is configured once
-      (:func:`~mmdet_maskdiff.utils.few_shot_sample.support_set_config`);
+      (:func:`~mmdet_maskdiff.few_shot.sample.support_set_config`);
       or ``dataset`` when given. It is used for validation and testing; the
       RoI head encodes it once per run;
     * the **training bank**, built from ``train_dataset`` or, when that is

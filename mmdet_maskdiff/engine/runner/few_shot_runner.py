@@ -6,11 +6,11 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from mmdet.registry import RUNNERS
+from mmdet_maskdiff.datasets.num_classes_check import check_num_classes
+from mmdet_maskdiff.few_shot.checkpoint_sample import check_checkpoint_sample
+from mmdet_maskdiff.few_shot.sample import apply_few_shot_seed
+from mmdet_maskdiff.few_shot.split_folder_check import check_split_folders
 from mmdet_maskdiff.utils.config_text import FormattedOnceConfig
-from mmdet_maskdiff.utils.few_shot_sample import (apply_few_shot_seed,
-                                                  check_checkpoint_sample,
-                                                  check_split_folders)
-from mmdet_maskdiff.utils.num_classes_check import check_num_classes
 
 
 @RUNNERS.register_module()
@@ -23,9 +23,10 @@ class FewShotRunner(Runner):
     ``runner_type``. Before building, :meth:`from_cfg` applies
     ``few_shot.seed`` to the config (the K-shot datasets, ``{seed}`` in
     ``load_from``, a ``seed<N>`` work dir; see
-    :mod:`mmdet_maskdiff.utils.few_shot_sample`) and checks that the seed's
-    split files exist, and that the heads' ``num_classes`` match the
-    datasets' classes (:func:`check_num_classes`). :meth:`load_checkpoint`
+    :mod:`mmdet_maskdiff.few_shot.sample`) and checks that the seed's
+    split files exist (:mod:`mmdet_maskdiff.few_shot.split_folder_check`),
+    and that the heads' ``num_classes`` match the datasets' classes
+    (:func:`check_num_classes`). :meth:`load_checkpoint`
     refuses a checkpoint trained on another seed or K. A config without
     ``few_shot`` runs exactly as with the default Runner.
 

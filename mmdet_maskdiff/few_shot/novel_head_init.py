@@ -40,8 +40,8 @@ from torch import Tensor
 
 from mmdet_maskdiff.datasets.class_splits import (get_class_splits,
                                                   resolve_classes)
-from .config_tree import iter_config_dicts
-from .safe_checkpoint import load_checkpoint_file
+from mmdet_maskdiff.utils.config_tree import iter_config_dicts
+from mmdet_maskdiff.utils.safe_checkpoint import load_checkpoint_file
 
 #: TFA's ``torch.nn.init.normal_(new_weight, 0, 0.01)`` for both layers
 NOVEL_WEIGHT_STD = 0.01

@@ -1,6 +1,6 @@
 """TFA's novel-row initialisation (``tools/model_converters/tfa_novel_init.py``,
-``mmdet_maskdiff.utils.novel_head_init``) on a tiny stage-1a checkpoint: the
-real stage-1a / stage-1b configs shrunk by ``cpu_scale_options``."""
+``mmdet_maskdiff.few_shot.novel_head_init``) on a tiny stage-1a checkpoint:
+the real stage-1a / stage-1b configs shrunk by ``cpu_scale_options``."""
 import copy
 import glob
 import os.path as osp
@@ -15,11 +15,11 @@ import mmdet_maskdiff  # noqa: F401  (registers the package's modules)
 from mmdet.registry import MODELS
 from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
                                                     SYNTHETIC_CLASSES)
-from mmdet_maskdiff.testing.small_scale import (cpu_scale_options,
-                                                to_cfg_options_args)
-from mmdet_maskdiff.utils.novel_head_init import (
+from mmdet_maskdiff.few_shot.novel_head_init import (
     BoxPredictorLayout, NOVEL_WEIGHT_STD, default_output_path,
     layout_from_config, reinit_novel_rows, surgery_command, tfa_novel_init)
+from mmdet_maskdiff.testing.small_scale import (cpu_scale_options,
+                                                to_cfg_options_args)
 from mmdet_maskdiff.utils.safe_checkpoint import load_checkpoint_file
 
 CONFIG_DIR = osp.join(REPO, 'configs', 'maskdiff')

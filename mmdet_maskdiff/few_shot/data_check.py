@@ -38,11 +38,12 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from mmdet.registry import DATASETS, METRICS
-from mmdet_maskdiff.datasets.few_shot_coco import k_shot_members
+from mmdet_maskdiff.datasets.k_shot_members import k_shot_members
 from mmdet_maskdiff.datasets.support_bank import support_bank_metadata
-from .config_tree import iter_config_dicts
-from .few_shot_sample import (apply_few_shot_seed, checkpoint_file_sample,
-                              support_set_config, support_set_hook_config)
+from mmdet_maskdiff.utils.config_tree import iter_config_dicts
+from .checkpoint_sample import checkpoint_file_sample
+from .sample import (apply_few_shot_seed, support_set_config,
+                     support_set_hook_config)
 
 
 def point_data_root(cfg: Config, data_root: str) -> None:

@@ -10,8 +10,8 @@ from typing import Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 
-from mmdet_maskdiff.datasets.class_splits import resolve_classes
-from .config_tree import iter_config_dicts
+from mmdet_maskdiff.utils.config_tree import iter_config_dicts
+from .class_splits import resolve_classes
 
 #: ``num_classes`` keys of the model checked against the datasets; the
 #: denoiser's is filled in by the mask head (``ConditionedMaskHead``), so a

@@ -17,33 +17,23 @@ after parsing and overrides:
 
 ``SupportSetHook`` without a ``dataset`` derives the support set from the
 training set's K-shot member (:func:`support_set_config`), so the support
-set has no seed of its own. :func:`check_split_folders` stops a run whose
-seed has no split files on disk, and :func:`check_checkpoint_sample` one that
-loads a checkpoint trained on another seed or K (read from the training
-config mmengine stores in the checkpoint's ``meta``).
+set has no seed of its own. :mod:`.split_folder_check` stops a run whose
+seed has no split files on disk, and :mod:`.checkpoint_sample` one that
+loads a checkpoint trained on another seed or K.
 
 :class:`~mmdet_maskdiff.engine.runner.FewShotRunner` (``runner_type`` in the
 configs) applies all of this for ``tools/train.py``, ``tools/test.py``,
 mmdet's own tools and mim.
 """
-import glob
 import os.path as osp
 from typing import Any, Dict, List, Optional, Tuple
 
 from mmengine.config import Config
 
-from mmdet_maskdiff.datasets.few_shot_splits import SPLIT_FILE_TEMPLATE
-from .cli_checks import InputError
-from .config_tree import iter_config_dicts
-from .safe_checkpoint import load_checkpoint_file, stored_config_value
+from mmdet_maskdiff.utils.cli_checks import InputError
+from mmdet_maskdiff.utils.config_tree import iter_config_dicts
+from .config_keys import FEW_SHOT_KEY, SEED_PLACEHOLDER
 
-#: the top-level config key that names the K-shot sample
-FEW_SHOT_KEY = 'few_shot'
-#: the keys of ``few_shot``: the sample's seed, and whether a loaded
-#: checkpoint must have been trained on it (default True)
-FEW_SHOT_KEYS = ('seed', 'check_checkpoint')
-#: replaced by the seed in ``load_from``
-SEED_PLACEHOLDER = '{seed}'
 DATASET_TYPE = 'FewShotCocoDataset'
 
 
@@ -183,84 +173,3 @@ def support_set_config(cfg: Any, hook_dataset: Optional[dict] = None) -> dict:
     shots = member.get('num_novel_shots') or member.get('num_base_shots')
     member.update(num_base_shots=shots, num_novel_shots=shots)
     return member
-
-
-def _split_folder(node: dict, seed: int) -> Optional[str]:
-    root = node['few_shot_root']
-    data_root = node.get('data_root') or ''
-    if data_root and not osp.isabs(root) and '://' not in root:
-        root = osp.join(data_root, root)
-    if '://' in root:
-        return None  # a remote backend: the dataset reports missing files
-    return root if seed == 0 else osp.join(root, f'seed{seed}')
-
-
-def check_split_folders(cfg: Config) -> None:
-    """Raise when a K-shot dataset's split folder for its seed has no split
-    files of its K (before any model or dataset is built).
-
-    Raises:
-        InputError: one line naming the seed, K and the folder.
-    """
-    for path, node in run_k_shot_datasets(cfg):
-        seed = node.get('seed', 0)
-        folder = _split_folder(node, seed)
-        if folder is None:
-            continue
-        for shots in sorted({
-                node.get(key) or 0
-                for key in ('num_base_shots', 'num_novel_shots')
-        } - {0}):
-            pattern = SPLIT_FILE_TEMPLATE.format(shots=shots, name='*')
-            if not glob.glob(osp.join(glob.escape(folder), pattern)):
-                where = ('no such folder' if not osp.isdir(folder) else
-                         f'no {pattern} in it')
-                raise InputError(
-                    f'K-shot sample seed={seed} (K={shots}, {path}): split '
-                    f'folder {folder}: {where}; make it with '
-                    'tools/dataset_converters/prepare_few_shot_splits.py '
-                    f'--seeds {seed} or copy TFA\'s cocosplit')
-
-
-def checkpoint_sample(checkpoint: dict) -> Optional[Dict[str, Any]]:
-    """The K-shot sample a checkpoint was trained on, read from the training
-    config mmengine stores in ``checkpoint['meta']['cfg']`` (its
-    ``train_dataloader``, read without executing the text:
-    :func:`~.safe_checkpoint.stored_config_value`); None when the checkpoint
-    has no such config or it trained on no K-shot set."""
-    loader = stored_config_value(checkpoint, 'train_dataloader')
-    if not isinstance(loader, dict):
-        return None
-    return training_sample(dict(train_dataloader=loader))
-
-
-def checkpoint_file_sample(path: str) -> Optional[Dict[str, Any]]:
-    """:func:`checkpoint_sample` of a local file (None when it is absent)."""
-    if not path or not osp.isfile(path):
-        return None
-    return checkpoint_sample(load_checkpoint_file(path, map_location='cpu'))
-
-
-def check_checkpoint_sample(cfg: Config, checkpoint: dict,
-                            filename: str) -> None:
-    """Raise when ``checkpoint`` was trained on another K-shot sample (seed
-    or K) than the one ``cfg`` trains or tests with.
-
-    Raises:
-        InputError: one line naming the file and both samples.
-    """
-    if not (cfg.get(FEW_SHOT_KEY) or {}).get('check_checkpoint', True):
-        return
-    ours = training_sample(cfg)
-    theirs = checkpoint_sample(checkpoint)
-    if ours is None or theirs is None:
-        return
-    if (ours['seed'], ours['num_novel_shots']) != (
-            theirs['seed'], theirs['num_novel_shots']):
-        raise InputError(
-            f'checkpoint {filename} was trained on the K-shot sample '
-            f'seed={theirs["seed"]}, K={theirs["num_novel_shots"]}, but this '
-            f'run uses seed={ours["seed"]}, K={ours["num_novel_shots"]}; load '
-            f'the checkpoint of that seed and K ({FEW_SHOT_KEY}.seed moves '
-            f'load_from when it contains {SEED_PLACEHOLDER}), or pass '
-            f'--cfg-options {FEW_SHOT_KEY}.check_checkpoint=False')

@@ -24,10 +24,9 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from mmdet_maskdiff.models.roi_heads.stored_support import \
-    STATE_KEY as STORED_SUPPORT_KEY
 from mmdet_maskdiff.structures import StateDictDiff, first_and_count
-from .cli_checks import InputError
+from mmdet_maskdiff.utils.cli_checks import InputError
+from .roi_heads.stored_support import STATE_KEY as STORED_SUPPORT_KEY
 
 
 def read_checkpoint(path: str) -> dict:

@@ -11,9 +11,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmdet_maskdiff  # noqa: F401
-from mmdet_maskdiff.utils.fsis_data_check import (check_training_data,
-                                                  format_report,
-                                                  point_data_root)
+from mmdet_maskdiff.few_shot.data_check import (check_training_data,
+                                                format_report, point_data_root)
 from _tool_helpers import describe, run_tool, run_tool_here
 
 
