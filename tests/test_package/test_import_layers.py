@@ -1,7 +1,11 @@
-"""``mmdet_maskdiff.utils`` holds generic helpers: no module in it imports a
+"""Which package may import which, checked on the source (ast).
+
+``mmdet_maskdiff.utils`` holds generic helpers: no module in it imports a
 sibling package of ``mmdet_maskdiff`` (models, datasets, engine, diffusion,
 structures, few_shot, ...), so that any package may use it. Only the stack
-fixes of ``compat``, which import nothing of the package, lie below it."""
+fixes of ``compat``, which import nothing of the package, lie below it. The
+few_shot rules that the datasets use import nothing above utils.
+"""
 import ast
 import glob
 import os.path as osp
@@ -108,3 +112,21 @@ def test_exceptions_are_still_needed():
     """An exception that no longer imports its sibling is removed."""
     for name, allowed in EXCEPTIONS.items():
         assert sibling_imports(osp.join(UTILS, name), _siblings()) == allowed
+
+
+def test_few_shot_rules_the_datasets_use_import_only_utils():
+    """The datasets import few_shot's split paths and split-folder check,
+    so the modules its ``__init__`` imports stay below the datasets
+    (data_check and novel_head_init, which build datasets and models, are
+    imported by module path)."""
+    few_shot = osp.join(PACKAGE, 'few_shot')
+    init = ast.parse(open(osp.join(few_shot, '__init__.py')).read())
+    exported = {
+        node.module
+        for node in ast.walk(init)
+        if isinstance(node, ast.ImportFrom) and node.level == 1
+    }
+    assert 'split_paths' in exported and 'data_check' not in exported
+    for module in exported:
+        path = osp.join(few_shot, f'{module}.py')
+        assert sibling_imports(path, _subpackages()) <= {'utils'}, module
