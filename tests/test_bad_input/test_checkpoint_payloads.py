@@ -118,6 +118,62 @@ def test_loader_refuses_a_payload_and_runs_it_only_when_trusted(
                        weights['rpn_head.rpn_cls.weight'])
 
 
+class GetCwd:
+    """Unpickling it calls ``os.getcwd`` (harmless: a global the loader must
+    refuse and name)."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def save_with_protocol(path: str, form: str, protocol: int, obj) -> None:
+    """``obj`` as a zip or legacy ``torch.save`` file, or a plain pickle,
+    written with pickle ``protocol``."""
+    if form == 'pickle':
+        with open(path, 'wb') as file:
+            pickle.dump(obj, file, protocol=protocol)
+    else:
+        torch.save(obj, path, pickle_protocol=protocol,
+                   _use_new_zipfile_serialization=form == 'zip')
+
+
+@pytest.mark.parametrize('form', ('zip', 'legacy', 'pickle'))
+@pytest.mark.parametrize('protocol', (2, 4, 5))
+def test_refusal_names_the_global_whatever_the_protocol(
+        form, protocol, tmp_path, monkeypatch):
+    # torch's weights-only unpickler stops a protocol >= 4 pickle at its
+    # first FRAME opcode, before any global: the name comes from the file
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    path = str(tmp_path / f'{form}{protocol}.pth')
+    save_with_protocol(
+        path, form, protocol,
+        dict(meta=dict(note=GetCwd()), state_dict=dict(w=torch.ones(2))))
+    with pytest.raises(UntrustedCheckpointError) as error:
+        load_checkpoint_file(path)
+    names = f'{os.getcwd.__module__}.getcwd'
+    if form == 'pickle':  # a tensor pickled outside torch.save: also refused
+        names += ', torch.storage._load_from_bytes'
+    assert str(error.value) == refusal(path, names)
+
+
+@pytest.mark.parametrize('form', ('zip', 'legacy'))
+def test_a_clean_checkpoint_of_protocol_4_is_refused_naming_the_protocol(
+        form, tmp_path, monkeypatch):
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    path = str(tmp_path / 'clean.pth')
+    save_with_protocol(path, form, 4, dict(state_dict=dict(w=torch.ones(2))))
+    with pytest.raises(UntrustedCheckpointError) as error:
+        load_checkpoint_file(path)
+    assert str(error.value) == (
+        f'checkpoint {path} is refused: it is a pickle of protocol 4, which '
+        'weights-only loading cannot read (it reads protocols up to 3; '
+        'torch.save writes 2 unless given pickle_protocol); if you trust the '
+        f'file, load it anyway with {TRUSTED_ENV}={path} (docs/security.md)')
+    monkeypatch.setenv(TRUSTED_ENV, path)
+    assert torch.equal(load_checkpoint_file(path)['state_dict']['w'],
+                       torch.ones(2))
+
+
 def test_getattr_is_allowed_for_history_buffer_methods_only(tmp_path):
     path = str(tmp_path / 'hub.pth')
     torch.save(dict(meta=dict(f=HistoryBufferMethod('mean'))), path)
