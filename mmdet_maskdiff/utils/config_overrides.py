@@ -124,6 +124,133 @@ def _dataloader_keys() -> FrozenSet[str]:
     return _arguments(DataLoader.__init__)
 
 
+def runtime_top_keys() -> FrozenSet[str]:
+    """The top-level keys read after the config is parsed: the Runner's
+    arguments, those of :data:`KNOWN_KEYS` ``['']`` and ``few_shot``."""
+    return _runner_keys() | set(KNOWN_KEYS['']) | {FEW_SHOT_KEY}
+
+
+def file_variables(cfg: Config) -> List[str]:
+    """The top-level keys of ``cfg`` that nothing reads once it is parsed:
+    variables of the config files (``data_root``, ``train_pipeline``,
+    ``base_train_dataset``), used while the files were read and kept by
+    mmengine as keys."""
+    runtime = runtime_top_keys()
+    return [str(k) for k in cfg._cfg_dict if k not in runtime]
+
+
+def _plain(node: Any) -> Any:
+    """``node`` with lists for tuples and without the ``_scope_`` keys that
+    mmengine adds to top-level dicts of a ``type``, so that a variable
+    compares equal to the keys that took it."""
+    if isinstance(node, Mapping):
+        return {k: _plain(v) for k, v in node.items() if k != '_scope_'}
+    if isinstance(node, (list, tuple)):
+        return [_plain(item) for item in node]
+    return node
+
+
+def _value_at(node: Any, parts: List[str]) -> Any:
+    """The value at the dotted ``parts`` below ``node``, :data:`_MISSING`
+    when there is none."""
+    for part in parts:
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif (isinstance(node, (list, tuple)) and part.isdigit()
+              and int(part) < len(node)):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def value_holders(tree: Any, value: Any, path: str = '') -> List[str]:
+    """Dotted paths below ``tree`` whose value took ``value``: a string that
+    contains it (a string ``value``), or a value equal to it (the first one
+    on each branch). None, booleans and '' are found nowhere: too common to
+    tell where they came from.
+
+    Args:
+        tree: A config as plain dicts and lists, or any part of one.
+        value: The value of a config file's variable.
+        path (str): The dotted path of ``tree``.
+
+    Returns:
+        list[str]: The paths, in the config's order.
+    """
+    if value is None or isinstance(value, bool) or value == '':
+        return []
+    if isinstance(value, str):
+        if isinstance(tree, str) and value in tree:
+            return [path]
+    elif type(tree) is type(value) and tree == value:
+        return [path]
+    if isinstance(tree, Mapping):
+        children = tree.items()
+    elif isinstance(tree, (list, tuple)):
+        children = enumerate(tree)
+    else:
+        return []
+    found: List[str] = []
+    for key, child in children:
+        found += value_holders(child, value, f'{path}.{key}' if path else
+                               str(key))
+    return found
+
+
+def file_variable_error(cfg: Config,
+                        key: str,
+                        option: str = '--cfg-options') -> Optional[str]:
+    """Why the override ``key`` would change nothing: it names a variable of
+    the config files (:func:`file_variables`), or a key inside one; None
+    otherwise.
+
+    mmengine substitutes such a variable into the keys built from it while
+    it reads the files (``data_root`` into every dataset's ``data_root``) and
+    keeps it as a key, but nothing reads it afterwards: overriding it does
+    not re-interpolate. The message names the keys the run reads that hold
+    its value (:func:`value_holders`), which are the ones to set.
+
+    Args:
+        cfg (Config): The parsed config.
+        key (str): A dotted ``--cfg-options`` key (``+`` keys pass).
+        option (str): The option named in the message.
+
+    Returns:
+        str | None: One line naming the variable and the keys to set.
+    """
+    if key.startswith(NEW_KEY_PREFIX):
+        return None
+    parts = key.split('.')
+    if parts[0] not in file_variables(cfg):
+        return None
+    tree = _plain(cfg.to_dict())
+    runtime = {k: v for k, v in tree.items() if k in runtime_top_keys()}
+    value = _value_at(tree, parts)
+    holders = [] if value is _MISSING else value_holders(runtime, value)
+    if holders and not isinstance(value, (str, Mapping, list)):
+        # a number: keep the keys of the same name when there are any
+        named = [h for h in holders if h.rsplit('.', 1)[-1] == parts[-1]]
+        holders = named or holders
+    if not holders and len(parts) > 1:  # the variable as a whole
+        holders = [
+            f'{path}.{".".join(parts[1:])}'
+            for path in value_holders(runtime, tree[parts[0]])
+        ]
+    if holders:
+        instead = ('set the keys that took its value instead: '
+                   f'{_listing_in_order(holders)}')
+    elif value is None or isinstance(value, bool) or value == '':
+        instead = (f'set the keys that took its value instead (its value, '
+                   f'{value!r}, is too common to find them)')
+    else:
+        instead = 'no key the run reads holds its value (it has no effect)'
+    return (f'{option} {key}: {parts[0]} is a variable of the config file, '
+            'already used when the file was read (changing it does not '
+            f're-interpolate the keys built from it); {instead}; to set it '
+            f'anyway: {NEW_KEY_PREFIX}{key}=...')
+
+
 def optional_keys(path: str, node: Any) -> FrozenSet[str]:
     """Keys that the dict at ``path`` may leave out: read with a default.
 
@@ -187,6 +314,11 @@ def _listing(keys) -> str:
     return shown + (', ...' if len(keys) > MAX_LISTED else '')
 
 
+def _listing_in_order(keys: List[str]) -> str:
+    shown = ', '.join(keys[:MAX_LISTED])
+    return shown + (', ...' if len(keys) > MAX_LISTED else '')
+
+
 def unknown_key_error(cfg: Config,
                       key: str,
                       option: str = '--cfg-options') -> Optional[str]:
@@ -201,6 +333,9 @@ def unknown_key_error(cfg: Config,
     Returns:
         str | None: One line naming the key and the closest existing one.
     """
+    variable = file_variable_error(cfg, key, option)
+    if variable is not None:
+        return variable
     new = key.startswith(NEW_KEY_PREFIX)
     parts = key[len(NEW_KEY_PREFIX):].split('.') if new else key.split('.')
     root = cfg._cfg_dict
