@@ -67,6 +67,10 @@ MISSPELT = {
                         'train_dataloader.sampler.few_shot_shar=0.1',
                         'train_dataloader.sampler.few_shot_shar',
                         'train_dataloader.sampler.few_shot_share'),
+    'image_demo': ('image_demo.py', ['query.jpg', STAGE_2, '--weights', 'CKPT'],
+                   'model.test_cfg.rcnn.max_per_im=1',
+                   'model.test_cfg.rcnn.max_per_im',
+                   'model.test_cfg.rcnn.max_per_img'),
     'tfa_novel_init': ('model_converters/tfa_novel_init.py',
                        [STAGE_1B, 'CKPT'],
                        'model.roi_head.bbox_head.num_clases=3',
@@ -320,14 +324,17 @@ def test_a_variable_set_on_purpose_merges(stage_2):
     assert merged(stage_2, {'+data_root': '/x/'}).data_root == '/x/'
 
 
-@pytest.mark.parametrize('tool', ['train.py', 'test.py'])
+@pytest.mark.parametrize('tool', ['train.py', 'test.py', 'image_demo.py'])
 def test_tools_refuse_a_variable_naming_the_keys_to_set(tool, tmp_path):
-    checkpoint = tmp_path / 'any.pth'
-    checkpoint.write_bytes(b'')  # the keys are checked before it is read
-    args = [STAGE_2] + ([str(checkpoint)] if tool == 'test.py' else [])
-    proc = run_tool_here(
-        tool, args + ['--work-dir', str(tmp_path), '--cfg-options',
-                      'few_shot_root=/x'], str(tmp_path))
+    checkpoint = str(tmp_path / 'any.pth')
+    open(checkpoint, 'wb').close()  # the keys are checked before it is read
+    args = {
+        'train.py': [STAGE_2, '--work-dir', str(tmp_path)],
+        'test.py': [STAGE_2, checkpoint, '--work-dir', str(tmp_path)],
+        'image_demo.py': ['query.jpg', STAGE_2, '--weights', checkpoint],
+    }[tool]
+    proc = run_tool_here(tool, args + ['--cfg-options', 'few_shot_root=/x'],
+                         str(tmp_path))
     assert one_error_line(proc) == 'error: ' + variable(
         'few_shot_root', 'few_shot_root',
         'set the keys that took its value instead: '
