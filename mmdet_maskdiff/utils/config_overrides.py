@@ -19,6 +19,14 @@ keys mmengine's Runner reads at the top level, from ``randomness``,
 ``env_cfg``, ``auto_scale_lr`` and the data loaders. A key written with a
 leading ``+`` (``--cfg-options +my_key=1``, Hydra's syntax) may be new: it is
 added as mmengine adds it.
+
+A top-level key that nothing reads once the config is parsed — a variable of
+the config files, such as ``data_root`` or ``test_dataset`` — is refused too
+(:func:`file_variable_error`): mmengine substituted it into the keys built
+from it while it read the files and keeps it as a key, so overriding it
+changes nothing. The line names the keys the run reads that took its value
+(``train_dataloader.dataset.data_root``, ...); ``+data_root=...`` sets it
+anyway.
 """
 import difflib
 import fnmatch
@@ -31,6 +39,7 @@ from mmdet_maskdiff.diffusion.sampler_settings import (FAST_KEYS,
                                                        SAMPLER_HOME,
                                                        SAMPLER_KEYS)
 from .cli_checks import InputError
+from .config_tree import MISSING, plain_config, value_at, value_holders
 from .few_shot_sample import FEW_SHOT_KEY, FEW_SHOT_KEYS
 
 #: written before a key that may be new (``+my_key=1``)
@@ -139,65 +148,6 @@ def file_variables(cfg: Config) -> List[str]:
     return [str(k) for k in cfg._cfg_dict if k not in runtime]
 
 
-def _plain(node: Any) -> Any:
-    """``node`` with lists for tuples and without the ``_scope_`` keys that
-    mmengine adds to top-level dicts of a ``type``, so that a variable
-    compares equal to the keys that took it."""
-    if isinstance(node, Mapping):
-        return {k: _plain(v) for k, v in node.items() if k != '_scope_'}
-    if isinstance(node, (list, tuple)):
-        return [_plain(item) for item in node]
-    return node
-
-
-def _value_at(node: Any, parts: List[str]) -> Any:
-    """The value at the dotted ``parts`` below ``node``, :data:`_MISSING`
-    when there is none."""
-    for part in parts:
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        elif (isinstance(node, (list, tuple)) and part.isdigit()
-              and int(part) < len(node)):
-            node = node[int(part)]
-        else:
-            return _MISSING
-    return node
-
-
-def value_holders(tree: Any, value: Any, path: str = '') -> List[str]:
-    """Dotted paths below ``tree`` whose value took ``value``: a string that
-    contains it (a string ``value``), or a value equal to it (the first one
-    on each branch). None, booleans and '' are found nowhere: too common to
-    tell where they came from.
-
-    Args:
-        tree: A config as plain dicts and lists, or any part of one.
-        value: The value of a config file's variable.
-        path (str): The dotted path of ``tree``.
-
-    Returns:
-        list[str]: The paths, in the config's order.
-    """
-    if value is None or isinstance(value, bool) or value == '':
-        return []
-    if isinstance(value, str):
-        if isinstance(tree, str) and value in tree:
-            return [path]
-    elif type(tree) is type(value) and tree == value:
-        return [path]
-    if isinstance(tree, Mapping):
-        children = tree.items()
-    elif isinstance(tree, (list, tuple)):
-        children = enumerate(tree)
-    else:
-        return []
-    found: List[str] = []
-    for key, child in children:
-        found += value_holders(child, value, f'{path}.{key}' if path else
-                               str(key))
-    return found
-
-
 def file_variable_error(cfg: Config,
                         key: str,
                         option: str = '--cfg-options') -> Optional[str]:
@@ -224,10 +174,10 @@ def file_variable_error(cfg: Config,
     parts = key.split('.')
     if parts[0] not in file_variables(cfg):
         return None
-    tree = _plain(cfg.to_dict())
+    tree = plain_config(cfg.to_dict())
     runtime = {k: v for k, v in tree.items() if k in runtime_top_keys()}
-    value = _value_at(tree, parts)
-    holders = [] if value is _MISSING else value_holders(runtime, value)
+    value = value_at(tree, parts)
+    holders = [] if value is MISSING else value_holders(runtime, value)
     if holders and not isinstance(value, (str, Mapping, list)):
         # a number: keep the keys of the same name when there are any
         named = [h for h in holders if h.rsplit('.', 1)[-1] == parts[-1]]
@@ -239,7 +189,7 @@ def file_variable_error(cfg: Config,
         ]
     if holders:
         instead = ('set the keys that took its value instead: '
-                   f'{_listing_in_order(holders)}')
+                   f'{_listing(holders, in_order=True)}')
     elif value is None or isinstance(value, bool) or value == '':
         instead = (f'set the keys that took its value instead (its value, '
                    f'{value!r}, is too common to find them)')
@@ -308,13 +258,8 @@ def _closest(root: Mapping, parts: List[str], first_wrong: int) -> str:
     return _join(fixed)
 
 
-def _listing(keys) -> str:
-    keys = sorted(keys)
-    shown = ', '.join(keys[:MAX_LISTED])
-    return shown + (', ...' if len(keys) > MAX_LISTED else '')
-
-
-def _listing_in_order(keys: List[str]) -> str:
+def _listing(keys, in_order: bool = False) -> str:
+    keys = list(keys) if in_order else sorted(keys)
     shown = ', '.join(keys[:MAX_LISTED])
     return shown + (', ...' if len(keys) > MAX_LISTED else '')
 
