@@ -83,6 +83,6 @@ def value_holders(tree: Any, value: Any, path: str = '') -> List[str]:
         return []
     found: List[str] = []
     for key, child in children:
-        found += value_holders(child, value, f'{path}.{key}' if path else
-                               str(key))
+        found += value_holders(child, value,
+                               f'{path}.{key}' if path else str(key))
     return found

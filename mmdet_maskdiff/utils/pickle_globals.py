@@ -90,8 +90,9 @@ def pickle_globals(filename: str) -> Tuple[Optional[int], List[str]]:
     with open(filename, 'rb') as file:
         if zipfile.is_zipfile(file):
             with zipfile.ZipFile(file) as archive:
-                names = [n for n in archive.namelist()
-                         if n.endswith('data.pkl')]
+                names = [
+                    n for n in archive.namelist() if n.endswith('data.pkl')
+                ]
                 stream: BinaryIO = io.BytesIO(
                     archive.read(names[0]) if names else b'')
             count = 1

@@ -34,8 +34,9 @@ def _make_tiny(ann: dict, side: float) -> None:
     x, y = ann['bbox'][:2]
     ann['bbox'] = [x, y, side, side]
     ann['area'] = side * side
-    ann['segmentation'] = [[x, y, x + side, y, x + side, y + side, x,
-                            y + side]]
+    ann['segmentation'] = [[
+        x, y, x + side, y, x + side, y + side, x, y + side
+    ]]
 
 
 def _make_invalid(ann: dict, kind: int) -> None:
@@ -105,8 +106,9 @@ def test_a_clean_coco_shaped_file_loads_and_names_its_skipped(
     dataset = _dataset(path)
     num, invalid = len(clean['annotations']), clean['invalid']
     assert len(dataset) == NUM_IMAGES
-    assert sum(len(dataset.get_data_info(i)['instances'])
-               for i in range(len(dataset))) == num - len(invalid)
+    assert sum(
+        len(dataset.get_data_info(i)['instances'])
+        for i in range(len(dataset))) == num - len(invalid)
     first = next(a for a in clean['annotations'] if a['id'] == min(invalid))
     assert len(logged) == 1, logged
     assert logged[0].startswith(

@@ -82,13 +82,21 @@ def test_init_detector_and_det_inferencer_match_the_test_loop(trained):
         assert np.array_equal(found[name], expected), name
 
 
+def demo_args(trained, out_dir) -> list:
+    """image_demo.py on the query image with the trained model, every
+    detection kept, on the CPU."""
+    return [
+        trained['image'], trained['config'], '--weights',
+        trained['checkpoint'], '--out-dir',
+        str(out_dir), '--device', 'cpu', '--pred-score-thr', '0'
+    ]
+
+
 def test_image_demo_writes_picture_json_and_uncertainty(trained, tmp_path):
     out_dir = tmp_path / 'out'
     proc = run_tool(
-        'image_demo.py', [
-            trained['image'], trained['config'], '--weights',
-            trained['checkpoint'], '--out-dir',
-            str(out_dir), '--device', 'cpu', '--pred-score-thr', '0',
+        'image_demo.py',
+        demo_args(trained, out_dir) + [
             '--num-samples', '3', '--steps', '1', '--print-result',
             '--save-trajectory'
         ],
@@ -132,10 +140,8 @@ def test_image_demo_cfg_options_apply_and_sampler_flags_win(
     ``--num-samples`` wins over the sampler key (no uncertainty map)."""
     out_dir = tmp_path / 'out'
     proc = run_tool_here(
-        'image_demo.py', [
-            trained['image'], trained['config'], '--weights',
-            trained['checkpoint'], '--out-dir',
-            str(out_dir), '--device', 'cpu', '--pred-score-thr', '0',
+        'image_demo.py',
+        demo_args(trained, out_dir) + [
             '--steps', '1', '--num-samples', '1', '--cfg-options',
             'model.test_cfg.rcnn.max_per_img=1',
             'model.test_cfg.rcnn.sampler.num_samples=3'
