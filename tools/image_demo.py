@@ -19,8 +19,8 @@ settings ``--steps``, ``--guidance-weight``, ``--num-samples``,
 ``SupportSetHook`` instead of the one stored in the checkpoint), and
 ``--cfg-options`` (checked as ``tools/test.py``'s: a key the config does not
 have, or a variable of the config files, is refused; the sampler flags win
-over it). A stage-2
-checkpoint carries its K-shot support set, so no data is needed on disk.
+over it). A stage-2 checkpoint carries its K-shot support set, so no data is
+needed on disk.
 
 Outputs are named by the image's file name, so two inputs with the same
 name (without extension) from different folders are refused up front (they
@@ -30,10 +30,10 @@ Bad input stops with one line: a missing config or checkpoint, a checkpoint
 of another model (or of another mask head: a MaskDiff checkpoint with an FCN
 config) or without a support set, two inputs with the same output name, a
 negative ``--guidance-weight``, a ``--cfg-options`` key the config does not
-have (exit status 2); an image that does not exist,
-cannot be read or is a damaged JPEG (libjpeg's message, with the file's
-name), or a folder without images, is reported in one line and the other
-inputs are still processed (exit status 1 at the end).
+have (exit status 2); an image that does not exist, cannot be read or is a
+damaged JPEG (libjpeg's message, with the file's name), or a folder without
+images, is reported in one line and the other inputs are still processed
+(exit status 1 at the end).
 """
 import argparse
 import contextlib
