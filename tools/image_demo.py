@@ -14,10 +14,13 @@ variance of the sampled masks of each instance as a heat map) and, with
 
 Additions to mmdet's flags: several inputs (images and folders), the sampler
 settings ``--steps``, ``--guidance-weight``, ``--num-samples``,
-``--save-trajectory``, and
+``--save-trajectory``,
 ``--support-from-config`` (use the K-shot set of the config's
-``SupportSetHook`` instead of the one stored in the checkpoint). A stage-2
-checkpoint carries its K-shot support set, so no data is needed on disk.
+``SupportSetHook`` instead of the one stored in the checkpoint), and
+``--cfg-options`` (checked as ``tools/test.py``'s: a key the config does not
+have, or a variable of the config files, is refused; the sampler flags win
+over it). A stage-2 checkpoint carries its K-shot support set, so no data is
+needed on disk.
 
 Outputs are named by the image's file name, so two inputs with the same
 name (without extension) from different folders are refused up front (they
@@ -26,10 +29,11 @@ would overwrite each other's outputs); a file given twice is processed once.
 Bad input stops with one line: a missing config or checkpoint, a checkpoint
 of another model (or of another mask head: a MaskDiff checkpoint with an FCN
 config) or without a support set, two inputs with the same output name, a
-negative ``--guidance-weight`` (exit status 2); an image that does not exist,
-cannot be read or is a damaged JPEG (libjpeg's message, with the file's
-name), or a folder without images, is reported in one line and the other
-inputs are still processed (exit status 1 at the end).
+negative ``--guidance-weight``, a ``--cfg-options`` key the config does not
+have (exit status 2); an image that does not exist, cannot be read or is a
+damaged JPEG (libjpeg's message, with the file's name), or a folder without
+images, is reported in one line and the other inputs are still processed
+(exit status 1 at the end).
 """
 import argparse
 import contextlib
@@ -42,6 +46,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import mmcv
 import torch
+from mmengine.config import DictAction
 
 import mmdet_maskdiff  # noqa: F401  (registers components, applies fixes)
 from mmdet_maskdiff.apis import (MaskDiffInferencer, get_test_sampler,
@@ -49,6 +54,8 @@ from mmdet_maskdiff.apis import (MaskDiffInferencer, get_test_sampler,
 from mmdet_maskdiff.models.roi_heads.few_shot_roi_head import NO_SUPPORT_HINT
 from mmdet_maskdiff.utils import (InputError, check_checkpoint, load_config,
                                   run_cli)
+from mmdet_maskdiff.utils.config_overrides import (CFG_OPTIONS_HELP,
+                                                   merge_cfg_options)
 from mmdet_maskdiff.visualization import (roi_labels, trajectory_panel,
                                           uncertainty_heatmap)
 
@@ -121,6 +128,11 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help="build the K-shot support set from the config's SupportSetHook "
         '(its K-shot files must exist) instead of the checkpoint\'s')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help=CFG_OPTIONS_HELP + '; the sampler flags above win over it')
     args = parser.parse_args()
     if args.batch_size < 1:
         parser.error('--batch-size must be >= 1')
@@ -304,6 +316,7 @@ def save_trajectory(paths: List[str], samples: list, inferencer,
 def main() -> None:
     args = parse_args()
     cfg = load_config(args.model)
+    merge_cfg_options(cfg, args.cfg_options)
     check_checkpoint(args.weights)
     images, errors = collect_images(args.inputs)
     for message in errors:

@@ -34,6 +34,7 @@ from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASSES,
                                                     SYNTHETIC_SPLIT_NAMES,
                                                     synthetic_difficulty,
                                                     synthetic_paths)
+from mmdet_maskdiff.utils.config_overrides import file_variables
 from mmdet_maskdiff.utils.config_tree import iter_config_dicts
 
 IMAGE_SCALE = (128, 128)
@@ -182,7 +183,9 @@ def cpu_scale_options(cfg: Config,
     difficulty = synthetic_difficulty(data_root)
     class_splits = SYNTHETIC_SPLIT_NAMES[difficulty]
     options: Dict[str, Any] = {}
-    for path, node in iter_config_dicts(cfg.to_dict()):
+    variables = file_variables(cfg)  # read already: setting them does nothing
+    tree = {k: v for k, v in cfg.to_dict().items() if k not in variables}
+    for path, node in iter_config_dicts(tree):
         kind = node.get('type')
         if kind == 'FewShotCocoDataset':
             split = 'test' if node.get('test_mode') else 'train'

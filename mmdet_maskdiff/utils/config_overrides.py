@@ -19,6 +19,14 @@ keys mmengine's Runner reads at the top level, from ``randomness``,
 ``env_cfg``, ``auto_scale_lr`` and the data loaders. A key written with a
 leading ``+`` (``--cfg-options +my_key=1``, Hydra's syntax) may be new: it is
 added as mmengine adds it.
+
+A top-level key that nothing reads once the config is parsed — a variable of
+the config files, such as ``data_root`` or ``test_dataset`` — is refused too
+(:func:`file_variable_error`): mmengine substituted it into the keys built
+from it while it read the files and keeps it as a key, so overriding it
+changes nothing. The line names the keys the run reads that took its value
+(``train_dataloader.dataset.data_root``, ...); ``+data_root=...`` sets it
+anyway.
 """
 import difflib
 import fnmatch
@@ -31,6 +39,7 @@ from mmdet_maskdiff.diffusion.sampler_settings import (FAST_KEYS,
                                                        SAMPLER_HOME,
                                                        SAMPLER_KEYS)
 from .cli_checks import InputError
+from .config_tree import MISSING, plain_config, value_at, value_holders
 from mmdet_maskdiff.few_shot.config_keys import FEW_SHOT_KEY, FEW_SHOT_KEYS
 
 #: written before a key that may be new (``+my_key=1``)
@@ -124,6 +133,74 @@ def _dataloader_keys() -> FrozenSet[str]:
     return _arguments(DataLoader.__init__)
 
 
+def runtime_top_keys() -> FrozenSet[str]:
+    """The top-level keys read after the config is parsed: the Runner's
+    arguments, those of :data:`KNOWN_KEYS` ``['']`` and ``few_shot``."""
+    return _runner_keys() | set(KNOWN_KEYS['']) | {FEW_SHOT_KEY}
+
+
+def file_variables(cfg: Config) -> List[str]:
+    """The top-level keys of ``cfg`` that nothing reads once it is parsed:
+    variables of the config files (``data_root``, ``train_pipeline``,
+    ``base_train_dataset``), used while the files were read and kept by
+    mmengine as keys."""
+    runtime = runtime_top_keys()
+    return [str(k) for k in cfg._cfg_dict if k not in runtime]
+
+
+def file_variable_error(cfg: Config,
+                        key: str,
+                        option: str = '--cfg-options') -> Optional[str]:
+    """Why the override ``key`` would change nothing: it names a variable of
+    the config files (:func:`file_variables`), or a key inside one; None
+    otherwise.
+
+    mmengine substitutes such a variable into the keys built from it while
+    it reads the files (``data_root`` into every dataset's ``data_root``) and
+    keeps it as a key, but nothing reads it afterwards: overriding it does
+    not re-interpolate. The message names the keys the run reads that hold
+    its value (:func:`value_holders`), which are the ones to set.
+
+    Args:
+        cfg (Config): The parsed config.
+        key (str): A dotted ``--cfg-options`` key (``+`` keys pass).
+        option (str): The option named in the message.
+
+    Returns:
+        str | None: One line naming the variable and the keys to set.
+    """
+    if key.startswith(NEW_KEY_PREFIX):
+        return None
+    parts = key.split('.')
+    if parts[0] not in file_variables(cfg):
+        return None
+    tree = plain_config(cfg.to_dict())
+    runtime = {k: v for k, v in tree.items() if k in runtime_top_keys()}
+    value = value_at(tree, parts)
+    holders = [] if value is MISSING else value_holders(runtime, value)
+    if holders and not isinstance(value, (str, Mapping, list)):
+        # a number: keep the keys of the same name when there are any
+        named = [h for h in holders if h.rsplit('.', 1)[-1] == parts[-1]]
+        holders = named or holders
+    if not holders and len(parts) > 1:  # the variable as a whole
+        holders = [
+            f'{path}.{".".join(parts[1:])}'
+            for path in value_holders(runtime, tree[parts[0]])
+        ]
+    if holders:
+        instead = ('set the keys that took its value instead: '
+                   f'{_listing(holders, in_order=True)}')
+    elif value is None or isinstance(value, bool) or value == '':
+        instead = (f'set the keys that took its value instead (its value, '
+                   f'{value!r}, is too common to find them)')
+    else:
+        instead = 'no key the run reads holds its value (it has no effect)'
+    return (f'{option} {key}: {parts[0]} is a variable of the config file, '
+            'already used when the file was read (changing it does not '
+            f're-interpolate the keys built from it); {instead}; to set it '
+            f'anyway: {NEW_KEY_PREFIX}{key}=...')
+
+
 def optional_keys(path: str, node: Any) -> FrozenSet[str]:
     """Keys that the dict at ``path`` may leave out: read with a default.
 
@@ -181,8 +258,8 @@ def _closest(root: Mapping, parts: List[str], first_wrong: int) -> str:
     return _join(fixed)
 
 
-def _listing(keys) -> str:
-    keys = sorted(keys)
+def _listing(keys, in_order: bool = False) -> str:
+    keys = list(keys) if in_order else sorted(keys)
     shown = ', '.join(keys[:MAX_LISTED])
     return shown + (', ...' if len(keys) > MAX_LISTED else '')
 
@@ -201,6 +278,9 @@ def unknown_key_error(cfg: Config,
     Returns:
         str | None: One line naming the key and the closest existing one.
     """
+    variable = file_variable_error(cfg, key, option)
+    if variable is not None:
+        return variable
     new = key.startswith(NEW_KEY_PREFIX)
     parts = key[len(NEW_KEY_PREFIX):].split('.') if new else key.split('.')
     root = cfg._cfg_dict

@@ -30,7 +30,7 @@ import os
 import os.path as osp
 import pickle
 import re
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, FrozenSet, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -38,12 +38,15 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from .cli_checks import InputError
+from .pickle_globals import pickle_globals
 
 #: checkpoint files to unpickle in full (os.pathsep-separated paths)
 TRUSTED_ENV = 'MMDET_MASKDIFF_TRUSTED_CHECKPOINTS'
 #: the methods mmengine's HistoryBuffer keeps in its state (pickled as
 #: ``getattr(HistoryBuffer, name)``, see :func:`history_buffer_method`)
 HISTORY_BUFFER_METHODS = ('min', 'max', 'current', 'mean')
+#: the newest pickle protocol torch's weights-only unpickler reads
+MAX_WEIGHTS_ONLY_PROTOCOL = 3
 
 
 class UntrustedCheckpointError(InputError, pickle.UnpicklingError):
@@ -116,8 +119,30 @@ def is_trusted(filename: str) -> bool:
         path and osp.realpath(osp.expanduser(path)) == real for path in listed)
 
 
+def allowed_global_names() -> FrozenSet[str]:
+    """``module.name`` of every global a weights-only load of
+    :func:`load_checkpoint_file` accepts: torch's defaults and
+    :func:`allowed_globals`."""
+    names = set()
+    try:  # torch's own list has no public accessor
+        from torch._weights_only_unpickler import _get_allowed_globals
+        names |= set(_get_allowed_globals())
+    except ImportError:
+        pass
+    for entry in allowed_globals():
+        names.add(entry[1] if isinstance(entry, tuple) else
+                  f'{entry.__module__}.{entry.__qualname__}')
+    return frozenset(names)
+
+
 def _refusal(filename: str, error: pickle.UnpicklingError) -> str:
-    """The one-line message of a weights-only load that ``error`` stopped."""
+    """The one-line message of a weights-only load that ``error`` stopped.
+
+    The offending globals are read from the file's opcodes
+    (:func:`~.pickle_globals.pickle_globals`): torch's error names only the
+    first one, and none for a pickle of protocol >= 4, which its unpickler
+    stops reading at the first opcode it lacks.
+    """
     # torch re-raises the unpickler's error with paragraphs of advice (that
     # include turning weights_only off); the unpickler's own is the context
     inner = error.__context__ if isinstance(error.__context__,
@@ -128,15 +153,23 @@ def _refusal(filename: str, error: pickle.UnpicklingError) -> str:
         name if '.' in name else f'builtins.{name}'
         for name in re.findall(r'GLOBAL (\S+)', reason)
     ]
-    try:  # every offending global of a zip file, not only the first
-        found += torch.serialization.get_unsafe_globals_in_checkpoint(filename)
-    except Exception:  # a legacy file, or no GLOBAL torch can list
-        pass
-    names = sorted(set(found))
-    what = (f'it holds {", ".join(names)}, which weights-only loading does '
-            'not allow (a pickle global can run code)' if names else
-            f'weights-only loading stopped at: {reason} (not a checkpoint, '
-            'or one with more than weights)')
+    try:
+        protocol, in_file = pickle_globals(filename)
+    except OSError:
+        protocol, in_file = None, []
+    allowed = allowed_global_names()
+    names = sorted(set(found) | {n for n in in_file if n not in allowed})
+    if names:
+        what = (f'it holds {", ".join(names)}, which weights-only loading '
+                'does not allow (a pickle global can run code)')
+    elif protocol is not None and protocol > MAX_WEIGHTS_ONLY_PROTOCOL:
+        what = (f'it is a pickle of protocol {protocol}, which weights-only '
+                f'loading cannot read (it reads protocols up to '
+                f'{MAX_WEIGHTS_ONLY_PROTOCOL}; torch.save writes 2 unless '
+                'given pickle_protocol)')
+    else:
+        what = (f'weights-only loading stopped at: {reason} (not a '
+                'checkpoint, or one with more than weights)')
     return (f'checkpoint {filename} is refused: {what}; if you trust the '
             f'file, load it anyway with {TRUSTED_ENV}={filename} '
             '(docs/security.md)')

@@ -85,11 +85,23 @@ def save_payload(folder, shape: str, weights: dict) -> tuple:
     return path, marker
 
 
+def refused(path: str, why: str) -> str:
+    """The loader's line for ``path``, refused because ``why``."""
+    return (f'checkpoint {path} is refused: {why}; if you trust the file, '
+            f'load it anyway with {TRUSTED_ENV}={path} (docs/security.md)')
+
+
 def refusal(path: str, name: str = 'builtins.exec') -> str:
-    return (f'checkpoint {path} is refused: it holds {name}, which '
-            'weights-only loading does not allow (a pickle global can run '
-            f'code); if you trust the file, load it anyway with '
-            f'{TRUSTED_ENV}={path} (docs/security.md)')
+    return refused(
+        path, f'it holds {name}, which weights-only loading does not allow '
+        '(a pickle global can run code)')
+
+
+def load_error(path: str) -> str:
+    """The message of the loader's refusal of ``path``."""
+    with pytest.raises(UntrustedCheckpointError) as error:
+        load_checkpoint_file(path)
+    return str(error.value)
 
 
 @pytest.mark.parametrize('shape', SHAPES)
@@ -118,20 +130,68 @@ def test_loader_refuses_a_payload_and_runs_it_only_when_trusted(
                        weights['rpn_head.rpn_cls.weight'])
 
 
+class GetCwd:
+    """Unpickling it calls ``os.getcwd`` (harmless: a global the loader must
+    refuse and name)."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def save_with_protocol(path: str, form: str, protocol: int, obj) -> None:
+    """``obj`` as a zip or legacy ``torch.save`` file, or a plain pickle,
+    written with pickle ``protocol``."""
+    if form == 'pickle':
+        with open(path, 'wb') as file:
+            pickle.dump(obj, file, protocol=protocol)
+    else:
+        torch.save(obj, path, pickle_protocol=protocol,
+                   _use_new_zipfile_serialization=form == 'zip')
+
+
+@pytest.mark.parametrize('form', ('zip', 'legacy', 'pickle'))
+@pytest.mark.parametrize('protocol', (2, 4, 5))
+def test_refusal_names_the_global_whatever_the_protocol(
+        form, protocol, tmp_path, monkeypatch):
+    # torch's weights-only unpickler stops a protocol >= 4 pickle at its
+    # first FRAME opcode, before any global: the name comes from the file
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    path = str(tmp_path / f'{form}{protocol}.pth')
+    save_with_protocol(
+        path, form, protocol,
+        dict(meta=dict(note=GetCwd()), state_dict=dict(w=torch.ones(2))))
+    names = f'{os.getcwd.__module__}.getcwd'
+    if form == 'pickle':  # a tensor pickled outside torch.save: also refused
+        names += ', torch.storage._load_from_bytes'
+    assert load_error(path) == refusal(path, names)
+
+
+@pytest.mark.parametrize('form', ('zip', 'legacy'))
+def test_a_clean_checkpoint_of_protocol_4_is_refused_naming_the_protocol(
+        form, tmp_path, monkeypatch):
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    path = str(tmp_path / 'clean.pth')
+    save_with_protocol(path, form, 4, dict(state_dict=dict(w=torch.ones(2))))
+    assert load_error(path) == refused(
+        path, 'it is a pickle of protocol 4, which weights-only loading '
+        'cannot read (it reads protocols up to 3; torch.save writes 2 unless '
+        'given pickle_protocol)')
+    monkeypatch.setenv(TRUSTED_ENV, path)
+    assert torch.equal(load_checkpoint_file(path)['state_dict']['w'],
+                       torch.ones(2))
+
+
 def test_getattr_is_allowed_for_history_buffer_methods_only(tmp_path):
     path = str(tmp_path / 'hub.pth')
     torch.save(dict(meta=dict(f=HistoryBufferMethod('mean'))), path)
     assert load_checkpoint_file(path)['meta']['f'] is HistoryBuffer.mean
     torch.save(
         dict(meta=dict(f=HistoryBufferMethod('register_statistics'))), path)
-    with pytest.raises(UntrustedCheckpointError) as error:
-        load_checkpoint_file(path)
-    assert str(error.value) == (
-        f'checkpoint {path} is refused: weights-only loading stopped at: '
+    assert load_error(path) == refused(
+        path, 'weights-only loading stopped at: '
         "getattr(HistoryBuffer, 'register_statistics') is not allowed "
         '(only HistoryBuffer.min/max/current/mean) (not a checkpoint, or one '
-        'with more than weights); if you trust the file, load it anyway with '
-        f'{TRUSTED_ENV}={path} (docs/security.md)')
+        'with more than weights)')
 
 
 def test_stored_config_is_read_without_running_it(synthetic_data, tmp_path):

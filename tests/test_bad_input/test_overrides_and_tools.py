@@ -21,6 +21,7 @@ from _tool_helpers import REPO, describe, run_tool_here  # noqa: E402
 
 from mmdet_maskdiff.diffusion import parse_sampler_settings  # noqa: E402
 from mmdet_maskdiff.few_shot.sample import apply_few_shot_seed  # noqa: E402
+from mmdet_maskdiff.testing import cpu_scale_options  # noqa: E402
 from mmdet_maskdiff.utils import InputError, merge_cfg_options  # noqa: E402
 from mmdet_maskdiff.utils.config_overrides import (  # noqa: E402
     split_cfg_options, unknown_key_error)
@@ -65,6 +66,10 @@ MISSPELT = {
                         'train_dataloader.sampler.few_shot_shar=0.1',
                         'train_dataloader.sampler.few_shot_shar',
                         'train_dataloader.sampler.few_shot_share'),
+    'image_demo': ('image_demo.py', ['query.jpg', STAGE_2, '--weights', 'CKPT'],
+                   'model.test_cfg.rcnn.max_per_im=1',
+                   'model.test_cfg.rcnn.max_per_im',
+                   'model.test_cfg.rcnn.max_per_img'),
     'tfa_novel_init': ('model_converters/tfa_novel_init.py',
                        [STAGE_1B, 'CKPT'],
                        'model.roi_head.bbox_head.num_clases=3',
@@ -262,6 +267,88 @@ def test_a_typo_at_two_levels_is_corrected_at_both(stage_2):
     assert unknown_key_error(stage_2, 'few_shots.sed') == (
         '--cfg-options few_shots.sed: the config has no key few_shots (did '
         'you mean few_shot.seed?); a new key on purpose: +few_shots.sed=...')
+
+
+# ------------------------------------------- variables of the config files
+def variable(key: str, variable: str, instead: str) -> str:
+    return (f'--cfg-options {key}: {variable} is a variable of the config '
+            'file, already used when the file was read (changing it does not '
+            f're-interpolate the keys built from it); {instead}; to set it '
+            f'anyway: +{key}=...')
+
+
+def test_mmengine_keeps_a_variable_as_a_key_that_nothing_reads(stage_2):
+    """Why a variable is refused: mmengine 0.10.7 keeps ``data_root`` as a
+    key of the parsed config, and merging a new value leaves the dataset
+    keys built from it as they were."""
+    assert stage_2.data_root == 'data/coco/'
+    cfg = stage_2.copy()
+    cfg.merge_from_dict({'data_root': '/x/'})
+    assert cfg.data_root == '/x/'
+    assert cfg.test_dataloader.dataset.data_root == 'data/coco/'
+
+
+@pytest.mark.parametrize('key, name, instead', [
+    ('data_root', 'data_root', 'set the keys that took its value instead: '
+     'train_dataloader.dataset.datasets.0.data_root, '
+     'train_dataloader.dataset.datasets.1.data_root, '
+     'val_dataloader.dataset.data_root, test_dataloader.dataset.data_root, '
+     'val_evaluator.ann_file, test_evaluator.ann_file'),
+    # a key inside a variable: the keys that took that key's value
+    ('test_dataset.ann_file', 'test_dataset',
+     'set the keys that took its value instead: '
+     'val_dataloader.dataset.ann_file, test_dataloader.dataset.ann_file, '
+     'val_evaluator.ann_file, test_evaluator.ann_file'),
+    ('support_set_hook.crop_size', 'support_set_hook',
+     'set the keys that took its value instead: custom_hooks.0.crop_size'),
+    # a number: the keys of its name among those equal to it
+    ('mask_size', 'mask_size', 'set the keys that took its value instead: '
+     'model.roi_head.mask_head.mask_size, model.train_cfg.rcnn.mask_size'),
+    ('vis_backends', 'vis_backends',
+     'set the keys that took its value instead: visualizer.vis_backends'),
+    ('backend_args', 'backend_args',
+     'set the keys that took its value instead (its value, None, is too '
+     'common to find them)'),
+    ('lite_model', 'lite_model', 'no key the run reads holds its value (it '
+     'has no effect)'),
+])
+def test_a_variable_of_the_config_file_is_refused(stage_2, key, name,
+                                                  instead):
+    assert unknown_key_error(stage_2, key) == variable(key, name, instead)
+    with pytest.raises(InputError):
+        merged(stage_2, {key: 1})
+
+
+def test_a_variable_set_on_purpose_merges(stage_2):
+    assert merged(stage_2, {'+data_root': '/x/'}).data_root == '/x/'
+
+
+@pytest.mark.parametrize('tool', ['train.py', 'test.py', 'image_demo.py'])
+def test_tools_refuse_a_variable_naming_the_keys_to_set(tool, tmp_path):
+    checkpoint = str(tmp_path / 'any.pth')
+    open(checkpoint, 'wb').close()  # the keys are checked before it is read
+    args = {
+        'train.py': [STAGE_2, '--work-dir', str(tmp_path)],
+        'test.py': [STAGE_2, checkpoint, '--work-dir', str(tmp_path)],
+        'image_demo.py': ['query.jpg', STAGE_2, '--weights', checkpoint],
+    }[tool]
+    proc = run_tool_here(tool, args + ['--cfg-options', 'few_shot_root=/x'],
+                         str(tmp_path))
+    assert one_error_line(proc) == 'error: ' + variable(
+        'few_shot_root', 'few_shot_root',
+        'set the keys that took its value instead: '
+        'train_dataloader.dataset.datasets.1.few_shot_root')
+
+
+def test_cpu_scale_options_set_no_variable(stage_2, synthetic_data):
+    """They once set the datasets of variables too (``base_train_dataset``),
+    which changed nothing and now would be refused."""
+    options = cpu_scale_options(stage_2, synthetic_data['root'])
+    assert 'test_dataloader.dataset.ann_file' in options
+    assert not [k for k in options if k.split('.')[0] in ('base_train_dataset',
+                                                          'test_dataset')]
+    cfg = merged(stage_2, options)
+    assert cfg.test_dataloader.dataset.ann_file == synthetic_data['test_ann']
 
 
 # --------------------------------------------------------- guidance weight

@@ -82,13 +82,21 @@ def test_init_detector_and_det_inferencer_match_the_test_loop(trained):
         assert np.array_equal(found[name], expected), name
 
 
+def demo_args(trained, out_dir) -> list:
+    """image_demo.py on the query image with the trained model, every
+    detection kept, on the CPU."""
+    return [
+        trained['image'], trained['config'], '--weights',
+        trained['checkpoint'], '--out-dir',
+        str(out_dir), '--device', 'cpu', '--pred-score-thr', '0'
+    ]
+
+
 def test_image_demo_writes_picture_json_and_uncertainty(trained, tmp_path):
     out_dir = tmp_path / 'out'
     proc = run_tool(
-        'image_demo.py', [
-            trained['image'], trained['config'], '--weights',
-            trained['checkpoint'], '--out-dir',
-            str(out_dir), '--device', 'cpu', '--pred-score-thr', '0',
+        'image_demo.py',
+        demo_args(trained, out_dir) + [
             '--num-samples', '3', '--steps', '1', '--print-result',
             '--save-trajectory'
         ],
@@ -124,6 +132,26 @@ def test_image_demo_writes_picture_json_and_uncertainty(trained, tmp_path):
         str(out_dir / 'vis' / 'query_trajectory.png'), flag='grayscale')
     cell = 16 * 3 + 2  # 16-px masks, scaled 3x to fit 56 px, 2-px gutter
     assert panel.shape == (HEADER + 3 * 2 * cell, LABEL + 2 * cell + RIGHT)
+
+
+def test_image_demo_cfg_options_apply_and_sampler_flags_win(
+        trained, tmp_path):
+    """``--cfg-options`` reach the model (one detection kept of the three);
+    ``--num-samples`` wins over the sampler key (no uncertainty map)."""
+    out_dir = tmp_path / 'out'
+    proc = run_tool_here(
+        'image_demo.py',
+        demo_args(trained, out_dir) + [
+            '--steps', '1', '--num-samples', '1', '--cfg-options',
+            'model.test_cfg.rcnn.max_per_img=1',
+            'model.test_cfg.rcnn.sampler.num_samples=3'
+        ],
+        cwd=str(tmp_path))
+    assert proc.returncode == 0, describe(proc)
+    pred = json.loads((out_dir / 'preds' / 'query.json').read_text())
+    assert len(pred['labels']) == len(pred['masks']) == 1
+    assert (out_dir / 'vis' / 'query.png').is_file()
+    assert not (out_dir / 'vis' / 'query_uncertainty.png').exists()
 
 
 def test_image_demo_bad_inputs_one_line_each_others_processed(
