@@ -38,9 +38,9 @@ from mmengine.config import Config
 from mmdet_maskdiff.diffusion.sampler_settings import (FAST_KEYS,
                                                        SAMPLER_HOME,
                                                        SAMPLER_KEYS)
+from mmdet_maskdiff.few_shot.config_keys import FEW_SHOT_KEY, FEW_SHOT_KEYS
 from .cli_checks import InputError
 from .config_tree import MISSING, plain_config, value_at, value_holders
-from mmdet_maskdiff.few_shot.config_keys import FEW_SHOT_KEY, FEW_SHOT_KEYS
 
 #: written before a key that may be new (``+my_key=1``)
 NEW_KEY_PREFIX = '+'
