@@ -30,7 +30,7 @@ STAGE_2 = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')
 STAGE_1B = osp.join(REPO, 'configs', 'maskdiff',
                     'maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py')
 FCN = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot_fcn.py')
-SAMPLER = 'model.test_cfg.rcnn.sampler'
+SAMPLER = 'model.test_cfg.rcnn.diffusion_sampling'
 
 
 def one_error_line(proc) -> str:
@@ -182,8 +182,8 @@ def test_real_keys_pass_and_merge(stage_2):
             '+my_note.sub': 1,  # new on purpose
         })
     assert cfg.few_shot == dict(seed=3, check_checkpoint=False)
-    assert cfg.model.test_cfg.rcnn.sampler.steps == 8
-    assert cfg.model.test_cfg.rcnn.sampler.fast.enabled is True
+    assert cfg.model.test_cfg.rcnn.diffusion_sampling.steps == 8
+    assert cfg.model.test_cfg.rcnn.diffusion_sampling.fast.enabled is True
     assert cfg.custom_hooks[0].crop_size == 32
     assert cfg.custom_hooks[1].sampler == dict(steps=3)
     assert cfg.model.backbone.depth == 50
@@ -201,12 +201,12 @@ def test_sampler_keys_a_config_leaves_out_pass(tmp_path):
                     'model = dict(test_cfg=dict(rcnn=dict(sampler=dict('
                     '_delete_=True, steps=1))))\n')
     cfg = Config.fromfile(str(path))
-    assert dict(cfg.model.test_cfg.rcnn.sampler) == dict(steps=1)
+    assert dict(cfg.model.test_cfg.rcnn.diffusion_sampling) == dict(steps=1)
     cfg = merged(cfg, {
         f'{SAMPLER}.num_samples': 4,
         f'{SAMPLER}.fast.compile': False
     })
-    assert cfg.model.test_cfg.rcnn.sampler == dict(
+    assert cfg.model.test_cfg.rcnn.diffusion_sampling == dict(
         steps=1, num_samples=4, fast=dict(compile=False))
     # no sampler dict at all: the defaults, and the keys pass
     del cfg.model.test_cfg.rcnn['sampler']

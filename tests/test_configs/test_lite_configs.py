@@ -20,8 +20,8 @@ LITE_KEYS = {
                                                              (384, )),
     'model.roi_head.mask_head.denoiser.num_head_channels': (32, 64),
     'model.roi_head.mask_head.denoiser.with_cp': (False, True),
-    'model.test_cfg.rcnn.sampler.steps': (1, 2),
-    'model.test_cfg.rcnn.sampler.guidance_weight': (0.0, 1.0),
+    'model.test_cfg.rcnn.diffusion_sampling.steps': (1, 2),
+    'model.test_cfg.rcnn.diffusion_sampling.guidance_weight': (0.0, 1.0),
 }
 
 

@@ -113,7 +113,7 @@ def test_the_hook_does_not_change_the_sampler(tmp_path, stage):
     getattr(hook, f'after_{stage}_iter')(runner, 0, None, None)
     getattr(hook, f'after_{stage}_epoch')(runner, {})
     assert runner.model.roi_head.test_cfg == before
-    # the head sampled with test_cfg.sampler: 2 samples give fractions
+    # the head sampled with test_cfg.diffusion_sampling: 2 samples give fractions
     assert torch.equal(probs * 2, (probs * 2).round())
     head = runner.model.roi_head.mask_head
     expected = head.predict(condition(3), ConfigDict(sampler=SETTINGS))
@@ -124,10 +124,10 @@ def test_the_hook_does_not_change_the_sampler(tmp_path, stage):
 def test_deprecated_hook_sampler_is_mapped_to_the_test_cfg(tmp_path, stage):
     runner = fake_runner(tmp_path, sampler=dict(steps=5, seed=1))
     with pytest.warns(DeprecationWarning,
-                      match='move .* to model.test_cfg.rcnn.sampler'):
+                      match='move .* to model.test_cfg.rcnn.diffusion_sampling'):
         hook = DiffusionSamplerHook(sampler=SETTINGS)
     getattr(hook, f'before_{stage}_epoch')(runner)
-    assert runner.model.roi_head.test_cfg.sampler == SETTINGS
+    assert runner.model.roi_head.test_cfg.diffusion_sampling == SETTINGS
 
 
 def test_unknown_deprecated_setting_raises(tmp_path):
@@ -148,8 +148,8 @@ def test_settings_are_added_to_the_metrics(tmp_path, stage):
     assert metrics['coco/segm_mAP'] == 0.25
     for key in ('steps', 'eta', 'guidance_weight', 'num_samples', 'seed',
                 'chunk_size'):
-        assert metrics[f'sampler/{key}'] == SETTINGS[key]
-    assert 'sampler/trajectory_every' not in metrics
+        assert metrics[f'diffusion_sampling/{key}'] == SETTINGS[key]
+    assert 'diffusion_sampling/trajectory_every' not in metrics
     # only numbers go to the metrics (they reach the scalar backends)
     assert all(isinstance(v, (int, float)) for v in metrics.values())
     getattr(hook, f'after_{stage}_epoch')(runner, None)  # no metrics: no-op
@@ -230,7 +230,7 @@ def test_row_titles_are_the_detections_in_roi_order(tmp_path):
     assert hook._row_labels(runner, 'test', outputs)[0] == ('class 2\n0.90')
     assert hook._row_labels(runner, 'val', None) is None
     # the trajectory holds the first chunk: so many rows
-    runner.model.roi_head.test_cfg.sampler.chunk_size = 2
+    runner.model.roi_head.test_cfg.diffusion_sampling.chunk_size = 2
     assert len(hook._row_labels(runner, 'val', outputs)) == 2
 
 

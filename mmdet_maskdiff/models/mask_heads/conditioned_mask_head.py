@@ -230,19 +230,15 @@ class ConditionedMaskHead(BaseModule):
         """Whether x includes the neck's RoI features."""
         return self.condition_spec.region_features
 
-    def check_test_cfg(self, rcnn_test_cfg: Optional[ConfigDict]) -> None:
-        """Check this head's settings in the RoI head's ``test_cfg`` (called
-        once, when the RoI head is built). The base head has none.
+    def parse_test_cfg(self, rcnn_test_cfg: Optional[ConfigDict]) -> None:
+        """Parse this head's settings in the RoI head's ``test_cfg`` (called
+        once, when the RoI head is built). The base head has none; a head
+        that samples returns its :class:`SamplerSettings`.
 
         Raises:
             ValueError: a bad key or value (one line naming it).
         """
-
-    def wants_noise_keys(self, rcnn_test_cfg: Optional[ConfigDict]) -> bool:
-        """Whether :meth:`predict` draws noise per RoI from
-        ``MaskCondition.noise_keys`` (the RoI head then computes them from
-        the images' contents). The base head draws no noise."""
-        return False
+        return None
 
     # ------------------------------------------------------------------ #
     # loading
@@ -422,10 +418,8 @@ class ConditionedMaskHead(BaseModule):
     # ------------------------------------------------------------------ #
     # inference
     # ------------------------------------------------------------------ #
-    def predict(
-            self,
-            condition: MaskCondition,
-            rcnn_test_cfg: Optional[ConfigDict] = None) -> Dict[str, Tensor]:
+    def predict(self, condition: MaskCondition, *args,
+                **kwargs) -> Dict[str, Tensor]:
         """Foreground probabilities ``probs`` (N, 1, m, m) and a per-pixel
         ``uncertainty`` (N, m, m) of N RoIs (subclasses)."""
         raise NotImplementedError
@@ -472,10 +466,8 @@ class ConditionedMaskHead(BaseModule):
                 rescale=rescale,
                 activate_map=True)
 
-    def forward(
-            self,
-            condition: MaskCondition,
-            rcnn_test_cfg: Optional[ConfigDict] = None) -> Dict[str, Tensor]:
+    def forward(self, condition: MaskCondition, *args,
+                **kwargs) -> Dict[str, Tensor]:
         """Alias of :meth:`predict`, so the head can be called like any
         module (e.g. for FLOP counting)."""
-        return self.predict(condition, rcnn_test_cfg)
+        return self.predict(condition, *args, **kwargs)
