@@ -9,6 +9,8 @@ from mmengine.optim import OptimWrapper
 from mmdet.registry import MODELS
 from mmdet_maskdiff.apis import get_diffusion_sampling, set_diffusion_sampling
 from mmdet_maskdiff.models import support_encoder_of
+from mmdet_maskdiff.models.roi_heads.few_shot_roi_head import (
+    TRAJECTORY_REQUEST, TRAJECTORY_RESULT)
 
 STAGE2_FROZEN = ('backbone', 'neck', 'rpn_head', 'roi_head.bbox_head')
 
@@ -261,3 +263,35 @@ def test_support_set_needs_a_few_shot_roi_head(maskdiff_cfg):
                        match='needs model.roi_head to be a FewShotRoIHead, '
                        'got StandardRoIHead'):
         support_encoder_of(model)
+
+
+def test_trajectory_request_travels_with_the_batch(build_model, support_bank,
+                                                   test_batch):
+    """A data-sample meta key asks for the reverse chain; it comes back in
+    the first image's pred_instances.metainfo, and only for that batch: the
+    model keeps no state between batches."""
+    model = build_model().eval()
+    model.roi_head.support_encoder.use_bank(support_bank)
+    asked = inputs(model, test_batch, False)
+    for sample in asked['data_samples']:
+        sample.set_metainfo({TRAJECTORY_REQUEST: 1})
+    with torch.no_grad():
+        with_chain = model(**asked, mode='predict')
+        plain = model(**inputs(model, test_batch, False), mode='predict')
+    trajectory = with_chain[0].pred_instances.metainfo[TRAJECTORY_RESULT]
+    num = sum(len(p.pred_instances) for p in with_chain)
+    assert trajectory['steps'] == [99, 0]  # T = 100, the config's 2 steps
+    assert trajectory['x_t'].shape[:2] == (num, 2)
+    assert all(TRAJECTORY_RESULT not in p.pred_instances.metainfo
+               for p in plain)
+    for a, b in zip(with_chain, plain):  # asking changes no mask
+        assert torch.equal(a.pred_instances.masks, b.pred_instances.masks)
+
+
+def test_update_diffusion_sampling_needs_a_sampling_head(build_model):
+    model = build_model()
+    assert model.roi_head.update_diffusion_sampling(steps=3).steps == 3
+    assert model.roi_head.diffusion_sampling.steps == 3
+    model.roi_head.diffusion_sampling = None  # as for the twin / FCN
+    with pytest.raises(ValueError, match='DiffusionMaskHead'):
+        set_diffusion_sampling(model, steps=3)
