@@ -7,7 +7,8 @@ from torch import Tensor
 
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType
-from .conditioned_mask_head import TWIN_STATE_KEY, ConditionedMaskHead
+from .checkpoint_fit import TWIN_STATE_KEY
+from .conditioned_mask_head import ConditionedMaskHead
 from .mask_condition import MaskCondition
 
 
