@@ -49,9 +49,13 @@ import torch
 from mmengine.config import DictAction
 
 import mmdet_maskdiff  # noqa: F401  (registers components, applies fixes)
-from mmdet_maskdiff.apis import (MaskDiffInferencer, get_test_sampler,
-                                 set_test_sampler, use_config_support_set)
-from mmdet_maskdiff.models.roi_heads.few_shot_roi_head import NO_SUPPORT_HINT
+from mmdet_maskdiff.apis import (MaskDiffInferencer, get_diffusion_sampling,
+                                 set_diffusion_sampling,
+                                 use_config_support_set)
+from mmdet_maskdiff.models.roi_heads.few_shot_roi_head import \
+    TRAJECTORY_RESULT
+from mmdet_maskdiff.models.roi_heads.support_encoder import (
+    NO_SUPPORT_HINT, support_encoder_of)
 from mmdet_maskdiff.utils import (InputError, check_checkpoint, load_config,
                                   run_cli)
 from mmdet_maskdiff.utils.config_overrides import (CFG_OPTIONS_HELP,
@@ -106,7 +110,7 @@ def parse_args() -> argparse.Namespace:
         help='colour palette of the visualizer')
     group = parser.add_argument_group(
         'diffusion sampler (MaskDiff only; each overrides the config\'s '
-        'model.test_cfg.rcnn.sampler.<key>)')
+        'model.test_cfg.rcnn.diffusion_sampling.<key>)')
     group.add_argument('--steps', type=int, help='denoising steps (steps)')
     group.add_argument(
         '--guidance-weight',
@@ -246,8 +250,8 @@ def collect_images(inputs: List[str]) -> Tuple[List[str], List[str]]:
 def has_sampler(model) -> bool:
     """Whether the model's mask head samples (a ``DiffusionMaskHead``; not
     ``FCNMaskHead`` or the regression twin)."""
-    head = getattr(getattr(model, 'roi_head', None), 'mask_head', None)
-    return hasattr(head, 'sampler_settings')
+    roi_head = getattr(model, 'roi_head', None)
+    return getattr(roi_head, 'diffusion_sampling', None) is not None
 
 
 def configure(inferencer: MaskDiffInferencer,
@@ -258,23 +262,22 @@ def configure(inferencer: MaskDiffInferencer,
     sampler = dict(
         steps=args.steps,
         guidance_weight=args.guidance_weight,
-        num_samples=args.num_samples,
-        trajectory_every=1 if args.save_trajectory else None)
-    if not has_sampler(model) and any(v is not None
-                                      for v in sampler.values()):
+        num_samples=args.num_samples)
+    sampler = {k: v for k, v in sampler.items() if v is not None}
+    if not has_sampler(model) and (sampler or args.save_trajectory):
         raise InputError('--steps/--guidance-weight/--num-samples/'
                          '--save-trajectory need a MaskDiff config; '
                          f'{args.model} has no DiffusionMaskHead')
     if not getattr(roi_head, 'needs_condition', False):
         return
     try:
-        if has_sampler(model):
-            set_test_sampler(model, **sampler)
+        if has_sampler(model) and sampler:
+            set_diffusion_sampling(model, **sampler)
         if args.support_from_config:
             use_config_support_set(model, inferencer.cfg)
     except (ValueError, KeyError) as exc:
         raise InputError(str(exc).strip('"\''))
-    if roi_head.support_bank is None and roi_head.stored_support is None:
+    if not support_encoder_of(model).has_support:
         raise InputError(f'checkpoint {args.weights} has no support set; '
                          f'{NO_SUPPORT_HINT}')
 
@@ -296,12 +299,11 @@ def save_trajectory(paths: List[str], samples: list, inferencer,
                     out_dir: str) -> Optional[str]:
     """Write the batch's trajectory panel as ``<out_dir>/vis/<stem of the
     first image>_trajectory.png``; return its path (None without one)."""
-    head = inferencer.model.roi_head.mask_head
-    trajectory = head.last_trajectory
+    trajectory = samples[0].pred_instances.metainfo.get(TRAJECTORY_RESULT)
     if trajectory is None:
         return None
     # the trajectory holds the first chunk of RoIs (then other samples)
-    chunk = get_test_sampler(inferencer.model)['chunk_size']
+    chunk = get_diffusion_sampling(inferencer.model)['chunk_size']
     labels = torch.cat([s.pred_instances.labels for s in samples])[:chunk]
     scores = torch.cat([s.pred_instances.scores for s in samples])[:chunk]
     classes = (inferencer.model.dataset_meta or {}).get('classes')
@@ -332,12 +334,13 @@ def main() -> None:
             model=cfg,
             weights=args.weights,
             device=device,
-            palette=args.palette)
+            palette=args.palette,
+            trajectory_every=1 if args.save_trajectory else None)
     except ValueError as exc:
         raise InputError(str(exc))
     configure(inferencer, args)
     num_samples = (
-        get_test_sampler(inferencer.model)['num_samples']
+        get_diffusion_sampling(inferencer.model)['num_samples']
         if has_sampler(inferencer.model) else 1)
 
     pred_dir = '' if args.no_save_pred else args.out_dir

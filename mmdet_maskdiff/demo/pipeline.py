@@ -146,7 +146,7 @@ def build_cfg(name: str, settings: DemoSettings, work_dir: str,
     if settings.steps is not None and \
             mask_head.get('type') == 'DiffusionMaskHead':
         cfg.merge_from_dict(
-            {'model.test_cfg.rcnn.sampler.steps': settings.steps})
+            {'model.test_cfg.rcnn.diffusion_sampling.steps': settings.steps})
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
     cfg.randomness = dict(seed=0)

@@ -7,7 +7,7 @@ from .guidance import classifier_free_guidance, drop_labels
 from .keyed_noise import (KeyedNoise, combine_keys, content_key, keyed_normal,
                           stable_key)
 from .roi_sampler import RoIMaskSampler
-from .sampler_settings import (DEFAULT_SAMPLER, FastPath, SamplerSettings,
+from .sampler_settings import (FastPath, SamplerSettings,
                                parse_sampler_settings)
 from .samplers import SampleOutput, ddim_sample, ddpm_sample
 from .schedules import betas_for_alpha_bar, get_beta_schedule, space_timesteps
@@ -17,5 +17,5 @@ __all__ = [
     'GaussianDiffusion', 'PREDICTION_TYPES', 'denoiser_loss', 'SampleOutput',
     'ddpm_sample', 'ddim_sample', 'classifier_free_guidance', 'drop_labels', 'KeyedNoise',
     'combine_keys', 'content_key', 'keyed_normal', 'stable_key', 'RoIMaskSampler',
-    'DEFAULT_SAMPLER', 'FastPath', 'SamplerSettings', 'parse_sampler_settings'
+    'FastPath', 'SamplerSettings', 'parse_sampler_settings'
 ]

@@ -1,12 +1,13 @@
 """The test-time sampler settings of a diffusion mask head, validated.
 
-One home: ``model.test_cfg.rcnn.sampler`` (a dict), read as mmdet reads its
-test settings — the RoI head hands its ``test_cfg`` to the mask head at
-predict time — and checked once when the model is built
-(:func:`parse_sampler_settings`). Bad values are one-line ``ValueError``\\ s
+One home: ``model.test_cfg.rcnn.diffusion_sampling`` (a dict of the keys
+below that differ from the defaults), parsed once, when the RoI head is built
+(:func:`parse_sampler_settings`), into a frozen :class:`SamplerSettings` that
+the RoI head hands to the mask head. The dataclass's field defaults are the
+only place the defaults are written. Bad values are one-line ``ValueError``\\ s
 naming the key. Torch only, so the settings can be used without mmdet.
 
-Keys (defaults in :data:`DEFAULT_SAMPLER`, choices in ``docs/defaults.md``):
+Keys (defaults: :class:`SamplerSettings`; choices in ``docs/defaults.md``):
 
 * ``type``: ``'ddim'`` (Song et al. 2021) or ``'ddpm'`` (Ho et al. 2020);
 * ``steps``: respaced steps in [1, T]; None = all T;
@@ -36,34 +37,19 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Optional, Tuple
 
 import torch
 
 __all__ = [
-    'SAMPLER_KEYS', 'FAST_KEYS', 'DEFAULT_SAMPLER', 'FastPath',
-    'SamplerSettings', 'parse_sampler_settings'
+    'SAMPLER_HOME', 'SAMPLER_KEYS', 'FAST_KEYS', 'FastPath', 'SamplerSettings',
+    'parse_sampler_settings'
 ]
 
-SAMPLER_HOME = 'model.test_cfg.rcnn.sampler'
-SAMPLER_KEYS = ('type', 'steps', 'eta', 'guidance_weight', 'num_samples',
-                'seed', 'chunk_size', 'amp', 'fast', 'spacing',
-                'x0_between_steps', 'output')
+#: where the settings live in a config
+SAMPLER_HOME = 'model.test_cfg.rcnn.diffusion_sampling'
 FAST_KEYS = ('enabled', 'devices', 'bucket_sizes', 'compile', 'cuda_graphs')
-DEFAULT_SAMPLER = dict(
-    type='ddim',
-    steps=2,
-    eta=0.0,
-    guidance_weight=1.0,
-    num_samples=1,
-    seed=0,
-    chunk_size=None,
-    amp=False,
-    fast=None,
-    spacing='linspace',
-    x0_between_steps='clip',
-    output='binary')
 
 
 @dataclass(frozen=True)
@@ -131,6 +117,10 @@ class SamplerSettings:
         if self.fast is not None:
             out['fast'] = asdict(self.fast)
         return out
+
+
+#: the keys of the settings, in dataclass order
+SAMPLER_KEYS = tuple(f.name for f in fields(SamplerSettings))
 
 
 def _is_int(value: Any) -> bool:
@@ -302,7 +292,8 @@ def parse_sampler_settings(cfg: Optional[Mapping],
 
     Args:
         cfg (Mapping, optional): The settings (e.g.
-            ``model.test_cfg.rcnn.sampler``); None gives the defaults.
+            ``model.test_cfg.rcnn.diffusion_sampling``); missing keys and
+            None give the defaults of :class:`SamplerSettings`.
         num_timesteps (int): T of the training diffusion (bounds ``steps``).
         where (str): Name of the settings in error messages.
 
@@ -314,7 +305,7 @@ def parse_sampler_settings(cfg: Optional[Mapping],
     """
     cfg = dict(cfg or {})
     _reject_unknown_keys(cfg, SAMPLER_KEYS, where)
-    merged = {**DEFAULT_SAMPLER, **cfg}
+    merged = {**SamplerSettings().to_dict(), **cfg}
     _check_chain_keys(merged, num_timesteps, where)
     _check_pass_keys(merged, where)
     _check_step_keys(merged, where)

@@ -37,16 +37,14 @@ def samples_per_roi(model: nn.Module) -> Optional[int]:
 
     Returns:
         int | None: ``num_samples`` of the sampler settings of a sampling
-        head (``DiffusionMaskHead``: ``model.test_cfg.rcnn.sampler``); None
+        head (``DiffusionMaskHead``:
+        ``model.test_cfg.rcnn.diffusion_sampling``); None
         for a head that does not sample (FCNMaskHead).
     """
     model = model.module if is_model_wrapper(model) else model
-    roi_head = getattr(model, 'roi_head', None)
-    settings_of = getattr(getattr(roi_head, 'mask_head', None),
-                          'sampler_settings', None)
-    if settings_of is None:
-        return None
-    return settings_of(roi_head.test_cfg).num_samples
+    settings = getattr(getattr(model, 'roi_head', None), 'diffusion_sampling',
+                       None)
+    return None if settings is None else settings.num_samples
 
 
 def _metric_type(metric: Mapping) -> str:

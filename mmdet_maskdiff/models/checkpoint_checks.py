@@ -59,7 +59,7 @@ def _state_dict(checkpoint: dict) -> Dict[str, object]:
 
 def _is_stored_support(key: str) -> bool:
     """Whether ``key`` belongs to a stored K-shot support set
-    (``roi_head.support_set.*``): data of any size, not weights, checked by
+    (``roi_head.support_encoder.support_set.*``): data of any size, not weights, checked by
     ``FewShotRoIHead`` when it loads them (K and class list)."""
     return f'.{STORED_SUPPORT_KEY}.' in f'.{key}'
 

@@ -47,16 +47,15 @@ NEW_KEY_PREFIX = '+'
 #: the ``--help`` text of every tool's ``--cfg-options``
 CFG_OPTIONS_HELP = (
     'override settings of the config: key=value pairs, nested keys joined '
-    'by dots and list items by index (model.test_cfg.rcnn.sampler.steps=8, '
+    'by dots and list items by index '
+    '(model.test_cfg.rcnn.diffusion_sampling.steps=8, '
     'custom_hooks.0.crop_size=32); a list value as key="[a,b]" or key=a,b. '
     'A key the config does not have is an error naming the closest one; '
     'write +key=value to add a new key on purpose')
 _SAMPLER_PARENT, _SAMPLER_NAME = SAMPLER_HOME.rsplit('.', 1)
 #: keys that the code reads with a default, by the dotted path of their dict
 #: (``fnmatch`` patterns; '' is the top level, which also takes the Runner's
-#: arguments). The deprecated sampler homes (a DiffusionMaskHead's
-#: ``test_sampler``, a DiffusionSamplerHook's ``sampler``) take the sampler
-#: keys while they last.
+#: arguments).
 KNOWN_KEYS: Dict[str, tuple] = {
     '': ('runner_type', 'custom_imports', 'default_scope', 'tta_model',
          'tta_pipeline'),
@@ -68,8 +67,6 @@ KNOWN_KEYS: Dict[str, tuple] = {
     _SAMPLER_PARENT: (_SAMPLER_NAME, ),  # absent: the default sampler
     SAMPLER_HOME: SAMPLER_KEYS,
     f'{SAMPLER_HOME}.fast': FAST_KEYS,
-    '*.mask_head.test_sampler': SAMPLER_KEYS,
-    'custom_hooks.*.sampler': SAMPLER_KEYS,
 }
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 #: listed after "it has:" when no key is close to a misspelt one

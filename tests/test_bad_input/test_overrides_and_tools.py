@@ -30,7 +30,7 @@ STAGE_2 = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot.py')
 STAGE_1B = osp.join(REPO, 'configs', 'maskdiff',
                     'maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py')
 FCN = osp.join(REPO, 'configs', 'maskdiff', 'coco_1shot_fcn.py')
-SAMPLER = 'model.test_cfg.rcnn.sampler'
+SAMPLER = 'model.test_cfg.rcnn.diffusion_sampling'
 
 
 def one_error_line(proc) -> str:
@@ -51,8 +51,9 @@ def unknown(key: str, missing: str, closest: str) -> str:
 MISSPELT = {
     'few_shots': ('train.py', [STAGE_2], 'few_shots.seed=1', 'few_shots',
                   'few_shot.seed'),
-    'samplr': ('test.py', [STAGE_2, 'CKPT'], f'{SAMPLER[:-7]}samplr.steps=8',
-               'model.test_cfg.rcnn.samplr', f'{SAMPLER}.steps'),
+    'samplng': ('test.py', [STAGE_2, 'CKPT'],
+                'model.test_cfg.rcnn.diffusion_samplng.steps=8',
+                'model.test_cfg.rcnn.diffusion_samplng', f'{SAMPLER}.steps'),
     'mask_thr_binery':
     ('test.py', [STAGE_2, 'CKPT'], 'model.test_cfg.rcnn.mask_thr_binery=0.9',
      'model.test_cfg.rcnn.mask_thr_binery',
@@ -107,11 +108,11 @@ def test_benchmark_and_fsis_seeds_refuse_a_key_no_config_has(tmp_path):
         STAGE_2, '--work-dir',
         str(tmp_path), '--child-config', FCN, '--child-out',
         str(tmp_path / 'row.json'), '--cfg-options',
-        'model.test_cfg.rcnn.samplr.steps=8'
+        'model.test_cfg.rcnn.diffusion_samplng.steps=8'
     ], str(tmp_path))
     assert one_error_line(proc) == unknown(
-        'model.test_cfg.rcnn.samplr.steps', 'model.test_cfg.rcnn.samplr',
-        f'{SAMPLER}.steps')
+        'model.test_cfg.rcnn.diffusion_samplng.steps',
+        'model.test_cfg.rcnn.diffusion_samplng', f'{SAMPLER}.steps')
 
 
 def test_fsis_seeds_demo_checks_maskdiff_options_up_front(tmp_path):
@@ -181,15 +182,12 @@ def test_real_keys_pass_and_merge(stage_2):
             # a constructor argument of the dict's type, left at its default
             'model.roi_head.mask_head.loss_weight': 2.0,
             'default_hooks.checkpoint.save_best': 'auto',
-            # a deprecated sampler home, unspelled: the sampler keys
-            'custom_hooks.1.sampler.steps': 3,
             '+my_note.sub': 1,  # new on purpose
         })
     assert cfg.few_shot == dict(seed=3, check_checkpoint=False)
-    assert cfg.model.test_cfg.rcnn.sampler.steps == 8
-    assert cfg.model.test_cfg.rcnn.sampler.fast.enabled is True
+    assert cfg.model.test_cfg.rcnn.diffusion_sampling.steps == 8
+    assert cfg.model.test_cfg.rcnn.diffusion_sampling.fast.enabled is True
     assert cfg.custom_hooks[0].crop_size == 32
-    assert cfg.custom_hooks[1].sampler == dict(steps=3)
     assert cfg.model.backbone.depth == 50
     assert cfg.work_dir == 'w' and cfg.randomness.deterministic is True
     assert cfg.test_dataloader.pin_memory is True
@@ -202,20 +200,20 @@ def test_sampler_keys_a_config_leaves_out_pass(tmp_path):
     sampler keys, and those of ``fast``, exist with their defaults."""
     path = tmp_path / 'partial_sampler.py'
     path.write_text(f'_base_ = [{STAGE_2!r}]\n'
-                    'model = dict(test_cfg=dict(rcnn=dict(sampler=dict('
-                    '_delete_=True, steps=1))))\n')
+                    'model = dict(test_cfg=dict(rcnn=dict('
+                    'diffusion_sampling=dict(_delete_=True, steps=1))))\n')
     cfg = Config.fromfile(str(path))
-    assert dict(cfg.model.test_cfg.rcnn.sampler) == dict(steps=1)
+    assert dict(cfg.model.test_cfg.rcnn.diffusion_sampling) == dict(steps=1)
     cfg = merged(cfg, {
         f'{SAMPLER}.num_samples': 4,
         f'{SAMPLER}.fast.compile': False
     })
-    assert cfg.model.test_cfg.rcnn.sampler == dict(
+    assert cfg.model.test_cfg.rcnn.diffusion_sampling == dict(
         steps=1, num_samples=4, fast=dict(compile=False))
     # no sampler dict at all: the defaults, and the keys pass
-    del cfg.model.test_cfg.rcnn['sampler']
+    del cfg.model.test_cfg.rcnn['diffusion_sampling']
     assert merged(cfg, {f'{SAMPLER}.steps': 4}).model.test_cfg.rcnn == dict(
-        cfg.model.test_cfg.rcnn, sampler=dict(steps=4))
+        cfg.model.test_cfg.rcnn, diffusion_sampling=dict(steps=4))
     assert unknown_key_error(cfg, f'{SAMPLER}.fast.compiel') == (
         f'--cfg-options {SAMPLER}.fast.compiel: the config has no key '
         f'{SAMPLER}.fast.compiel (did you mean {SAMPLER}.fast.compile?); a '
@@ -226,9 +224,9 @@ def test_sampler_keys_a_config_leaves_out_pass(tmp_path):
     ('custom_hooks.5.crop_size', 'custom_hooks has 2 items (indices 0-1)'),
     ('custom_hooks.support.crop_size',
      "custom_hooks is a list, so 'support' must be an item index (2 items)"),
-    (f'{SAMPLER}.fast.bucket_sizes.0', f'{SAMPLER}.fast.bucket_sizes is a '
-     "tuple, not a dict, so it has no key '0'; set "
-     f'{SAMPLER}.fast.bucket_sizes itself'),
+    (f'{SAMPLER}.fast.compile.0', f'{SAMPLER}.fast.compile is a '
+     "bool, not a dict, so it has no key '0'; set "
+     f'{SAMPLER}.fast.compile itself'),
     ('model.roi_head.mask_roi_extractor.out_channels',
      'model.roi_head.mask_roi_extractor is None, not a dict, so it has no '
      "key 'out_channels'; set model.roi_head.mask_roi_extractor itself"),
@@ -248,8 +246,9 @@ def test_keys_below_lists_and_values(stage_2, key, message):
 def test_no_close_key_lists_what_is_there(stage_2):
     assert unknown_key_error(stage_2, 'model.test_cfg.rcnn.zzz') == (
         '--cfg-options model.test_cfg.rcnn.zzz: the config has no key '
-        'model.test_cfg.rcnn.zzz (model.test_cfg.rcnn has: mask_thr_binary, '
-        'max_per_img, nms, sampler, score_thr); a new key on purpose: '
+        'model.test_cfg.rcnn.zzz (model.test_cfg.rcnn has: '
+        'diffusion_sampling, mask_thr_binary, max_per_img, nms, score_thr); '
+        'a new key on purpose: '
         '+model.test_cfg.rcnn.zzz=...')
 
 

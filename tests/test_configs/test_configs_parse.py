@@ -184,8 +184,9 @@ def test_stage2_uses_one_k_shot_sample(path):
     assert support['seed'] == novel_set.seed == 0
     assert support['few_shot_root'] == novel_set.few_shot_root
     assert cfg.model.roi_head.mask_head.num_shots == k
-    # the sampler has one home: the test_cfg, not the hook
-    assert cfg.model.test_cfg.rcnn.sampler.type == 'ddim'
+    # the sampler has one home: the test_cfg, not the hook nor the head;
+    # the configs state only what differs from the SamplerSettings defaults
+    assert set(cfg.model.test_cfg.rcnn.diffusion_sampling) == {'fast'}
     assert 'sampler' not in hooks['DiffusionSamplerHook']
     assert 'test_sampler' not in cfg.model.roi_head.mask_head
 

@@ -20,8 +20,9 @@ LITE_KEYS = {
                                                              (384, )),
     'model.roi_head.mask_head.denoiser.num_head_channels': (32, 64),
     'model.roi_head.mask_head.denoiser.with_cp': (False, True),
-    'model.test_cfg.rcnn.sampler.steps': (1, 2),
-    'model.test_cfg.rcnn.sampler.guidance_weight': (0.0, 1.0),
+    # the full configs leave both at the SamplerSettings defaults (2, 1.0)
+    'model.test_cfg.rcnn.diffusion_sampling.steps': (1, None),
+    'model.test_cfg.rcnn.diffusion_sampling.guidance_weight': (0.0, None),
 }
 
 
@@ -47,6 +48,6 @@ def test_lite_head_is_compact_and_samples_in_one_pass():
     params = sum(p.numel() for p in head.denoiser.parameters())
     assert 1.5e6 < params < 2.5e6, params  # paper-size: 83.7 M
     assert head.denoiser.mask_size == 28
-    settings = head.sampler_settings(cfg.model.test_cfg.rcnn)
+    settings = head.parse_test_cfg(cfg.model.test_cfg.rcnn)
     # one step without guidance: one denoiser forward per RoI
     assert settings.steps == 1 and settings.guidance_weight == 0.0

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from mmdet_maskdiff.diffusion import (DEFAULT_SAMPLER, FastPath,
-                                      SamplerSettings, parse_sampler_settings)
+from mmdet_maskdiff.diffusion import (FastPath, SamplerSettings,
+                                      parse_sampler_settings)
+from mmdet_maskdiff.diffusion.sampler_settings import SAMPLER_KEYS
 
 T = 100
 
@@ -11,7 +12,12 @@ T = 100
 def test_defaults_and_round_trip():
     settings = parse_sampler_settings(None, T)
     assert settings == SamplerSettings()
-    assert settings.to_dict() == DEFAULT_SAMPLER
+    # the dataclass is the one place the defaults are written
+    assert settings.to_dict() == dict(
+        type='ddim', steps=2, eta=0.0, guidance_weight=1.0, num_samples=1,
+        seed=0, chunk_size=None, amp=False, fast=None, spacing='linspace',
+        x0_between_steps='clip', output='binary')
+    assert tuple(settings.to_dict()) == SAMPLER_KEYS
     given = dict(
         type='ddpm',
         steps=None,
@@ -67,7 +73,7 @@ def test_bad_fast_settings_are_one_line_errors(fast, match):
     with pytest.raises(ValueError, match=match) as info:
         parse_sampler_settings(dict(fast=fast), T)
     assert '\n' not in str(info.value)
-    assert str(info.value).startswith('model.test_cfg.rcnn.sampler')
+    assert str(info.value).startswith('model.test_cfg.rcnn.diffusion_sampling')
 
 
 def test_compile_on_a_torch_without_it(monkeypatch):
@@ -104,5 +110,5 @@ def test_step_choices():
 def test_bad_step_choice_is_a_one_line_error(key, value, choices):
     with pytest.raises(ValueError) as info:
         parse_sampler_settings({key: value}, T)
-    assert str(info.value) == (f'model.test_cfg.rcnn.sampler.{key} must be '
+    assert str(info.value) == (f'model.test_cfg.rcnn.diffusion_sampling.{key} must be '
                                f"one of {choices}, got '{value}'")

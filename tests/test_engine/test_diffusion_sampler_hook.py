@@ -1,5 +1,6 @@
 """DiffusionSamplerHook with a fake runner around a tiny diffusion head."""
 import copy
+import dataclasses
 import os.path as osp
 from types import SimpleNamespace
 
@@ -9,12 +10,16 @@ import pytest
 import torch
 from mmengine.config import ConfigDict
 from mmengine.logging import MMLogger
+from mmengine.structures import InstanceData
 from torch import nn
 
 import mmdet_maskdiff  # noqa: F401
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
+from mmdet.structures import DetDataSample
 from mmdet_maskdiff.engine.hooks import DiffusionSamplerHook
 from mmdet_maskdiff.models import DiffusionMaskHead, MaskCondition
+from mmdet_maskdiff.models.roi_heads.few_shot_roi_head import (
+    TRAJECTORY_REQUEST, TRAJECTORY_RESULT)
 from mmdet_maskdiff.visualization.trajectory_panel import (HEADER, LABEL, NAME,
                                                            RIGHT)
 
@@ -30,15 +35,15 @@ def _single_thread():
 
 
 class FakeRoIHead(nn.Module):
+    """What the hook sees of a FewShotRoIHead: the mask head, the test_cfg
+    and its parsed ``diffusion_sampling``."""
 
     def __init__(self, mask_head, sampler=None):
         super().__init__()
         self.mask_head = mask_head
-        self.test_cfg = ConfigDict(mask_thr_binary=0.5, sampler=sampler or {})
-        self.invalidations = 0
-
-    def invalidate_support_cache(self):
-        self.invalidations += 1
+        self.test_cfg = ConfigDict(
+            mask_thr_binary=0.5, diffusion_sampling=sampler or {})
+        self.diffusion_sampling = mask_head.parse_test_cfg(self.test_cfg)
 
 
 class FakeDetector(nn.Module):
@@ -95,47 +100,52 @@ SETTINGS = dict(
     chunk_size=4)
 
 
-def predict(runner, num):
-    """What the RoI head does: the mask head samples with its test_cfg."""
+def batch(num_images=2):
+    """A data batch as the loops hand it to the hooks."""
+    return dict(data_samples=[DetDataSample() for _ in range(num_images)])
+
+
+def predict(runner, num, data_batch=None):
+    """What FewShotRoIHead.predict_mask does: the mask head samples with the
+    parsed settings, and keeps the reverse chain when the batch's samples
+    ask for it (returned in the first output's pred_instances.metainfo)."""
     roi_head = runner.model.roi_head
-    return roi_head.mask_head.predict(condition(num), roi_head.test_cfg)
+    samples = (data_batch or batch())['data_samples']
+    every = samples[0].metainfo.get(TRAJECTORY_REQUEST)
+    out = roi_head.mask_head.predict(
+        condition(num), roi_head.diffusion_sampling, trajectory_every=every)
+    instances = InstanceData()
+    if 'trajectory' in out:
+        instances.set_metainfo({TRAJECTORY_RESULT: out['trajectory']})
+    return out, [DetDataSample(pred_instances=instances)]
 
 
 @pytest.mark.parametrize('stage', ['val', 'test'])
 def test_the_hook_does_not_change_the_sampler(tmp_path, stage):
     runner = fake_runner(tmp_path, sampler=SETTINGS)
-    before = copy.deepcopy(runner.model.roi_head.test_cfg)
+    roi_head = runner.model.roi_head
+    before = (copy.deepcopy(roi_head.test_cfg), roi_head.diffusion_sampling)
     hook = DiffusionSamplerHook(save_trajectory=True)
     getattr(hook, f'before_{stage}_epoch')(runner)
-    assert runner.model.roi_head.test_cfg == before
-    assert runner.model.roi_head.invalidations == 1
-    probs = predict(runner, 3)['probs']
+    data_batch = batch()
+    getattr(hook, f'before_{stage}_iter')(runner, 0, data_batch)
+    probs = predict(runner, 3, data_batch)[0]['probs']
     getattr(hook, f'after_{stage}_iter')(runner, 0, None, None)
     getattr(hook, f'after_{stage}_epoch')(runner, {})
-    assert runner.model.roi_head.test_cfg == before
-    # the head sampled with test_cfg.sampler: 2 samples give fractions
+    assert (roi_head.test_cfg, roi_head.diffusion_sampling) == before
+    # the head sampled with the parsed settings: 2 samples give fractions
     assert torch.equal(probs * 2, (probs * 2).round())
-    head = runner.model.roi_head.mask_head
-    expected = head.predict(condition(3), ConfigDict(sampler=SETTINGS))
+    head = roi_head.mask_head
+    expected = head.predict(condition(3), head.parse_test_cfg(
+        ConfigDict(diffusion_sampling=SETTINGS)))
     assert torch.equal(probs, expected['probs'])
 
 
-@pytest.mark.parametrize('stage', ['val', 'test'])
-def test_deprecated_hook_sampler_is_mapped_to_the_test_cfg(tmp_path, stage):
-    runner = fake_runner(tmp_path, sampler=dict(steps=5, seed=1))
-    with pytest.warns(DeprecationWarning,
-                      match='move .* to model.test_cfg.rcnn.sampler'):
-        hook = DiffusionSamplerHook(sampler=SETTINGS)
-    getattr(hook, f'before_{stage}_epoch')(runner)
-    assert runner.model.roi_head.test_cfg.sampler == SETTINGS
-
-
-def test_unknown_deprecated_setting_raises(tmp_path):
-    runner = fake_runner(tmp_path)
-    with pytest.warns(DeprecationWarning):
-        hook = DiffusionSamplerHook(sampler=dict(stepz=2))
-    with pytest.raises(ValueError, match="unknown key 'stepz'"):
-        hook.before_val_epoch(runner)
+def test_the_hook_takes_no_sampler_settings():
+    with pytest.raises(TypeError, match='sampler'):
+        DiffusionSamplerHook(sampler=SETTINGS)
+    with pytest.raises(ValueError, match='trajectory_every must be an int'):
+        DiffusionSamplerHook(trajectory_every=0)
 
 
 @pytest.mark.parametrize('stage', ['val', 'test'])
@@ -148,8 +158,8 @@ def test_settings_are_added_to_the_metrics(tmp_path, stage):
     assert metrics['coco/segm_mAP'] == 0.25
     for key in ('steps', 'eta', 'guidance_weight', 'num_samples', 'seed',
                 'chunk_size'):
-        assert metrics[f'sampler/{key}'] == SETTINGS[key]
-    assert 'sampler/trajectory_every' not in metrics
+        assert metrics[f'diffusion_sampling/{key}'] == SETTINGS[key]
+    assert 'diffusion_sampling/trajectory_every' not in metrics
     # only numbers go to the metrics (they reach the scalar backends)
     assert all(isinstance(v, (int, float)) for v in metrics.values())
     getattr(hook, f'after_{stage}_epoch')(runner, None)  # no metrics: no-op
@@ -174,10 +184,20 @@ def test_trajectory_panel(tmp_path, stage):
     hook = DiffusionSamplerHook(
         save_trajectory=True, num_trajectory_rois=2, cell_size=32)
     getattr(hook, f'before_{stage}_epoch')(runner)
-    assert head.trajectory_every == 1
-    probs = predict(runner, 3)['probs']  # the first batch
-    outputs = detections([[2, 0], [1]], [[0.9, 0.5], [0.25]])
-    getattr(hook, f'after_{stage}_iter')(runner, 0, None, outputs)
+    first = batch()
+    getattr(hook, f'before_{stage}_iter')(runner, 0, first)
+    assert all(s.metainfo[TRAJECTORY_REQUEST] == 1
+               for s in first['data_samples'])
+    out, outputs = predict(runner, 3, first)  # the first batch
+    probs, trajectory = out['probs'], out['trajectory']
+    labelled = detections([[2, 0], [1]], [[0.9, 0.5], [0.25]])
+    for output, shown in zip(outputs + [None], labelled):
+        if output is not None:
+            shown.pred_instances = SimpleNamespace(
+                labels=shown.pred_instances.labels,
+                scores=shown.pred_instances.scores,
+                metainfo=output.pred_instances.metainfo)
+    getattr(hook, f'after_{stage}_iter')(runner, 0, None, labelled)
 
     path = osp.join(str(tmp_path), 'trajectory', f'{stage}_7.png')
     assert hook.saved_paths == [path] and osp.isfile(path)
@@ -189,7 +209,6 @@ def test_trajectory_panel(tmp_path, stage):
     assert panel.shape == (top + 2 * 2 * cell, left + 4 * cell + RIGHT)
     assert np.all(panel[top:top + cell - 2,
                         left + cell - 2:left + cell] == 255)  # gutter
-    trajectory = head.last_trajectory
     for row in range(2):
         y = top + row * 2 * cell
         for s in range(3):
@@ -209,10 +228,12 @@ def test_trajectory_panel(tmp_path, stage):
                      left + col * cell:left + (col + 1) * cell].min() < 128
 
     # later batches run without trajectory capture and write nothing
-    assert head.trajectory_every is None
-    predict(runner, 3)
-    assert head.last_trajectory is None
-    getattr(hook, f'after_{stage}_iter')(runner, 1)
+    later = batch()
+    getattr(hook, f'before_{stage}_iter')(runner, 1, later)
+    assert TRAJECTORY_REQUEST not in later['data_samples'][0].metainfo
+    out, outputs = predict(runner, 3, later)
+    assert 'trajectory' not in out
+    getattr(hook, f'after_{stage}_iter')(runner, 1, None, outputs)
     assert hook.saved_paths == [path]
 
 
@@ -230,7 +251,8 @@ def test_row_titles_are_the_detections_in_roi_order(tmp_path):
     assert hook._row_labels(runner, 'test', outputs)[0] == ('class 2\n0.90')
     assert hook._row_labels(runner, 'val', None) is None
     # the trajectory holds the first chunk: so many rows
-    runner.model.roi_head.test_cfg.sampler.chunk_size = 2
+    runner.model.roi_head.diffusion_sampling = dataclasses.replace(
+        runner.model.roi_head.diffusion_sampling, chunk_size=2)
     assert len(hook._row_labels(runner, 'val', outputs)) == 2
 
 
@@ -238,8 +260,11 @@ def test_no_panel_without_save_trajectory(tmp_path):
     runner = fake_runner(tmp_path)
     hook = DiffusionSamplerHook()
     hook.before_val_epoch(runner)
-    predict(runner, 2)
-    hook.after_val_iter(runner, 0)
+    data_batch = batch()
+    hook.before_val_iter(runner, 0, data_batch)
+    out, outputs = predict(runner, 2, data_batch)
+    assert 'trajectory' not in out
+    hook.after_val_iter(runner, 0, None, outputs)
     assert hook.saved_paths == []
     assert not osp.exists(osp.join(str(tmp_path), 'trajectory'))
 

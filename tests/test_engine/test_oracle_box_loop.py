@@ -351,7 +351,7 @@ def test_diffusion_uncertainty_is_the_variance_of_its_samples(
     its samples, k(4 - k) / 16), and the uncertainty metric is filled."""
     cfg = _tiny_maskdiff_cfg(
         synthetic_data['root'],
-        **{'model.test_cfg.rcnn.sampler.num_samples': 4})
+        **{'model.test_cfg.rcnn.diffusion_sampling.num_samples': 4})
     head_uncertainty = []
     predict_mask = FewShotRoIHead.predict_mask
 

@@ -11,22 +11,34 @@ import mmdet_maskdiff  # noqa: F401
 from mmdet_maskdiff.datasets import FewShotCocoDataset, SupportBank
 from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
 from mmdet_maskdiff.engine.hooks import SupportSetHook
+from mmdet_maskdiff.models import SupportEncoder
 
 CROP = 16
 
 
-class FakeModel:
-    """Records every bank it is given."""
+class RecordingEncoder(SupportEncoder):
+    """A support encoder that records every bank it is given."""
 
     def __init__(self):
+        super().__init__(spec=None)
         self.banks = []
-        self.stored = []
+        self.stored_sets = []
 
-    def set_support_bank(self, bank):
+    def use_bank(self, bank):
         self.banks.append(bank)
 
-    def store_support_set(self, bank, info):
-        self.stored.append((bank, info))
+    def store(self, bank, info=None):
+        self.stored_sets.append((bank, info))
+
+
+class FakeModel:
+    """A detector whose RoI head holds a :class:`RecordingEncoder`, the one
+    thing the hook talks to."""
+
+    def __init__(self):
+        self.roi_head = SimpleNamespace(support_encoder=RecordingEncoder())
+        self.banks = self.roi_head.support_encoder.banks
+        self.stored = self.roi_head.support_encoder.stored_sets
 
 
 def dataset_cfg(paths, **kwargs):

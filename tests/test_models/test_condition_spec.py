@@ -9,6 +9,7 @@ from mmengine.config import ConfigDict
 
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.registry import MODELS
+from mmdet_maskdiff.models.roi_heads.stored_support import StoredSupport
 from mmdet_maskdiff.models import (ConditionSpec, DiffusionMaskHead,
                                    condition_spec_of)
 
@@ -87,13 +88,6 @@ def test_a_spec_of_the_wrong_type_is_refused():
         condition_spec_of(head)
 
 
-def test_requires_condition_is_deprecated():
-    head = DiffusionMaskHead(
-        num_classes=4, mask_size=16, denoiser=TINY_DENOISER, num_timesteps=100)
-    with pytest.warns(DeprecationWarning, match='condition_spec_of'):
-        assert head.requires_condition is True
-
-
 def test_roi_head_reads_the_spec_once(build_model):
     roi_head = build_model().roi_head
     assert roi_head.needs_condition
@@ -113,9 +107,14 @@ def test_roi_head_with_an_fcn_mask_head_has_no_condition(maskdiff_cfg):
         num_classes=8)
     roi_head = MODELS.build(cfg).roi_head
     assert roi_head.condition_spec is None and not roi_head.needs_condition
-    # a stored support set is of no use to it and is not kept
-    roi_head.store_support_set(None)
-    assert roi_head.stored_support is None
+    # a stored support set is of no use to it: not kept, and refused when
+    # a checkpoint carries one (a MaskDiff checkpoint with an FCN config)
+    roi_head.support_encoder.store(None)
+    assert roi_head.support_encoder.stored is None
+    assert roi_head.diffusion_sampling is None
+    with pytest.raises(ValueError, match='mask head without shots'):
+        roi_head.support_encoder.check_fits(
+            StoredSupport(bank=None, info=dict(num_shots=5)))
 
 
 def test_prototype_dim_must_match_the_shared_extractor(build_model):
@@ -188,7 +187,7 @@ def test_gathered_condition_follows_the_spec(build_model, support_bank,
             'roi_head.mask_head.region_source': 'feature',
             'roi_head.mask_head.use_prototypes': False
         })
-    model.set_support_bank(support_bank)
+    model.roi_head.support_encoder.use_bank(support_bank)
     condition, _ = conditions_of_one_step(
         model, model.data_preprocessor(copy.deepcopy(train_batch), True))
     num = len(condition)

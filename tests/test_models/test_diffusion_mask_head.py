@@ -1,5 +1,6 @@
 """DiffusionMaskHead: loss, sampler settings, sampling, pasting."""
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -11,12 +12,22 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
+from mmdet_maskdiff.diffusion.sampler_settings import (SAMPLER_HOME,
+                                                       parse_sampler_settings)
 from mmdet_maskdiff.models import MaskCondition
 
 
 def sampler_cfg(**sampler):
-    """A RoI head's test_cfg with these sampler settings."""
-    return ConfigDict(mask_thr_binary=0.5, sampler=sampler)
+    """These sampler settings, parsed as the RoI head parses its
+    ``test_cfg.diffusion_sampling`` (for the heads of ``make_head``)."""
+    return make_head_settings(sampler)
+
+
+NUM_TIMESTEPS = 100  # make_head's T
+
+
+def make_head_settings(sampler: dict):
+    return parse_sampler_settings(sampler, NUM_TIMESTEPS, SAMPLER_HOME)
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 
 
@@ -92,54 +103,51 @@ def test_overfits_fixed_masks_and_samples_them_back():
 
 
 @pytest.mark.parametrize('sampler, match', [
-    (dict(stepz=4), r"sampler: unknown key 'stepz'"),
-    (dict(type='euler'), r'sampler\.type must be .*euler'),
-    (dict(steps=0), r'sampler\.steps must be None or an int in \[1, 100\]'),
-    (dict(steps=101), r'sampler\.steps .*\[1, 100\], got 101'),
-    (dict(steps=2.5), r'sampler\.steps'),
-    (dict(num_samples=0), r'sampler\.num_samples must be an int >= 1'),
-    (dict(chunk_size=0), r'sampler\.chunk_size must be None .* got 0'),
-    (dict(eta=-1.0), r'sampler\.eta'),
-    (dict(guidance_weight=float('inf')), r'sampler\.guidance_weight'),
-    (dict(seed='a'), r'sampler\.seed'),
-    (dict(amp='fp16'), r'sampler\.amp'),
+    (dict(stepz=4), r"sampling: unknown key 'stepz'"),
+    (dict(type='euler'), r'sampling\.type must be .*euler'),
+    (dict(steps=0), r'sampling\.steps must be None or an int in \[1, 100\]'),
+    (dict(steps=101), r'sampling\.steps .*\[1, 100\], got 101'),
+    (dict(steps=2.5), r'sampling\.steps'),
+    (dict(num_samples=0), r'sampling\.num_samples must be an int >= 1'),
+    (dict(chunk_size=0), r'sampling\.chunk_size must be None .* got 0'),
+    (dict(eta=-1.0), r'sampling\.eta'),
+    (dict(guidance_weight=float('inf')), r'sampling\.guidance_weight'),
+    (dict(seed='a'), r'sampling\.seed'),
+    (dict(amp='fp16'), r'sampling\.amp'),
 ])
 def test_bad_sampler_settings_are_one_line_errors(sampler, match):
     head = make_head()
     with pytest.raises(ValueError, match=match) as info:
         head.predict(random_condition(1), sampler_cfg(**sampler))
     assert '\n' not in str(info.value)
-    assert 'model.test_cfg.rcnn.sampler' in str(info.value)
+    assert 'model.test_cfg.rcnn.diffusion_sampling' in str(info.value)
 
 
 def test_sampler_settings_come_from_the_test_cfg():
     head = make_head()
-    defaults = head.sampler_settings(None)
-    assert defaults == head.sampler_settings(ConfigDict())
+    defaults = head.parse_test_cfg(None)
+    assert defaults == head.parse_test_cfg(ConfigDict())
     assert defaults.steps == 2 and defaults.chunk_size is None
-    settings = head.sampler_settings(sampler_cfg(steps=7, seed=None))
+    settings = head.parse_test_cfg(
+        ConfigDict(diffusion_sampling=dict(steps=7, seed=None)))
     assert settings.steps == 7 and settings.seed is None
     assert settings.guidance_weight == defaults.guidance_weight
     assert head.sampler.sampling_diffusion(7).num_timesteps == 7
     assert head.sampler.sampling_diffusion(None) is head.diffusion
-    with pytest.raises(AttributeError, match='model.test_cfg.rcnn.sampler'):
-        head.set_sampler(steps=3)
+    # the old homes are gone: an unknown argument, not a silent mapping
+    with pytest.raises(TypeError, match='test_sampler'):
+        make_head(test_sampler=dict(steps=7))
 
 
-def test_deprecated_test_sampler_is_mapped_with_a_warning():
-    with pytest.warns(DeprecationWarning,
-                      match=r"test_sampler is deprecated; move \['steps'\] "
-                      'to model.test_cfg.rcnn.sampler'):
-        head = make_head(test_sampler=dict(steps=7))
-    # it still applies (over test_cfg) for one release
-    assert head.sampler_settings(sampler_cfg(steps=3, seed=4)).steps == 7
-    assert head.sampler_settings(sampler_cfg(seed=4)).seed == 4
-    with pytest.warns(DeprecationWarning), \
-            pytest.raises(ValueError, match=r'steps .*\[1, 100\]'):
-        make_head(test_sampler=dict(steps=1000))
-    with pytest.warns(DeprecationWarning):  # the old trajectory key too
-        head = make_head(test_sampler=dict(steps=3, trajectory_every=2))
-    assert head.trajectory_every == 2
+def test_trajectory_is_returned_only_when_asked():
+    head = randomize_(make_head()).eval()
+    settings = sampler_cfg(steps=3, seed=0)
+    plain = head.predict(random_condition(2), settings)
+    assert 'trajectory' not in plain
+    out = head.predict(random_condition(2), settings, trajectory_every=1)
+    assert torch.equal(out['probs'], plain['probs'])
+    assert out['trajectory']['x_t'].shape[0] == 2
+    assert len(out['trajectory']['steps']) == 3
 
 
 @pytest.mark.parametrize('device', DEVICES)
@@ -170,7 +178,7 @@ def test_seed_makes_sampling_reproducible(device):
     first = head.predict(condition, test_cfg)['probs']
     torch.manual_seed(123)  # the global RNG does not matter
     assert torch.equal(head.predict(condition, test_cfg)['probs'], first)
-    test_cfg.sampler.seed = 4
+    test_cfg = sampler_cfg(steps=3, eta=1.0, seed=4)
     assert not torch.equal(head.predict(condition, test_cfg)['probs'], first)
 
 
@@ -197,21 +205,21 @@ def test_roi_noise_follows_its_key_not_its_batch(sampler):
     condition.noise_keys = torch.tensor([101, 7, 3, 2**32 - 1, 0, 55])
     full = head.predict(condition, test_cfg)['probs']
     rows = [4, 1, 3]
-    test_cfg.sampler.chunk_size = 2
+    test_cfg = dataclasses.replace(test_cfg, chunk_size=2)
     assert torch.equal(
         head.predict(select_rois(condition, rows), test_cfg)['probs'],
         full[rows])
-    test_cfg.sampler.chunk_size = 1
+    test_cfg = dataclasses.replace(test_cfg, chunk_size=1)
     for row in range(6):
         alone = head.predict(select_rois(condition, [row]), test_cfg)['probs']
         assert torch.equal(alone, full[row:row + 1])
-    test_cfg.sampler.chunk_size = None
+    test_cfg = dataclasses.replace(test_cfg, chunk_size=None)
     # the key matters: row 0 with row 1's key is sampled from other noise
     moved = select_rois(condition, [0, 0])
     moved.noise_keys = condition.noise_keys[[0, 1]]
     probs = head.predict(moved, test_cfg)['probs']
     assert torch.equal(probs[0], full[0]) and not torch.equal(probs[1], full[0])
-    test_cfg.sampler.seed = 6
+    test_cfg = dataclasses.replace(test_cfg, seed=6)
     assert not torch.equal(head.predict(condition, test_cfg)['probs'], full)
 
 

@@ -7,9 +7,7 @@ changes the batch size. torch.compile / CUDA graphs are CUDA-only
 (``docs/benchmarks.md``, "Inference fast path")."""
 import pytest
 import torch
-from mmengine.config import ConfigDict
-
-from mmdet_maskdiff.diffusion import keyed_noise
+from mmdet_maskdiff.diffusion import keyed_noise, parse_sampler_settings
 from mmdet_maskdiff.models import DiffusionMaskHead, MaskCondition
 
 M = 16
@@ -49,7 +47,10 @@ def condition(num):
 
 
 def sampler_cfg(**sampler):
-    return ConfigDict(sampler=dict(dict(steps=3, seed=7), **sampler))
+    """Parsed sampler settings (steps=3, seed=7 unless given) for the heads
+    of ``make_head`` (T = 100)."""
+    return parse_sampler_settings(
+        dict(dict(steps=3, seed=7), **sampler), 100)
 
 
 @pytest.mark.parametrize('num', [1, 5, 8, 11])
@@ -113,10 +114,9 @@ def test_fast_path_is_off_on_the_cpu_by_default():
 
 def test_trajectory_capture_runs_eager():
     head = noisy_head()
-    head.trajectory_every = 1
-    out = head.predict(condition(5), sampler_cfg(fast=FAST))
-    assert head.last_trajectory['x_t'].shape[0] == 5  # no padding rows
-    head.trajectory_every = None
+    out = head.predict(condition(5), sampler_cfg(fast=FAST),
+                       trajectory_every=1)
+    assert out['trajectory']['x_t'].shape[0] == 5  # no padding rows
     again = head.predict(condition(5), sampler_cfg(fast=FAST))
     with torch.backends.mkldnn.flags(enabled=False):
         assert torch.equal(

@@ -58,10 +58,10 @@ def test_test_shots_are_the_first_k_crops_and_masks(build_model, test_batch):
     entries = []
     for label in range(len(SYNTHETIC_CLASSES)):
         entries += [(label, 100 + label, RED), (label, 200 + label, BLUE)]
-    model.set_support_bank(coloured_bank(entries))
+    model.roi_head.support_encoder.use_bank(coloured_bank(entries))
     predict(model, inputs(model, test_batch, False))
 
-    lookup, support = model.roi_head._test_support
+    lookup, support = model.roi_head.support_encoder._test_cache
     assert support.shots.shape == (8, 5, 4, 16, 16)  # (classes, K, 4, m, m)
     assert torch.equal(lookup, torch.arange(8))
     colour = support.shots[:, :, :3, 0, 0]  # every pixel is the same
@@ -83,7 +83,7 @@ def test_training_shots_come_from_other_images(build_model, train_batch):
     entries = []
     for label in range(len(SYNTHETIC_CLASSES)):
         entries += [(label, query_id, RED), (label, query_id + 1000, BLUE)]
-    model.set_support_bank(coloured_bank(entries))
+    model.roi_head.support_encoder.use_bank(coloured_bank(entries))
     condition, _ = conditions_of_one_step(model, data)
     num = len(condition)
     assert num > 0
@@ -100,31 +100,32 @@ def test_test_support_cache_is_reused_then_refreshed_after_a_step(
         build_model, support_bank, train_batch, test_batch):
     # the backbone trains too; keep detections whatever the step does
     model = build_model(frozen_modules=(), **{'test_cfg.rcnn.score_thr': 0.})
-    model.set_support_bank(support_bank)
+    model.roi_head.support_encoder.use_bank(support_bank)
     encodes = []
-    original = model.roi_head._encode_shots
+    encoder = model.roi_head.support_encoder
+    original = encoder._encode
 
-    def counting(indices):
+    def counting(indices, *args):
         encodes.append(indices.shape)
-        return original(indices)
+        return original(indices, *args)
 
-    model.roi_head._encode_shots = counting
+    encoder._encode = counting
     query = inputs(model, test_batch, False)
 
     model.eval()
     predict(model, query)
-    cached = model.roi_head._test_support
+    cached = encoder._test_cache
     assert cached is not None and len(encodes) == 1
     predict(model, query)
-    assert model.roi_head._test_support is cached and len(encodes) == 1
+    assert encoder._test_cache is cached and len(encodes) == 1
     old_lookup, old = cached
 
     # train() alone drops the cache, but the weights are unchanged
     model.train()
-    assert model.roi_head._test_support is None
+    assert encoder._test_cache is None
     model.eval()
     predict(model, query)
-    assert torch.allclose(model.roi_head._test_support[1].prototypes,
+    assert torch.allclose(encoder._test_cache[1].prototypes,
                           old.prototypes)
 
     # one optimizer step changes the encoder: new prototypes, same crops
@@ -135,19 +136,19 @@ def test_test_support_cache_is_reused_then_refreshed_after_a_step(
     assert torch.isfinite(loss)
     optim.update_params(loss)
     model.train()
-    assert model.roi_head._test_support is None
+    assert encoder._test_cache is None
     model.eval()
     encodes.clear()
     predict(model, query)
-    lookup, new = model.roi_head._test_support
+    lookup, new = encoder._test_cache
     assert encodes == [(8, 5)]  # all 8 classes, K = 5, encoded once
     assert torch.equal(lookup, old_lookup)
     assert not torch.allclose(new.prototypes, old.prototypes)
     assert torch.equal(new.shots, old.shots)
 
     # a new bank drops the cache too
-    model.set_support_bank(support_bank)
-    assert model.roi_head._test_support is None
+    encoder.use_bank(support_bank)
+    assert encoder._test_cache is None
 
 
 def query_context(model, data):
@@ -162,7 +163,7 @@ def query_context(model, data):
 def test_class_without_support_raises_naming_it(build_model, test_batch):
     model = build_model().eval()
     # no instance of 'heart' (label 7)
-    model.set_support_bank(
+    model.roi_head.support_encoder.use_bank(
         coloured_bank([(label, label, RED) for label in range(7)]))
     data = inputs(model, test_batch, False)
     detections = InstanceData(
@@ -200,7 +201,7 @@ def test_mask_branch_needs_context_and_bank(build_model, support_bank,
 def test_zero_detections_give_empty_masks(build_model, support_bank,
                                           test_batch):
     model = build_model(**{'test_cfg.rcnn.score_thr': 1.1}).eval()
-    model.set_support_bank(support_bank)
+    model.roi_head.support_encoder.use_bank(support_bank)
     sample = predict(model, inputs(model, test_batch, False))[0]
     pred = sample.pred_instances
     h, w = sample.metainfo['ori_shape']
@@ -217,7 +218,7 @@ def test_zero_positive_rois_give_a_zero_mask_loss(build_model, support_bank,
             'train_cfg.rcnn.assigner.min_pos_iou': 1.1,
             'train_cfg.rcnn.sampler.add_gt_as_proposals': False,
         })
-    model.set_support_bank(support_bank)
+    model.roi_head.support_encoder.use_bank(support_bank)
     model.train()
     losses = model(**inputs(model, train_batch, True), mode='loss')
     loss_mask = losses['loss_mask']
@@ -241,7 +242,7 @@ def test_class_only_in_the_query_gets_null_shots_not_itself(
     for label in range(len(SYNTHETIC_CLASSES)):
         if label != lonely:
             entries += [(label, query_id, RED), (label, query_id + 1000, BLUE)]
-    model.set_support_bank(coloured_bank(entries))
+    model.roi_head.support_encoder.use_bank(coloured_bank(entries))
     condition, _ = conditions_of_one_step(model, data)
     is_lonely = condition.labels == lonely
     assert is_lonely.any()
@@ -263,7 +264,7 @@ def test_support_fallback_drop_leaves_lonely_rois_out_of_the_loss(
     data = inputs(model, train_batch, True)
     query_id = data['data_samples'][0].metainfo['img_id']
     # every class lives only in the query image: every RoI is dropped
-    model.set_support_bank(
+    model.roi_head.support_encoder.use_bank(
         coloured_bank([(label, query_id, RED)
                        for label in range(len(SYNTHETIC_CLASSES))]))
     condition, losses = conditions_of_one_step(model, data)

@@ -7,7 +7,10 @@ import torch
 from mmengine.optim import OptimWrapper
 
 from mmdet.registry import MODELS
-from mmdet_maskdiff.apis import get_test_sampler, set_test_sampler
+from mmdet_maskdiff.apis import get_diffusion_sampling, set_diffusion_sampling
+from mmdet_maskdiff.models import support_encoder_of
+from mmdet_maskdiff.models.roi_heads.few_shot_roi_head import (
+    TRAJECTORY_REQUEST, TRAJECTORY_RESULT)
 
 STAGE2_FROZEN = ('backbone', 'neck', 'rpn_head', 'roi_head.bbox_head')
 
@@ -28,7 +31,7 @@ def test_config_builds_the_stage2_model(build_model):
 
 def test_loss_mode(build_model, support_bank, train_batch):
     model = build_model()
-    model.set_support_bank(support_bank)
+    model.roi_head.support_encoder.use_bank(support_bank)
     model.train()
     losses = model(**inputs(model, train_batch, True), mode='loss')
     for key in ('loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox',
@@ -45,7 +48,7 @@ def test_loss_mode(build_model, support_bank, train_batch):
 
 def test_predict_mode(build_model, support_bank, test_batch):
     model = build_model().eval()
-    model.set_support_bank(support_bank)
+    model.roi_head.support_encoder.use_bank(support_bank)
     with torch.no_grad():
         samples = model(**inputs(model, test_batch, False), mode='predict')
     assert len(samples) == 1
@@ -70,7 +73,7 @@ def test_predict_mode(build_model, support_bank, test_batch):
 def test_num_samples_reach_the_uncertainty(build_model, support_bank,
                                            test_batch):
     model = build_model().eval()
-    model.set_support_bank(support_bank)
+    model.roi_head.support_encoder.use_bank(support_bank)
     # an untrained x0 network outputs exactly 0 (zero-initialised output
     # layers), whatever the noise; random zero-initialised weights make its
     # samples depend on the noise, as a trained network's do
@@ -78,7 +81,7 @@ def test_num_samples_reach_the_uncertainty(build_model, support_bank,
     for name, param in model.roi_head.mask_head.denoiser.named_parameters():
         if not param.any():
             torch.nn.init.normal_(param, std=0.2)
-    set_test_sampler(model, num_samples=3)
+    set_diffusion_sampling(model, num_samples=3)
     with torch.no_grad():
         pred = model(
             **inputs(model, test_batch, False),
@@ -105,32 +108,33 @@ def count_denoiser_calls(model, batch) -> int:
 def test_cfg_option_on_test_cfg_reaches_the_sampling(build_model,
                                                      support_bank,
                                                      test_batch):
-    """--cfg-options model.test_cfg.rcnn.sampler.steps=4: the head runs 4
+    """--cfg-options model.test_cfg.rcnn.diffusion_sampling.steps=4: the head runs 4
     denoiser steps (w = 1 is one batched forward per step), not the
     config's 2."""
     for steps in (None, 4):
-        keys = {} if steps is None else {'test_cfg.rcnn.sampler.steps': steps}
+        keys = {} if steps is None else {'test_cfg.rcnn.diffusion_sampling.steps': steps}
         model = build_model(**keys).eval()
-        model.set_support_bank(support_bank)
+        model.roi_head.support_encoder.use_bank(support_bank)
         assert count_denoiser_calls(model, test_batch) == (steps or 2)
-        assert get_test_sampler(model)['steps'] == (steps or 2)
-    # and a loaded model takes a new value through set_test_sampler
-    set_test_sampler(model, steps=3)
-    assert model.roi_head.test_cfg.sampler.steps == 3
+        assert get_diffusion_sampling(model)['steps'] == (steps or 2)
+    # and a loaded model takes a new value through set_diffusion_sampling
+    set_diffusion_sampling(model, steps=3)
+    assert model.roi_head.test_cfg.diffusion_sampling.steps == 3
     assert count_denoiser_calls(model, test_batch) == 3
 
 
 @pytest.mark.parametrize('key, value, match', [
-    ('chunk_size', 0, r'model\.test_cfg\.rcnn\.sampler\.chunk_size must be '
-     r'None \(all RoIs in one pass\) or an int >= 1, got 0'),
-    ('steps', 101, r'sampler\.steps must be None or an int in \[1, 100\]'),
-    ('num_samples', 0, r'sampler\.num_samples must be an int >= 1'),
-    ('stepz', 4, r"sampler: unknown key 'stepz'"),
+    ('chunk_size', 0, r'model\.test_cfg\.rcnn\.diffusion_sampling\.'
+     r'chunk_size must be None \(all RoIs in one pass\) or an int >= 1, '
+     r'got 0'),
+    ('steps', 101, r'sampling\.steps must be None or an int in \[1, 100\]'),
+    ('num_samples', 0, r'sampling\.num_samples must be an int >= 1'),
+    ('stepz', 4, r"sampling: unknown key 'stepz'"),
 ])
 def test_bad_sampler_settings_fail_when_the_model_is_built(
         build_model, key, value, match):
     with pytest.raises(ValueError, match=match) as info:
-        build_model(**{f'test_cfg.rcnn.sampler.{key}': value})
+        build_model(**{f'test_cfg.rcnn.diffusion_sampling.{key}': value})
     assert '\n' not in str(info.value)
 
 
@@ -138,7 +142,7 @@ def test_fast_path_switch_reaches_the_sampling(build_model, support_bank,
                                               test_batch):
     """--cfg-options ...sampler.fast.enabled=True (and devices, compile)
     turn the config's fast path on: the denoiser sees bucket sizes only."""
-    prefix = 'test_cfg.rcnn.sampler.fast.'
+    prefix = 'test_cfg.rcnn.diffusion_sampling.fast.'
     model = build_model(
         **{
             prefix + 'enabled': True,
@@ -146,7 +150,7 @@ def test_fast_path_switch_reaches_the_sampling(build_model, support_bank,
             prefix + 'compile': False,
             prefix + 'bucket_sizes': (16, ),
         }).eval()
-    model.set_support_bank(support_bank)
+    model.roi_head.support_encoder.use_bank(support_bank)
     batches = []
     model.roi_head.mask_head.denoiser.register_forward_hook(
         lambda module, args, out: batches.append(args[0].shape[0]))
@@ -157,22 +161,12 @@ def test_fast_path_switch_reaches_the_sampling(build_model, support_bank,
         build_model(**{prefix + 'enabled': True, prefix + 'devices': ('cpu', )})
 
 
-def test_set_test_sampler_checks_before_it_writes(build_model):
+def test_set_diffusion_sampling_checks_before_it_writes(build_model):
     model = build_model()
-    before = dict(model.roi_head.test_cfg.sampler)
+    before = dict(model.roi_head.test_cfg.diffusion_sampling)
     with pytest.raises(ValueError, match='num_samples'):
-        set_test_sampler(model, num_samples=0)
-    assert dict(model.roi_head.test_cfg.sampler) == before
-
-
-def test_deprecated_mask_head_test_sampler_still_applies(
-        build_model, support_bank, test_batch):
-    with pytest.warns(DeprecationWarning, match='test_sampler is deprecated'):
-        model = build_model(**{
-            'roi_head.mask_head.test_sampler': dict(steps=3)
-        }).eval()
-    model.set_support_bank(support_bank)
-    assert count_denoiser_calls(model, test_batch) == 3
+        set_diffusion_sampling(model, num_samples=0)
+    assert dict(model.roi_head.test_cfg.diffusion_sampling) == before
 
 
 def snapshot(module):
@@ -187,7 +181,7 @@ def snapshot(module):
 def test_stage2_keeps_the_detector_bit_identical(build_model, support_bank,
                                                  train_batch, optimizer):
     model = build_model()
-    model.set_support_bank(support_bank)
+    model.roi_head.support_encoder.use_bank(support_bank)
     model.train()
     frozen = {
         name: snapshot(model.get_submodule(name))
@@ -260,11 +254,44 @@ def test_normalize_support_matches_the_data_preprocessor(build_model):
     assert torch.allclose(model.normalize_support(crops), expected, atol=1e-5)
 
 
-def test_set_support_bank_needs_a_few_shot_roi_head(maskdiff_cfg,
-                                                    support_bank):
+def test_support_set_needs_a_few_shot_roi_head(maskdiff_cfg):
     cfg = copy.deepcopy(maskdiff_cfg.model)
     cfg.roi_head.type = 'StandardRoIHead'
     cfg.roi_head.mask_head = None
     model = MODELS.build(cfg)
-    with pytest.raises(TypeError, match='FewShotRoIHead'):
-        model.set_support_bank(support_bank)
+    with pytest.raises(TypeError,
+                       match='needs model.roi_head to be a FewShotRoIHead, '
+                       'got StandardRoIHead'):
+        support_encoder_of(model)
+
+
+def test_trajectory_request_travels_with_the_batch(build_model, support_bank,
+                                                   test_batch):
+    """A data-sample meta key asks for the reverse chain; it comes back in
+    the first image's pred_instances.metainfo, and only for that batch: the
+    model keeps no state between batches."""
+    model = build_model().eval()
+    model.roi_head.support_encoder.use_bank(support_bank)
+    asked = inputs(model, test_batch, False)
+    for sample in asked['data_samples']:
+        sample.set_metainfo({TRAJECTORY_REQUEST: 1})
+    with torch.no_grad():
+        with_chain = model(**asked, mode='predict')
+        plain = model(**inputs(model, test_batch, False), mode='predict')
+    trajectory = with_chain[0].pred_instances.metainfo[TRAJECTORY_RESULT]
+    num = sum(len(p.pred_instances) for p in with_chain)
+    assert trajectory['steps'] == [99, 0]  # T = 100, the config's 2 steps
+    assert trajectory['x_t'].shape[:2] == (num, 2)
+    assert all(TRAJECTORY_RESULT not in p.pred_instances.metainfo
+               for p in plain)
+    for a, b in zip(with_chain, plain):  # asking changes no mask
+        assert torch.equal(a.pred_instances.masks, b.pred_instances.masks)
+
+
+def test_update_diffusion_sampling_needs_a_sampling_head(build_model):
+    model = build_model()
+    assert model.roi_head.update_diffusion_sampling(steps=3).steps == 3
+    assert model.roi_head.diffusion_sampling.steps == 3
+    model.roi_head.diffusion_sampling = None  # as for the twin / FCN
+    with pytest.raises(ValueError, match='DiffusionMaskHead'):
+        set_diffusion_sampling(model, steps=3)

@@ -84,12 +84,13 @@ def test_predict_is_the_sigmoid_of_one_pass_from_zero_at_t_999():
     torch.testing.assert_close(out['uncertainty'],
                                expected[:, 0] * (1 - expected[:, 0]))
     assert 0 <= out['uncertainty'].min() and out['uncertainty'].max() <= 0.25
-    # the diffusion sampler's settings and the noise keys change nothing
+    # the diffusion sampler's settings do not apply, noise keys change
+    # nothing
     condition.noise_keys = torch.arange(5) * 7
-    test_cfg = ConfigDict(mask_thr_binary=0.5, sampler=dict(steps=8, seed=3))
-    assert torch.equal(head.predict(condition, test_cfg)['probs'],
-                       out['probs'])
-    assert not head.wants_noise_keys(test_cfg)
+    test_cfg = ConfigDict(
+        mask_thr_binary=0.5, diffusion_sampling=dict(steps=8, seed=3))
+    assert head.parse_test_cfg(test_cfg) is None
+    assert torch.equal(head.predict(condition)['probs'], out['probs'])
 
 
 def test_one_pass_per_image_gives_each_image_its_masks():
@@ -279,7 +280,7 @@ def test_detector_trains_and_predicts_with_the_twin(twin_cfg, maskdiff_cfg,
     assert set(head.state_dict()) == set(
         maskdiff.roi_head.mask_head.state_dict()) | {'fixed_timestep'}
 
-    model.set_support_bank(support_bank)
+    model.roi_head.support_encoder.use_bank(support_bank)
     data = model.data_preprocessor(copy.deepcopy(train_batch), True)
     condition, losses = conditions_of_one_step(model, data)
     # the condition the diffusion head would get: region crop, 5 shots,
@@ -308,8 +309,8 @@ def test_detector_trains_and_predicts_with_the_twin(twin_cfg, maskdiff_cfg,
 
 
 def _recording(predict, seen):
-    def wrapper(condition, rcnn_test_cfg=None):
-        out = predict(condition, rcnn_test_cfg)
+    def wrapper(condition):
+        out = predict(condition)
         seen.append(dict(out, condition=condition))
         return out
 

@@ -13,7 +13,7 @@ import torch
 from mmengine.dataset import pseudo_collate
 
 from mmdet.registry import DATASETS
-from mmdet_maskdiff.apis import set_test_sampler
+from mmdet_maskdiff.apis import set_diffusion_sampling
 
 NUM_IMAGES = 4
 
@@ -37,7 +37,7 @@ def noise_dependent_model(build_model, support_bank):
     output layers are zero-initialised): give those weights random values so
     that the masks depend on the noise, as a trained network's do."""
     model = build_model().eval()
-    model.set_support_bank(support_bank)
+    model.roi_head.support_encoder.use_bank(support_bank)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for param in model.roi_head.mask_head.denoiser.parameters():
@@ -56,7 +56,7 @@ def test_batch_size_1_and_4_give_identical_predictions(build_model,
                                                        support_bank,
                                                        test_images, sampler):
     model = noise_dependent_model(build_model, support_bank)
-    set_test_sampler(model, seed=0, **sampler)
+    set_diffusion_sampling(model, seed=0, **sampler)
     shapes = {tuple(item['inputs'].shape) for item in test_images}
     assert len(shapes) == 1, 'same-size images: batching adds no padding'
 

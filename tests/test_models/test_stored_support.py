@@ -23,7 +23,7 @@ def predict(model, batch):
 
 def stored_model(build_model, support_bank, **model_keys):
     model = build_model(**model_keys).eval()
-    model.store_support_set(support_bank, INFO)
+    model.roi_head.support_encoder.store(support_bank, INFO)
     return model
 
 
@@ -58,7 +58,7 @@ def test_state_dict_carries_the_support_set(build_model, support_bank):
     state = model.state_dict()
     keys = {k for k in state if '.support_set.' in k}
     assert keys == {
-        f'roi_head.support_set.{n}'
+        f'roi_head.support_encoder.support_set.{n}'
         for n in ('crops', 'masks', 'labels', 'img_ids', 'info')
     }
     assert all(isinstance(state[k], torch.Tensor) for k in keys)
@@ -72,7 +72,7 @@ def test_checkpoint_restores_the_support_set_and_the_masks(
     init_detector use): the loaded model predicts the same masks with no
     bank given, as the original with the hook's bank."""
     model = stored_model(build_model, support_bank)
-    model.set_support_bank(support_bank)  # as SupportSetHook does at test
+    model.roi_head.support_encoder.use_bank(support_bank)  # as SupportSetHook does at test
     expected = predict(model, test_batch)
     assert len(expected) > 0
     path = str(tmp_path / 'stage2.pth')
@@ -82,13 +82,13 @@ def test_checkpoint_restores_the_support_set_and_the_masks(
 
     loaded = build_model(seed=1).eval()  # other random weights
     load_checkpoint(loaded, path, map_location='cpu', strict=True)
-    assert loaded.roi_head.support_bank is None
-    assert loaded.roi_head.stored_support.info['num_shots'] == K
+    assert loaded.roi_head.support_encoder.bank is None
+    assert loaded.roi_head.support_encoder.stored.info['num_shots'] == K
     got = predict(loaded, test_batch)
     assert torch.equal(got.bboxes, expected.bboxes)
     assert torch.equal(got.masks, expected.masks)
     # and the loaded model saves it again
-    assert 'roi_head.support_set.crops' in loaded.state_dict()
+    assert 'roi_head.support_encoder.support_set.crops' in loaded.state_dict()
 
 
 def test_other_k_is_refused_in_one_line(build_model, support_bank):
@@ -121,8 +121,8 @@ def test_other_class_list_cannot_replace_the_stored_set(
         num_classes=support_bank.num_classes,
         class_names=tuple(f'x{i}' for i in range(support_bank.num_classes)))
     with pytest.raises(ValueError, match='support set classes differ'):
-        model.set_support_bank(renamed)
-    assert model.roi_head._require_bank() is model.roi_head.stored_support.bank
+        model.roi_head.support_encoder.use_bank(renamed)
+    assert model.roi_head.support_encoder._require_bank() is model.roi_head.support_encoder.stored.bank
 
 
 def test_a_given_bank_overrides_the_stored_one(build_model, support_bank):
@@ -130,8 +130,8 @@ def test_a_given_bank_overrides_the_stored_one(build_model, support_bank):
     checkpoint's at test time when its class list is the same."""
     model = stored_model(build_model, support_bank)
     other = first_shots(support_bank, 1)  # another K-shot sample
-    model.set_support_bank(other)
-    assert model.roi_head._require_bank() is other
+    model.roi_head.support_encoder.use_bank(other)
+    assert model.roi_head.support_encoder._require_bank() is other
 
 
 def test_no_support_set_says_how_to_fix_it(build_model, test_batch):
@@ -161,10 +161,10 @@ def test_config_support_set_replaces_the_stored_one(build_model, support_bank,
     from mmdet_maskdiff.apis import use_config_support_set
     model = build_model().eval()
     use_config_support_set(model, maskdiff_cfg)
-    bank = model.roi_head.support_bank
+    bank = model.roi_head.support_encoder.bank
     assert bank is not None
-    assert model.roi_head.stored_support.bank.class_names == bank.class_names
-    assert 'roi_head.support_set.crops' in model.state_dict()
+    assert model.roi_head.support_encoder.stored.bank.class_names == bank.class_names
+    assert 'roi_head.support_encoder.support_set.crops' in model.state_dict()
 
 
 def test_config_without_support_set_hook_is_named(build_model, maskdiff_cfg):

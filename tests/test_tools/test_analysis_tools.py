@@ -276,7 +276,7 @@ def test_mask_quality_samples_and_uncertainty(synthetic_data, tmp_path):
             config, ckpt, '--work-dir',
             str(tmp_path / 'work'), '--out',
             str(out), '--cfg-options',
-            'model.test_cfg.rcnn.sampler.num_samples=4'
+            'model.test_cfg.rcnn.diffusion_sampling.num_samples=4'
         ],
         cwd=str(tmp_path))
     assert proc.returncode == 0, describe(proc)
@@ -294,7 +294,7 @@ def test_mask_quality_samples_and_uncertainty(synthetic_data, tmp_path):
     one = report['one_sample']
     assert list(one['summary']) == ['base', 'novel', 'all']
     assert one['metrics']['uncertainty/all/mean_uncertainty'] == 0.0
-    assert one['metrics']['sampler/num_samples'] == 1
+    assert one['metrics']['diffusion_sampling/num_samples'] == 1
 
     out = tmp_path / 'one.json'
     proc = run_tool_here(

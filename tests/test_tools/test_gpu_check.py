@@ -170,7 +170,7 @@ def test_sizes_read_without_mmengine_are_the_configs(config, name):
     assert setup.num_timesteps == head.num_timesteps
     assert setup.prediction_type == head.diffusion.prediction_type
     assert setup.max_train_rois == head.max_train_rois
-    assert setup.sampler == cfg.model.test_cfg.rcnn.sampler.to_dict()
+    assert setup.sampler == cfg.model.test_cfg.rcnn.diffusion_sampling.to_dict()
 
 
 @pytest.mark.parametrize('args, message', [

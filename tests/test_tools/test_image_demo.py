@@ -274,6 +274,6 @@ def test_negative_guidance_weight(trained, tmp_path):
     line = _demo_error(trained, tmp_path, trained['config'],
                        trained['checkpoint'], '--guidance-weight', '-3')
     assert line == (
-        'error: model.test_cfg.rcnn.sampler.guidance_weight must be a finite '
+        'error: model.test_cfg.rcnn.diffusion_sampling.guidance_weight must be a finite '
         'number >= 0 (w < 0 is anti-guidance: the guided (1 + w) eps(c) - w '
         'eps(null) then moves away from the class), got -3.0')

@@ -87,6 +87,6 @@ def test_run_demo_end_to_end(tmp_path):
     assert report['configs']['maskdiff'] == osp.join(
         'configs', 'maskdiff', 'coco_5shot.py')
     assert report['settings']['mask_iters'] == 2
-    # --steps reached model.test_cfg.rcnn.sampler; the hook logs it
-    assert report['metrics']['MaskDiff']['sampler/steps'] == 1
+    # --steps reached model.test_cfg.rcnn.diffusion_sampling; the hook logs it
+    assert report['metrics']['MaskDiff']['diffusion_sampling/steps'] == 1
     assert (work_dir / 'trajectory.png').is_file()

@@ -50,7 +50,7 @@ def test_checkpoint_keeps_the_fixed_timestep_and_the_support_set(trained):
     state = torch.load(
         checkpoint, map_location='cpu', weights_only=False)['state_dict']
     assert state['roi_head.mask_head.fixed_timestep'].item() == 999
-    assert any(key.startswith('roi_head.support_set.') for key in state)
+    assert any(key.startswith('roi_head.support_encoder.support_set.') for key in state)
 
 
 def test_test_tool_reports_bbox_and_segm(trained):

@@ -205,7 +205,7 @@ def diffusion_predictor(name: str, num: int, device: torch.device,
     rois = make_rois(num, device)  # outside the timed call
 
     def run() -> None:
-        probs = head.predict(condition, test_cfg)['probs']
+        probs = head.predict(condition, head.parse_test_cfg(test_cfg))['probs']
         head.predict_by_feat((probs, ), [rois], [meta], test_cfg)
 
     return head, run
@@ -238,10 +238,10 @@ def _main() -> None:
         for samples in args.samples:
             for w in args.guidance:
                 for steps in args.steps:
-                    test_cfg.sampler = dict(
+                    test_cfg.diffusion_sampling = dict(
                         steps=steps, guidance_weight=w,
                         num_samples=samples, amp=args.amp, fast=fast)
-                    head.sampler_settings(test_cfg)  # one-line errors
+                    head.parse_test_cfg(test_cfg)  # one-line errors
                     evals = steps * samples * (2 if w else 1)
                     setting = (f'{name}, {steps} step(s), w={w:g}, '
                                f'{samples} sample(s)')

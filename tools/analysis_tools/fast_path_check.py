@@ -87,7 +87,7 @@ class DenoiserSetup:
         num_timesteps: T.
         prediction_type: what the denoiser predicts.
         max_train_rois: RoIs per GPU of a stage-2 training step.
-        sampler: the config's ``model.test_cfg.rcnn.sampler``.
+        sampler: the config's ``model.test_cfg.rcnn.diffusion_sampling``.
     """
     denoiser: dict
     beta_schedule: str
@@ -139,13 +139,13 @@ def coco_setups(path: str = BASE_MODEL_CONFIG) -> Dict[str, DenoiserSetup]:
     assigns dicts only), so no mmengine is needed."""
     scope = runpy.run_path(path)
     head = scope['diffusion_mask_head']
-    sampler = scope['model']['test_cfg']['rcnn']['sampler']
+    sampler = scope['model']['test_cfg']['rcnn']['diffusion_sampling']
     lite = scope['lite_model']
     return dict(
         paper=_setup(head, sampler),
         lite=_setup(
             _merged(head, lite['roi_head']['mask_head']),
-            _merged(sampler, lite['test_cfg']['rcnn']['sampler'])))
+            _merged(sampler, lite['test_cfg']['rcnn']['diffusion_sampling'])))
 
 
 def smoke_setup(setup: DenoiserSetup) -> DenoiserSetup:
@@ -261,7 +261,7 @@ class SamplerCheck:
 
     Args:
         setups: denoiser name -> setup (the denoisers to time).
-        samplers: sampler name -> ``model.test_cfg.rcnn.sampler`` dict.
+        samplers: sampler name -> ``model.test_cfg.rcnn.diffusion_sampling`` dict.
         num_rois: RoIs per call.
         device: where to sample.
         repeats: timed calls per row (median), after ``warmup`` calls.

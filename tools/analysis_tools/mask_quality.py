@@ -22,7 +22,7 @@ AUROC and rho need N > 1 (``n/a`` with one sample)::
 
     python tools/analysis_tools/mask_quality.py \
         configs/maskdiff/coco_5shot.py work_dirs/coco_5shot/iter_40000.pth \
-        --cfg-options model.test_cfg.rcnn.sampler.num_samples=8
+        --cfg-options model.test_cfg.rcnn.diffusion_sampling.num_samples=8
 
 With N > 1 samples per RoI the tool also tests the same model with one
 sample per RoI (``num_samples=1``; ``--skip-one-sample`` leaves it out) and
@@ -165,15 +165,14 @@ def _print_tables(summaries: dict, uncertainty: dict,
     if num_samples == 1:
         print('AUROC and Spearman are n/a with num_samples=1 (one binary '
               'sample has p(1-p) = 0 everywhere): add --cfg-options '
-              'model.test_cfg.rcnn.sampler.num_samples=8')
+              'model.test_cfg.rcnn.diffusion_sampling.num_samples=8')
 
 
 def _one_sample_metrics(cfg: Config) -> dict:
     """The oracle-box metrics of ``cfg`` with one sampled mask per RoI.
 
     Raises:
-        InputError: the run still samples more than one mask per RoI (a
-            deprecated sampler setting overrides ``num_samples``).
+        InputError: the run still samples more than one mask per RoI.
     """
     cfg = copy.deepcopy(cfg)
     cfg.merge_from_dict(ONE_SAMPLE_OPTIONS)
@@ -182,8 +181,7 @@ def _one_sample_metrics(cfg: Config) -> dict:
     if samples_per_roi(runner.model) != 1:
         raise InputError(
             f'{next(iter(ONE_SAMPLE_OPTIONS))}=1 did not give one sample per '
-            'RoI (a deprecated test_sampler / DiffusionSamplerHook sampler '
-            'overrides it); pass --skip-one-sample or move the setting')
+            'RoI; pass --skip-one-sample')
     return metrics
 
 

@@ -58,20 +58,16 @@ model = dict(
     # outside the query batch gets null shots ('null') or leaves the mask
     # loss ('drop'); it never gets its own object (docs/defaults.md)
     train_cfg=dict(rcnn=dict(mask_size=mask_size, support_fallback='null')),
-    # the diffusion head's test-time sampler, its one home (keys and checks:
-    # mmdet_maskdiff/diffusion/sampler_settings.py; docs/defaults.md);
-    # FCNMaskHead configs ignore it. `fast`: the inference fast path (RoI
+    # the diffusion head's test-time sampler, its one home; only what differs
+    # from the defaults of SamplerSettings (keys and checks:
+    # mmdet_maskdiff/diffusion/sampler_settings.py; docs/defaults.md).
+    # FCNMaskHead and the twin ignore it. `fast`: the inference fast path (RoI
     # buckets + torch.compile on CUDA), off until measured on a GPU
-    # (docs/benchmarks.md); flip with `...sampler.fast.enabled=True`.
+    # (docs/benchmarks.md); flip with `...diffusion_sampling.fast.enabled=True`.
     test_cfg=dict(
         rcnn=dict(
-            sampler=dict(
-                type='ddim', steps=2, eta=0.0, guidance_weight=1.0,
-                num_samples=1, seed=0, chunk_size=None, amp=False,
-                fast=dict(
-                    enabled=False, devices=('cuda', ),
-                    bucket_sizes=(32, 64, 128, 256), compile=True,
-                    cuda_graphs=False)))))
+            diffusion_sampling=dict(
+                fast=dict(enabled=False, compile=True)))))
 
 # The same-input regression twin (coco_*shot_twin.py): the diffusion head's
 # denoiser UNet and conditioning (region crop, K shots, prototype, class),
@@ -132,4 +128,5 @@ lite_model = dict(
                 num_head_channels=32,
                 with_cp=False))),
     train_cfg=dict(rcnn=dict(mask_size=lite_mask_size)),
-    test_cfg=dict(rcnn=dict(sampler=dict(steps=1, guidance_weight=0.0))))
+    test_cfg=dict(
+        rcnn=dict(diffusion_sampling=dict(steps=1, guidance_weight=0.0))))

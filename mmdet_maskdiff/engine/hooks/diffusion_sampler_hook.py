@@ -1,20 +1,18 @@
 """Denoising-trajectory panels and the sampler settings in the metrics."""
-import logging
 import os.path as osp
-import warnings
 from typing import Optional, Sequence
 
 import mmcv
 import numpy as np
 import torch
-from mmengine.config import ConfigDict
 from mmengine.hooks import Hook
-from mmengine.logging import print_log
 
 from mmdet.registry import HOOKS
 from mmdet_maskdiff.diffusion.sampler_settings import SAMPLER_HOME
 from mmdet_maskdiff.models.mask_heads.diffusion_mask_head import \
     DiffusionMaskHead
+from mmdet_maskdiff.models.roi_heads.few_shot_roi_head import (
+    TRAJECTORY_REQUEST, TRAJECTORY_RESULT)
 from mmdet_maskdiff.visualization import roi_labels, trajectory_panel
 from .runner_model import unwrap_model
 
@@ -23,22 +21,19 @@ from .runner_model import unwrap_model
 class DiffusionSamplerHook(Hook):
     """Draw the reverse chain of a ``DiffusionMaskHead`` and log its sampler.
 
-    The sampler itself is set in one place, ``model.test_cfg.rcnn.sampler``
-    (e.g. ``--cfg-options model.test_cfg.rcnn.sampler.steps=8``); this hook
-    does not change it. Training is unaffected. Before each val/test run the
-    hook drops the RoI head's cached support encoding (the weights may have
-    changed); after the run it adds the sampler settings to the metrics as
-    ``sampler/<key>`` so they are logged and returned next to the AP they
-    produced. With ``save_trajectory`` it writes a PNG panel of the reverse
-    chain for the first RoIs of the first batch (rows: RoIs; columns: y_t from
-    noise to the mask, as in the paper's Fig. 3) into
-    ``<log_dir>/trajectory/``.
+    The sampler itself is set in one place,
+    ``model.test_cfg.rcnn.diffusion_sampling`` (e.g. ``--cfg-options
+    model.test_cfg.rcnn.diffusion_sampling.steps=8``); this hook does not
+    change it, nor any other model state. Training is unaffected. After each
+    val/test run it adds the sampler settings to the metrics as
+    ``diffusion_sampling/<key>`` so they are logged and returned next to the
+    AP they produced. With ``save_trajectory`` it writes a PNG panel of the
+    reverse chain for the first RoIs of the first batch (rows: RoIs; columns:
+    y_t from noise to the mask, as in the paper's Fig. 3) into
+    ``<log_dir>/trajectory/``: the request travels with that batch (a meta
+    key of its data samples) and the chain comes back with its predictions.
 
     Args:
-        sampler (dict, optional): Deprecated (one release): settings that
-            are merged into the RoI head's ``test_cfg.sampler`` before each
-            run, with a ``DeprecationWarning``. Set
-            ``model.test_cfg.rcnn.sampler`` instead.
         save_trajectory (bool): Save the trajectory panel. Defaults to False.
         num_trajectory_rois (int): RoIs (rows) in the panel. Defaults to 4.
         trajectory_every (int): Keep every n-th step. Defaults to 1.
@@ -48,28 +43,22 @@ class DiffusionSamplerHook(Hook):
     priority = 'HIGHEST'  # before RuntimeInfoHook logs the metrics
 
     def __init__(self,
-                 sampler: Optional[dict] = None,
                  save_trajectory: bool = False,
                  num_trajectory_rois: int = 4,
                  trajectory_every: int = 1,
                  cell_size: int = 56) -> None:
-        self.deprecated_sampler = dict(sampler or {})
-        # the hook's own trajectory_every / save_trajectory decide capture
-        self.deprecated_sampler.pop('trajectory_every', None)
-        if self.deprecated_sampler:
-            message = (
-                'DiffusionSamplerHook: sampler is deprecated; move '
-                f'{sorted(self.deprecated_sampler)} to {SAMPLER_HOME} '
-                '(until then the hook copies them there before each run)')
-            warnings.warn(message, DeprecationWarning)
-            print_log(message, logger='current', level=logging.WARNING)
+        if isinstance(trajectory_every, bool) or not (
+                isinstance(trajectory_every, int) and trajectory_every >= 1):
+            raise ValueError('DiffusionSamplerHook: trajectory_every must be '
+                             f'an int >= 1, got {trajectory_every!r}')
         self.save_trajectory = save_trajectory
         self.num_trajectory_rois = num_trajectory_rois
         self.trajectory_every = trajectory_every
         self.cell_size = cell_size
         self.saved_paths = []
 
-    def _mask_head(self, runner):
+    @staticmethod
+    def _roi_head(runner):
         roi_head = getattr(unwrap_model(runner), 'roi_head', None)
         head = getattr(roi_head, 'mask_head', None)
         if not isinstance(head, DiffusionMaskHead):
@@ -77,44 +66,35 @@ class DiffusionSamplerHook(Hook):
                             'roi_head.mask_head is a DiffusionMaskHead, got '
                             f'{type(head).__name__} (no sampler: remove the '
                             'hook from custom_hooks)')
-        return head
-
-    @staticmethod
-    def _test_cfg(runner) -> Optional[ConfigDict]:
-        return getattr(unwrap_model(runner).roi_head, 'test_cfg', None)
+        return roi_head
 
     def _settings(self, runner) -> dict:
         """The sampler settings the head samples with."""
-        head = self._mask_head(runner)
-        return head.sampler_settings(self._test_cfg(runner)).to_dict()
+        return self._roi_head(runner).diffusion_sampling.to_dict()
 
     def _before_run(self, runner) -> None:
-        head = self._mask_head(runner)
-        roi_head = unwrap_model(runner).roi_head
-        if self.deprecated_sampler:  # the old home, for one release
-            test_cfg = self._test_cfg(runner)
-            if test_cfg is None:
-                test_cfg = roi_head.test_cfg = ConfigDict()
-            merged = dict(test_cfg.get('sampler') or {},
-                          **self.deprecated_sampler)
-            head.sampler_settings(ConfigDict(sampler=merged))  # validate
-            test_cfg.sampler = merged
-        head.trajectory_every = (
-            self.trajectory_every if self.save_trajectory else None)
-        if hasattr(roi_head, 'invalidate_support_cache'):
-            roi_head.invalidate_support_cache()
-        runner.logger.info(f'DiffusionSamplerHook: {self._settings(runner)}')
+        runner.logger.info(f'DiffusionSamplerHook: {SAMPLER_HOME} = '
+                           f'{self._settings(runner)}')
+
+    def _request_trajectory(self, batch_idx: int, data_batch) -> None:
+        """Ask for the first batch's reverse chain (a meta key of its data
+        samples, which the RoI head reads)."""
+        if not self.save_trajectory or batch_idx != 0:
+            return
+        samples = (data_batch or {}).get('data_samples') or []
+        for sample in samples:
+            sample.set_metainfo({TRAJECTORY_REQUEST: self.trajectory_every})
 
     def _after_first_batch(self,
                            runner,
                            batch_idx: int,
                            mode: str,
                            outputs=None) -> None:
-        if not self.save_trajectory or batch_idx != 0:
+        if not self.save_trajectory or batch_idx != 0 or not outputs:
             return
-        head = self._mask_head(runner)
-        trajectory = head.last_trajectory
-        head.trajectory_every = None  # the rest runs at full speed
+        instances = getattr(outputs[0], 'pred_instances', None)
+        trajectory = None if instances is None else instances.metainfo.get(
+            TRAJECTORY_RESULT)
         if trajectory is None:
             return
         out_dir = osp.join(runner.log_dir, 'trajectory')
@@ -163,18 +143,24 @@ class DiffusionSamplerHook(Hook):
             return
         for key, value in self._settings(runner).items():
             if isinstance(value, (int, float)):
-                metrics[f'sampler/{key}'] = value
+                metrics[f'diffusion_sampling/{key}'] = value
 
     def before_run(self, runner) -> None:
         """Fail before training on a model without a diffusion head (not at
         its first validation)."""
-        self._mask_head(runner)
+        self._roi_head(runner)
 
     def before_val_epoch(self, runner) -> None:
         self._before_run(runner)
 
     def before_test_epoch(self, runner) -> None:
         self._before_run(runner)
+
+    def before_val_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self._request_trajectory(batch_idx, data_batch)
+
+    def before_test_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self._request_trajectory(batch_idx, data_batch)
 
     def after_val_iter(self,
                        runner,

@@ -12,6 +12,7 @@ from mmdet_maskdiff.datasets.support_bank import (SupportBank,
                                                   build_support_bank)
 from mmdet_maskdiff.few_shot.sample import support_set_config
 from mmdet_maskdiff.models.mask_heads.mask_condition import condition_spec_of
+from mmdet_maskdiff.models.roi_heads.support_encoder import support_encoder_of
 from .runner_model import unwrap_model
 
 
@@ -41,7 +42,7 @@ class SupportSetHook(Hook):
     Both are built once (lazily) and reused; the model's test-time support
     encoding is refreshed before every val/test run.
 
-    The test bank is also stored in the model (``store_support_set``), so
+    The test bank is also stored in the model (``SupportEncoder.store``), so
     every checkpoint of the run carries the K-shot set and a model loaded
     from it (``init_detector``, ``DetInferencer``) predicts without this hook
     or the data. When the hook is present at test time its ``dataset``
@@ -280,7 +281,7 @@ class SupportSetHook(Hook):
         runner.logger.info(f'SupportSetHook: training support pool of '
                            f'{len(self._train_bank.labels)} instances')
         model = unwrap_model(runner)
-        model.set_support_bank(self._train_bank)
+        support_encoder_of(model).use_bank(self._train_bank)
         # checkpoints of this run carry the test-time K-shot set
         self.store_test_bank(model)
 
@@ -307,13 +308,13 @@ class SupportSetHook(Hook):
     def store_test_bank(self, model) -> None:
         """Give ``model`` (a ``MaskDiffRCNN``) the test bank to keep with
         its weights (see the class docstring)."""
-        model.store_support_set(self.test_bank(), self.support_info())
+        support_encoder_of(model).store(self.test_bank(), self.support_info())
 
     def use_test_bank(self, model) -> None:
         """Make the test bank ``model``'s support set, replacing the one its
         checkpoint carried (same class list required), also in later
         checkpoints."""
-        model.set_support_bank(self.test_bank())
+        support_encoder_of(model).use_bank(self.test_bank())
         self.store_test_bank(model)
 
     def set_config(self, cfg) -> None:
@@ -345,4 +346,5 @@ class SupportSetHook(Hook):
     def after_val(self, runner) -> None:
         """Back to the training pool when validation interrupts training."""
         if self._train_bank is not None:
-            unwrap_model(runner).set_support_bank(self._train_bank)
+            support_encoder_of(unwrap_model(runner)).use_bank(
+                self._train_bank)

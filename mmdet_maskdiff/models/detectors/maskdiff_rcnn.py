@@ -1,7 +1,7 @@
 """MaskDiff detector: a two-stage detector whose RoI head sees the query
 images and can encode support crops."""
 from contextlib import nullcontext
-from typing import ContextManager, Optional, Sequence
+from typing import ContextManager, Sequence
 
 from torch import Tensor, nn
 
@@ -9,8 +9,8 @@ from mmdet.models.detectors import TwoStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
-from mmdet_maskdiff.structures import SupportBank
-from ..roi_heads.few_shot_roi_head import FewShotRoIHead, QueryContext
+from ..roi_heads.few_shot_roi_head import FewShotRoIHead
+from ..roi_heads.support_encoder import QueryContext
 
 
 @MODELS.register_module()
@@ -75,24 +75,6 @@ class MaskDiffRCNN(TwoStageDetector):
         for name in self.frozen_modules:
             self._submodule(name).eval()
         return self
-
-    def set_support_bank(self, bank: SupportBank) -> None:
-        """Give the RoI head the support instances (the K-shot set)."""
-        if not isinstance(self.roi_head, FewShotRoIHead):
-            raise TypeError('set_support_bank needs a FewShotRoIHead, got '
-                            f'{type(self.roi_head).__name__}')
-        self.roi_head.set_support_bank(bank)
-
-    def store_support_set(self,
-                          bank: SupportBank,
-                          info: Optional[dict] = None) -> None:
-        """Keep the test-time K-shot set with the weights, so that it is
-        saved in checkpoints and restored by ``load_checkpoint`` (see
-        :meth:`FewShotRoIHead.store_support_set`)."""
-        if not isinstance(self.roi_head, FewShotRoIHead):
-            raise TypeError('store_support_set needs a FewShotRoIHead, got '
-                            f'{type(self.roi_head).__name__}')
-        self.roi_head.store_support_set(bank, info)
 
     def normalize_support(self, crops: Tensor) -> Tensor:
         """Preprocess uint8 BGR support crops exactly like query images.

@@ -7,6 +7,10 @@ sampled by a reverse diffusion chain) and :class:`~.RegressionMaskHead` (its
 same-input regression twin: one forward pass of the same network). Both are
 conditioned on exactly the same inputs, so the difference between them is
 the diffusion alone.
+
+The file is a little over 400 lines because it is one class, the contract
+both heads share, about half of it docstrings; whether a checkpoint fits
+lives in :mod:`.checkpoint_fit`.
 """
 import copy
 import warnings
@@ -23,14 +27,8 @@ from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, InstanceList, OptMultiConfig
-from mmdet_maskdiff.structures import StateDictDiff, first_and_count
+from .checkpoint_fit import checkpoint_problem
 from .mask_condition import ConditionSpec, MaskCondition
-
-#: the one tensor the regression twin saves beyond the denoiser (its fixed
-#: timestep): the two heads' tensors are otherwise the same, so it tells a
-#: twin checkpoint from a MaskDiff one
-TWIN_STATE_KEY = 'fixed_timestep'
-
 
 def _take(tensors: Tuple[Optional[Tensor], ...],
           index: Tensor) -> Tuple[Optional[Tensor], ...]:
@@ -55,37 +53,6 @@ def _check_head_args(head: str, region_source: str, shot_fusion: str,
     if not rois_ok:
         raise ValueError(f'{head}: max_train_rois must be None or an int '
                          f'>= 1, got {max_train_rois!r}')
-
-
-def _mismatch_cause(state_dict: dict, own: dict, diff: StateDictDiff,
-                    prefix: str) -> str:
-    """The likely cause of a mask-head checkpoint that does not fit.
-
-    * the twin's :data:`TWIN_STATE_KEY` on one side only: the checkpoint
-      holds the other head (MaskDiff vs its regression twin), whose tensors
-      are otherwise the same;
-    * residual blocks whose ``time_proj`` gives C instead of 2 × C rows are
-      those of the additive blocks before the scale-shift fix
-      (CHANGELOG.md), not another config.
-    """
-    twin_key = prefix + TWIN_STATE_KEY
-    if twin_key in diff.unexpected:
-        return ('the checkpoint holds the regression twin '
-                '(RegressionMaskHead), not a DiffusionMaskHead: load it with '
-                'its config (configs/maskdiff/coco_*shot_twin.py)')
-    if twin_key in diff.missing:
-        return ('the checkpoint holds a MaskDiff DiffusionMaskHead, not the '
-                'regression twin (RegressionMaskHead): load it with the '
-                'MaskDiff config (coco_*shot.py), or train the twin')
-    reshaped = diff.reshaped
-    if reshaped and all('.time_proj.' in key and state_dict[key].shape[0] *
-                        2 == own[key].shape[0] for key in reshaped):
-        return ('the checkpoint has the additive residual blocks of '
-                'mmdet_maskdiff before the scale-shift fix '
-                '(CHANGELOG.md); retrain stage 2 from the stage-1b '
-                'checkpoint')
-    return ('the checkpoint was trained with another num_shots, mask_size, '
-            'num_classes or denoiser')
 
 
 class ConditionedMaskHead(BaseModule):
@@ -230,19 +197,15 @@ class ConditionedMaskHead(BaseModule):
         """Whether x includes the neck's RoI features."""
         return self.condition_spec.region_features
 
-    def check_test_cfg(self, rcnn_test_cfg: Optional[ConfigDict]) -> None:
-        """Check this head's settings in the RoI head's ``test_cfg`` (called
-        once, when the RoI head is built). The base head has none.
+    def parse_test_cfg(self, rcnn_test_cfg: Optional[ConfigDict]) -> None:
+        """Parse this head's settings in the RoI head's ``test_cfg`` (called
+        once, when the RoI head is built). The base head has none; a head
+        that samples returns its :class:`SamplerSettings`.
 
         Raises:
             ValueError: a bad key or value (one line naming it).
         """
-
-    def wants_noise_keys(self, rcnn_test_cfg: Optional[ConfigDict]) -> bool:
-        """Whether :meth:`predict` draws noise per RoI from
-        ``MaskCondition.noise_keys`` (the RoI head then computes them from
-        the images' contents). The base head draws no noise."""
-        return False
+        return None
 
     # ------------------------------------------------------------------ #
     # loading
@@ -264,16 +227,7 @@ class ConditionedMaskHead(BaseModule):
             str | None: One line: the first problem, how many follow, and the
             likely cause.
         """
-        own = {prefix + key: value for key, value in self.state_dict().items()}
-        present = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
-        if not present:
-            return None
-        diff = StateDictDiff.between(own, present)
-        problems = diff.lines(own, present)
-        if not problems:
-            return None
-        return (f'{first_and_count(problems)}; '
-                + _mismatch_cause(present, own, diff, prefix))
+        return checkpoint_problem(self.state_dict(), state_dict, prefix)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args,
                               **kwargs) -> None:
@@ -422,10 +376,8 @@ class ConditionedMaskHead(BaseModule):
     # ------------------------------------------------------------------ #
     # inference
     # ------------------------------------------------------------------ #
-    def predict(
-            self,
-            condition: MaskCondition,
-            rcnn_test_cfg: Optional[ConfigDict] = None) -> Dict[str, Tensor]:
+    def predict(self, condition: MaskCondition, *args,
+                **kwargs) -> Dict[str, Tensor]:
         """Foreground probabilities ``probs`` (N, 1, m, m) and a per-pixel
         ``uncertainty`` (N, m, m) of N RoIs (subclasses)."""
         raise NotImplementedError
@@ -472,10 +424,8 @@ class ConditionedMaskHead(BaseModule):
                 rescale=rescale,
                 activate_map=True)
 
-    def forward(
-            self,
-            condition: MaskCondition,
-            rcnn_test_cfg: Optional[ConfigDict] = None) -> Dict[str, Tensor]:
+    def forward(self, condition: MaskCondition, *args,
+                **kwargs) -> Dict[str, Tensor]:
         """Alias of :meth:`predict`, so the head can be called like any
         module (e.g. for FLOP counting)."""
-        return self.predict(condition, rcnn_test_cfg)
+        return self.predict(condition, *args, **kwargs)

@@ -1,11 +1,8 @@
 """The MaskDiff mask head: a conditional diffusion model over binary masks."""
-import logging
-import warnings
 from typing import Dict, Optional
 
 import torch
 from mmengine.config import ConfigDict
-from mmengine.logging import print_log
 from torch import Tensor
 
 from mmdet.registry import MODELS
@@ -13,9 +10,9 @@ from mmdet.utils import ConfigType, InstanceList, OptMultiConfig
 from mmdet_maskdiff.diffusion import (GaussianDiffusion, denoiser_loss,
                                       drop_labels, get_beta_schedule)
 from mmdet_maskdiff.diffusion.roi_sampler import RoIMaskSampler
-from mmdet_maskdiff.diffusion.sampler_settings import (  # noqa: F401
-    DEFAULT_SAMPLER, SAMPLER_HOME, SAMPLER_KEYS, SamplerSettings,
-    parse_sampler_settings)
+from mmdet_maskdiff.diffusion.sampler_settings import (SAMPLER_HOME,
+                                                       SamplerSettings,
+                                                       parse_sampler_settings)
 from .conditioned_mask_head import ConditionedMaskHead
 from .mask_condition import MaskCondition
 
@@ -60,21 +57,11 @@ class DiffusionMaskHead(ConditionedMaskHead):
         class_dropout_prob (float): Probability of training a RoI with the
             null class (classifier-free guidance). Defaults to 0.1.
         loss_weight (float): Weight of the diffusion loss. Defaults to 1.0.
-        test_sampler (dict, optional): Deprecated: the test-time sampler
-            lives in ``model.test_cfg.rcnn.sampler`` (keys and checks:
-            :mod:`mmdet_maskdiff.diffusion.sampler_settings`), which the RoI
-            head passes to :meth:`predict`. Settings given here still apply
-            for one release, over those of ``test_cfg``, with a
-            ``DeprecationWarning``.
         **kwargs: The network and what it is conditioned on (``num_classes``,
             ``mask_size``, ``denoiser``, ``region_source``, ``num_shots``,
             ``max_train_rois``, ...) and ``init_cfg``: the arguments of
             :class:`ConditionedMaskHead`, with its defaults.
     """
-
-    #: keep every n-th step of the next :meth:`predict`'s first chunk in
-    #: ``last_trajectory`` (set by ``DiffusionSamplerHook``; None: off)
-    trajectory_every: Optional[int] = None
 
     def __init__(self,
                  num_timesteps: int = 1000,
@@ -82,7 +69,6 @@ class DiffusionMaskHead(ConditionedMaskHead):
                  prediction_type: str = 'epsilon',
                  class_dropout_prob: float = 0.1,
                  loss_weight: float = 1.0,
-                 test_sampler: Optional[dict] = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         _check_class_dropout(class_dropout_prob)
@@ -92,85 +78,35 @@ class DiffusionMaskHead(ConditionedMaskHead):
             get_beta_schedule(beta_schedule, num_timesteps),
             prediction_type=prediction_type)
         self.sampler = RoIMaskSampler(self.diffusion, self.num_classes)
-        self._take_deprecated_sampler(test_sampler)
-        self.last_trajectory: Optional[dict] = None
-
-    def _take_deprecated_sampler(self, test_sampler: Optional[dict]) -> None:
-        """Keep the deprecated ``test_sampler`` settings (they override
-        ``test_cfg.sampler`` for one release) and validate them now."""
-        self.deprecated_test_sampler = dict(test_sampler or {})
-        # the old key of the trajectory capture, now a head attribute
-        self.trajectory_every = self.deprecated_test_sampler.pop(
-            'trajectory_every', None)
-        if test_sampler:
-            message = (
-                'DiffusionMaskHead: test_sampler is deprecated; move '
-                f'{sorted(self.deprecated_test_sampler)} to {SAMPLER_HOME} '
-                '(until then they override the values there)')
-            warnings.warn(message, DeprecationWarning)
-            print_log(message, logger='current', level=logging.WARNING)
-            self.sampler_settings(None)  # validate now
 
     # ------------------------------------------------------------------ #
     # configuration
     # ------------------------------------------------------------------ #
-    @property
-    def requires_condition(self) -> bool:
-        """Deprecated: use :func:`condition_spec_of` (or
-        ``condition_spec``), which also says what the condition holds."""
-        warnings.warn(
-            'DiffusionMaskHead.requires_condition is deprecated: use '
-            'mmdet_maskdiff.models.mask_heads.condition_spec_of(head), '
-            'which is None for an unconditioned head', DeprecationWarning)
-        return True
-
-    def sampler_settings(
+    def parse_test_cfg(
             self, rcnn_test_cfg: Optional[ConfigDict]) -> SamplerSettings:
-        """The validated test-time sampler of ``rcnn_test_cfg.sampler``.
+        """The validated test-time sampler of
+        ``rcnn_test_cfg.diffusion_sampling`` (called once, when the RoI head
+        is built).
 
         Args:
             rcnn_test_cfg (ConfigDict, optional): ``test_cfg`` of the RoI
-                head; its ``sampler`` dict (missing keys take
-                :data:`DEFAULT_SAMPLER`). None: the defaults.
+                head; its ``diffusion_sampling`` dict (missing keys take the
+                defaults of :class:`SamplerSettings`). None: the defaults.
 
         Returns:
-            SamplerSettings: The settings :meth:`predict` samples with.
+            SamplerSettings: The settings :meth:`predict` is given.
 
         Raises:
             ValueError: a bad key or value (one line naming it).
         """
-        sampler = dict((rcnn_test_cfg or {}).get('sampler') or {})
-        sampler.update(self.deprecated_test_sampler)
-        return parse_sampler_settings(sampler, self.num_timesteps)
-
-    def set_sampler(self, **settings) -> None:
-        """Removed: the sampler has one home, ``model.test_cfg.rcnn.sampler``.
-
-        Raises:
-            AttributeError: always, naming the replacement.
-        """
-        raise AttributeError(
-            'DiffusionMaskHead.set_sampler was removed: the test-time '
-            f'sampler lives in {SAMPLER_HOME} (a loaded model: '
-            'mmdet_maskdiff.apis.set_test_sampler(model, ...))')
+        sampling = (rcnn_test_cfg or {}).get('diffusion_sampling')
+        return parse_sampler_settings(sampling, self.num_timesteps,
+                                      SAMPLER_HOME)
 
     @property
     def num_timesteps(self) -> int:
         """T of the training diffusion."""
         return self.diffusion.num_timesteps
-
-    def check_test_cfg(self, rcnn_test_cfg: Optional[ConfigDict]) -> None:
-        """Check the sampler of ``rcnn_test_cfg`` (:meth:`sampler_settings`).
-
-        Raises:
-            ValueError: a bad key or value (one line naming it).
-        """
-        self.sampler_settings(rcnn_test_cfg)
-
-    def wants_noise_keys(self, rcnn_test_cfg: Optional[ConfigDict]) -> bool:
-        """Whether the sampler draws each RoI's noise from its key: when it
-        is seeded (``sampler.seed`` is not None)."""
-        return self.sampler_settings(rcnn_test_cfg).seed is not None
 
     # ------------------------------------------------------------------ #
     # training
@@ -207,11 +143,11 @@ class DiffusionMaskHead(ConditionedMaskHead):
     # inference
     # ------------------------------------------------------------------ #
     @torch.inference_mode()
-    def predict(
-            self,
-            condition: MaskCondition,
-            rcnn_test_cfg: Optional[ConfigDict] = None) -> Dict[str, Tensor]:
-        """Sample masks for N RoIs with the sampler of ``rcnn_test_cfg``.
+    def predict(self,
+                condition: MaskCondition,
+                sampling: Optional[SamplerSettings] = None,
+                trajectory_every: Optional[int] = None) -> Dict[str, Tensor]:
+        """Sample masks for N RoIs.
 
         All RoIs (and all samples per RoI) go through one batched reverse
         chain per chunk (:class:`RoIMaskSampler`); the condition's share of
@@ -219,9 +155,11 @@ class DiffusionMaskHead(ConditionedMaskHead):
 
         Args:
             condition (MaskCondition): Conditioning of the N RoIs.
-            rcnn_test_cfg (ConfigDict, optional): ``test_cfg`` of the RoI
-                head; its ``sampler`` holds the sampler settings (None: the
-                defaults).
+            sampling (SamplerSettings, optional): The sampler settings (the
+                RoI head's parsed ``test_cfg.diffusion_sampling``); None: the
+                defaults.
+            trajectory_every (int, optional): Also return the reverse chain
+                of the first chunk, every n-th step (None: not kept).
 
         Returns:
             dict: ``probs`` (N, 1, m, m) — with the sampler's
@@ -230,19 +168,25 @@ class DiffusionMaskHead(ConditionedMaskHead):
             ``output='soft'`` the mean of the samples' (x̂_0 + 1) / 2 — and
             ``uncertainty`` (N, m, m) = probs · (1 − probs): the per-pixel
             variance of the binary samples (zeros for a single binary
-            sample).
+            sample); with ``trajectory_every``, ``trajectory``: a dict with
+            ``steps``, ``x_t`` and ``pred_x0`` (see
+            :func:`~mmdet_maskdiff.visualization.trajectory_panel`).
         """
-        settings = self.sampler_settings(rcnn_test_cfg)
+        if sampling is None:
+            sampling = self.parse_test_cfg(None)
         cond, cond_vector = self.build_condition(condition)
-        fg_count, self.last_trajectory = self.sampler.sample(
+        fg_count, trajectory = self.sampler.sample(
             self.denoiser,
             cond,
             cond_vector,
             condition.labels,
             condition.noise_keys,
-            settings,
-            trajectory_every=self.trajectory_every,
+            sampling,
+            trajectory_every=trajectory_every,
             groups=condition.num_per_image)
-        probs = fg_count / settings.num_samples
+        probs = fg_count / sampling.num_samples
         uncertainty = (probs * (1 - probs))[:, 0]
-        return dict(probs=probs, uncertainty=uncertainty)
+        out = dict(probs=probs, uncertainty=uncertainty)
+        if trajectory is not None:
+            out['trajectory'] = trajectory
+        return out

@@ -3,12 +3,12 @@ head's network and conditioning, one forward pass, trained on the mask."""
 from typing import Dict, Optional, Tuple
 
 import torch
-from mmengine.config import ConfigDict
 from torch import Tensor
 
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType
-from .conditioned_mask_head import TWIN_STATE_KEY, ConditionedMaskHead
+from .checkpoint_fit import TWIN_STATE_KEY
+from .conditioned_mask_head import ConditionedMaskHead
 from .mask_condition import MaskCondition
 
 
@@ -41,7 +41,7 @@ class RegressionMaskHead(ConditionedMaskHead):
       ``uncertainty = p(1 − p)``, the Bernoulli variance of the predicted
       pixel — free, and the baseline a sampled uncertainty must beat.
 
-    Test-time settings of the diffusion head (``test_cfg.sampler``) do not
+    Test-time settings of the diffusion head (``test_cfg.diffusion_sampling``) do not
     apply and are ignored, as by ``FCNMaskHead``.
 
     Loading is strict (:meth:`ConditionedMaskHead._load_from_state_dict`): a
@@ -143,18 +143,13 @@ class RegressionMaskHead(ConditionedMaskHead):
     # inference
     # ------------------------------------------------------------------ #
     @torch.inference_mode()
-    def predict(
-            self,
-            condition: MaskCondition,
-            rcnn_test_cfg: Optional[ConfigDict] = None) -> Dict[str, Tensor]:
+    def predict(self, condition: MaskCondition) -> Dict[str, Tensor]:
         """Foreground probabilities of N RoIs from one forward pass each.
 
         Args:
             condition (MaskCondition): Conditioning of the N RoIs; its
                 ``num_per_image`` splits the passes by image (None: one
                 pass). ``noise_keys`` are not used.
-            rcnn_test_cfg (ConfigDict, optional): ``test_cfg`` of the RoI
-                head; nothing in it applies here.
 
         Returns:
             dict: ``probs`` (N, 1, m, m) = sigmoid of the mask logits, and

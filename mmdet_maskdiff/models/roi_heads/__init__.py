@@ -1,3 +1,8 @@
-from .few_shot_roi_head import FewShotRoIHead, QueryContext, SupportFeatures
+from .few_shot_roi_head import FewShotRoIHead
+from .support_encoder import (QueryContext, SupportEncoder, SupportFeatures,
+                              support_encoder_of)
 
-__all__ = ['FewShotRoIHead', 'QueryContext', 'SupportFeatures']
+__all__ = [
+    'FewShotRoIHead', 'QueryContext', 'SupportEncoder', 'SupportFeatures',
+    'support_encoder_of'
+]
