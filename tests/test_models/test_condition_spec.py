@@ -112,7 +112,7 @@ def test_roi_head_with_an_fcn_mask_head_has_no_condition(maskdiff_cfg):
     roi_head.support_encoder.store(None)
     assert roi_head.support_encoder.stored is None
     assert roi_head.diffusion_sampling is None
-    with pytest.raises(ValueError, match='mask head without shots'):
+    with pytest.raises(ValueError, match='the config builds FCNMaskHead'):
         roi_head.support_encoder.check_fits(
             StoredSupport(bank=None, info=dict(num_shots=5)))
 

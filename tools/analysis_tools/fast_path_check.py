@@ -49,7 +49,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # a checkout runs without `pip install -e`
 
 from mmdet_maskdiff.diffusion import (  # noqa: E402
-    GaussianDiffusion, RoIMaskSampler, get_beta_schedule,
+    GaussianDiffusion, RoIMaskSampler, SamplerSettings, get_beta_schedule,
     parse_sampler_settings)
 from mmdet_maskdiff.networks import MaskDenoisingUNet  # noqa: E402
 
@@ -139,7 +139,9 @@ def coco_setups(path: str = BASE_MODEL_CONFIG) -> Dict[str, DenoiserSetup]:
     assigns dicts only), so no mmengine is needed."""
     scope = runpy.run_path(path)
     head = scope['diffusion_mask_head']
-    sampler = scope['model']['test_cfg']['rcnn']['diffusion_sampling']
+    # the config states only what differs from the SamplerSettings defaults
+    sampler = _merged(SamplerSettings().to_dict(),
+                      scope['model']['test_cfg']['rcnn']['diffusion_sampling'])
     lite = scope['lite_model']
     return dict(
         paper=_setup(head, sampler),

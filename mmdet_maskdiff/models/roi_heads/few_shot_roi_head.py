@@ -95,6 +95,8 @@ class FewShotRoIHead(StandardRoIHead):
             self.condition_spec,
             num_classes=(self.mask_head.num_classes
                          if self.condition_spec is not None else 0),
+            mask_head_name=(type(self.mask_head).__name__
+                            if self.with_mask else 'no mask head'),
             fallback=(self.train_cfg or {}).get('support_fallback', 'null'))
         #: the parsed test_cfg.diffusion_sampling (None: the head does not
         #: sample); written here and by update_diffusion_sampling only

@@ -105,6 +105,8 @@ class SupportEncoder(BaseModule):
             (e.g. ``FCNMaskHead``), which then refuses any support set.
         num_classes (int): The mask head's classes (a stored set must have
             as many). Defaults to 0 (no conditioned head).
+        mask_head_name (str): The mask head's class, for messages. Defaults
+            to ``'no mask head'``.
         fallback (str): ``train_cfg.rcnn.support_fallback``: ``'null'``
             (null shots: zero crops, empty masks, zero prototype) or
             ``'drop'`` (the RoI leaves the mask loss). Defaults to ``'null'``.
@@ -114,6 +116,7 @@ class SupportEncoder(BaseModule):
     def __init__(self,
                  spec: Optional[ConditionSpec],
                  num_classes: int = 0,
+                 mask_head_name: str = 'no mask head',
                  fallback: str = 'null',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -123,6 +126,7 @@ class SupportEncoder(BaseModule):
                 f'of {SUPPORT_FALLBACKS}, got {fallback!r}')
         self.spec = spec
         self.num_classes = num_classes
+        self.mask_head_name = mask_head_name
         self.fallback = fallback
         self.bank: Optional[SupportBank] = None
         self.stored: Optional[StoredSupport] = None
@@ -190,7 +194,7 @@ class SupportEncoder(BaseModule):
             raise ValueError(
                 f'{what} does not fit this model: the checkpoint has a mask '
                 'head that samples from K shots (DiffusionMaskHead), the '
-                'config builds a mask head without shots; load it with the '
+                f'config builds {self.mask_head_name}; load it with the '
                 'config it was trained with (e.g. '
                 f'configs/maskdiff/coco_{stored.num_shots}shot.py)')
         num_shots = self.spec.num_shots
