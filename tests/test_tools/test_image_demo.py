@@ -144,7 +144,7 @@ def test_image_demo_cfg_options_apply_and_sampler_flags_win(
         demo_args(trained, out_dir) + [
             '--steps', '1', '--num-samples', '1', '--cfg-options',
             'model.test_cfg.rcnn.max_per_img=1',
-            'model.test_cfg.rcnn.sampler.num_samples=3'
+            'model.test_cfg.rcnn.diffusion_sampling.num_samples=3'
         ],
         cwd=str(tmp_path))
     assert proc.returncode == 0, describe(proc)
