@@ -8,7 +8,7 @@ from .few_shot_coco import FewShotCocoDataset
 from .few_shot_share_sampler import FewShotShareSampler
 from .few_shot_splits import (few_shot_split_path, generate_few_shot_splits,
                               load_few_shot_split)
-from .support_bank import SupportBank, build_support_bank
+from .support_bank import build_support_bank
 from .synthetic_fsis import (SYNTHETIC_CLASS_SPLITS, SYNTHETIC_CLASSES,
                              make_synthetic_fsis)
 
@@ -18,6 +18,6 @@ __all__ = [
     'get_class_splits', 'resolve_classes', 'FewShotCocoDataset',
     'FewShotShareSampler',
     'few_shot_split_path', 'generate_few_shot_splits', 'load_few_shot_split',
-    'SupportBank', 'build_support_bank', 'SYNTHETIC_CLASS_SPLITS',
+    'build_support_bank', 'SYNTHETIC_CLASS_SPLITS',
     'SYNTHETIC_CLASSES', 'make_synthetic_fsis'
 ]

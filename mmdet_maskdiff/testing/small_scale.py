@@ -21,9 +21,6 @@ they all use the *same* config files as the COCO benchmark, and
 Every value is a scalar, list or tuple, so :func:`to_cfg_options_args` can
 also pass them on the command line (``tools/train.py CONFIG --cfg-options
 ...``).
-
-This module was ``mmdet_maskdiff.demo.cpu_scale`` (still importable for one
-release, with a ``DeprecationWarning``).
 """
 from typing import Any, Dict, List, Optional
 

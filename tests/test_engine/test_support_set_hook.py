@@ -8,9 +8,10 @@ import torch
 from mmengine.logging import MMLogger
 
 import mmdet_maskdiff  # noqa: F401
-from mmdet_maskdiff.datasets import FewShotCocoDataset, SupportBank
+from mmdet_maskdiff.datasets import FewShotCocoDataset
 from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
 from mmdet_maskdiff.engine.hooks import SupportSetHook
+from mmdet_maskdiff.structures import SupportBank
 
 CROP = 16
 
