@@ -9,8 +9,8 @@ from .few_shot_share_sampler import FewShotShareSampler
 from .few_shot_splits import (few_shot_split_path, generate_few_shot_splits,
                               load_few_shot_split)
 from .support_bank import build_support_bank
-from .synthetic_fsis import (SYNTHETIC_CLASS_SPLITS, SYNTHETIC_CLASSES,
-                             make_synthetic_fsis)
+from .synthetic_class_splits import SYNTHETIC_CLASS_SPLITS, SYNTHETIC_CLASSES
+from .synthetic_fsis import make_synthetic_fsis
 
 __all__ = [
     'COCO_ALL_CLASSES', 'COCO_BASE_CLASSES', 'COCO_NOVEL_CLASSES',

@@ -27,9 +27,9 @@ from typing import Any, Dict, List, Optional
 from mmengine.config import Config
 
 from mmdet_maskdiff.datasets.class_splits import resolve_classes
-from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASSES,
-                                                    SYNTHETIC_SPLIT_NAMES,
-                                                    synthetic_difficulty,
+from mmdet_maskdiff.datasets.synthetic_class_splits import (
+    SYNTHETIC_CLASSES, SYNTHETIC_SPLIT_NAMES)
+from mmdet_maskdiff.datasets.synthetic_fsis import (synthetic_difficulty,
                                                     synthetic_paths)
 from mmdet_maskdiff.utils.config_tree import iter_config_dicts
 

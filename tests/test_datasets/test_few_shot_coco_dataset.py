@@ -12,7 +12,8 @@ from mmdet_maskdiff.datasets import (FewShotCocoDataset,
                                      generate_few_shot_splits,
                                      make_synthetic_fsis)
 from mmdet_maskdiff.datasets.few_shot_splits import few_shot_split_path
-from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
+from mmdet_maskdiff.datasets.synthetic_class_splits import \
+    SYNTHETIC_CLASS_SPLITS
 
 SPLITS = dict(base=('cat', 'dog'), novel=('bird', 'potted plant'))
 ALL = ('cat', 'dog', 'bird', 'potted plant')

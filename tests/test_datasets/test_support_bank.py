@@ -12,7 +12,8 @@ from mmdet_maskdiff.datasets import (FewShotCocoDataset, build_support_bank,
                                      make_synthetic_fsis)
 from mmdet_maskdiff.datasets import support_bank as support_bank_module
 from mmdet_maskdiff.datasets.support_bank import support_bank_metadata
-from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
+from mmdet_maskdiff.datasets.synthetic_class_splits import \
+    SYNTHETIC_CLASS_SPLITS
 from mmdet_maskdiff.structures import SupportBank
 
 W, H = 120, 100

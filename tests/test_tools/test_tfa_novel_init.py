@@ -13,8 +13,8 @@ from mmengine.registry import DefaultScope
 
 import mmdet_maskdiff  # noqa: F401  (registers the package's modules)
 from mmdet.registry import MODELS
-from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
-                                                    SYNTHETIC_CLASSES)
+from mmdet_maskdiff.datasets.synthetic_class_splits import (
+    SYNTHETIC_CLASS_SPLITS, SYNTHETIC_CLASSES)
 from mmdet_maskdiff.testing.small_scale import (cpu_scale_options,
                                                 to_cfg_options_args)
 from mmdet_maskdiff.utils.novel_head_init import (
