@@ -11,6 +11,7 @@ from pycocotools import mask as mask_util
 
 import cv2
 
+from mmdet_maskdiff.datasets import synthetic_easy, synthetic_hard
 from mmdet_maskdiff.datasets.class_splits import get_class_splits
 from mmdet_maskdiff.datasets.few_shot_splits import load_few_shot_split
 from mmdet_maskdiff.datasets.synthetic_class_splits import (
@@ -135,9 +136,9 @@ def test_deterministic_and_reused(tmp_path):
 def test_masks_are_the_painted_pixels(monkeypatch):
     """With flat colours per class, masks must match the image exactly."""
     monkeypatch.setattr(
-        synthetic_fsis, '_texture', lambda name, h, w, rng: np.full(
+        synthetic_easy, '_texture', lambda name, h, w, rng: np.full(
             (h, w, 3), 10 + 30 * SYNTHETIC_CLASSES.index(name), np.uint8))
-    monkeypatch.setattr(synthetic_fsis, '_background',
+    monkeypatch.setattr(synthetic_easy, 'blotchy_background',
                         lambda h, w, rng: np.zeros((h, w, 3), np.uint8))
     rng = np.random.default_rng(5)
     stream = ClassStream(len(SYNTHETIC_CLASSES), rng)
@@ -260,13 +261,13 @@ def test_hard_masks_are_the_visible_painted_pixels(monkeypatch):
     occluding bars) and no blur, every mask must be exactly the pixels of its
     colour: occluded parts (by later instances or by bars) are removed."""
     monkeypatch.setattr(
-        synthetic_fsis, '_hard_instance_texture', lambda label, h, w, rng: np.
+        synthetic_hard, '_hard_instance_texture', lambda label, h, w, rng: np.
         full((h, w, 3), 10 + 20 * label, np.uint8))
-    monkeypatch.setattr(synthetic_fsis, '_stuff_texture',
+    monkeypatch.setattr(synthetic_hard, '_stuff_texture',
                         lambda h, w, rng: np.zeros((h, w, 3), np.uint8))
-    monkeypatch.setattr(synthetic_fsis, '_background',
+    monkeypatch.setattr(synthetic_hard, 'blotchy_background',
                         lambda h, w, rng: np.zeros((h, w, 3), np.uint8))
-    monkeypatch.setattr(synthetic_fsis, '_hard_finish', lambda img, rng: img)
+    monkeypatch.setattr(synthetic_hard, '_hard_finish', lambda img, rng: img)
     rng = np.random.default_rng(5)
     stream = ClassStream(len(SYNTHETIC_HARD_CLASSES), rng)
     visible_fractions = []
