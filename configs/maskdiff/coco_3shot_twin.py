@@ -1,11 +1,7 @@
-# The regression twin of coco_3shot.py: the same frozen detector, data,
-# schedule, denoiser UNet and conditioning (region crop, K = 3 shots +
-# masks, prototype, class), one forward pass trained on the mask instead of
-# the diffusion (RegressionMaskHead; docs/defaults.md, "The regression
-# twin"). The ablation that separates "diffusion" from "MaskDiff's inputs".
+# Regression twin of coco_3shot.py: its RegressionMaskHead (same network and
+# conditioning, K = 3) trained in one forward pass on the mask instead of
+# by diffusion; no sampler hook (docs/defaults.md, "The regression twin").
 #   tools/dist_train.sh configs/maskdiff/coco_3shot_twin.py 8
-#   python tools/analysis_tools/fsis_seeds.py run configs/maskdiff/coco_3shot.py --seeds 0-9 --with-fcn --with-twin
-# test_cfg.rcnn.sampler (the diffusion sampler) does not apply to it.
 _base_ = ['./coco_3shot.py']
 
 model = dict(

@@ -1,23 +1,9 @@
-# MaskDiff stage 1b — TFA fine-tuning on the balanced K-shot set (K = 1).
-# Only the last box layers train (cosine-similarity classifier, box
-# regressor); backbone, neck, RPN and the shared box FCs are frozen.
-#   tools/dist_train.sh configs/maskdiff/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py 8
-# The K-shot sample is named once, by `few_shot.seed` (TFA seeds 0-9; N >= 1
-# reads data/coco/few_shot/seedN/):
-#   tools/dist_train.sh CONFIG 8 --cfg-options few_shot.seed=N
-# FewShotRunner (runner_type below) applies it before building: it sets the
-# seed of every K-shot dataset, replaces {seed} in load_from, and writes to
-# work_dirs/<config>/seed<N>/ (mmdet_maskdiff/few_shot/sample.py).
-# A seed without split files on disk, or a loaded checkpoint trained on
-# another seed or K, stops the run with one line.
-# Loads: stage 1a's final checkpoint with TFA's novel-class initialisation
-# of the box predictor (novel rows re-drawn, base and background rows copied,
-# the classifier bias dropped for the cosine classifier), made once for all K
-# and seeds by
-#   python tools/model_converters/tfa_novel_init.py \
-#       configs/maskdiff/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py \
-#       work_dirs/maskdiff_r101_fpn_8xb2-110k_coco-base-det/iter_110000.pth
-# A missing file is an error (tools/train.py prints that command).
+# MaskDiff stage 1b, K = 1: changes stage 1a to TFA fine-tuning on the
+# balanced K-shot set (only the cosine classifier and box regressor train),
+# from stage 1a with TFA's novel-row initialisation
+# (tools/model_converters/tfa_novel_init.py; docs/protocols.md), one K-shot
+# sample per few_shot.seed (FewShotRunner; docs/protocols.md).
+#   tools/dist_train.sh configs/maskdiff/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py 8 --cfg-options few_shot.seed=N
 # Produces: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det/seed<N>/iter_16000.pth
 _base_ = ['./maskdiff_r101_fpn_8xb2-110k_coco-base-det.py']
 

@@ -1,15 +1,7 @@
-# MaskDiff stage 1b for the novel-only FSIS protocol (iMTFA's `*_novel_*shot`
-# setting, DCFS's FSIS table), K = 1: the detector is fine-tuned and evaluated
-# on the 20 novel (VOC) classes only, with a 20-class box predictor. Compare
-# with the peers' novel-only numbers, not with the all-class (gFSIS) ones
-# (docs/protocols.md).
+# MaskDiff stage 1b, novel-only FSIS protocol, K = 1: changes the all-class
+# stage 1b to the 20 novel classes (20-class box predictor, trained from a
+# fresh initialisation of stage 1a's; docs/protocols.md).
 #   tools/dist_train.sh configs/maskdiff/maskdiff_r101_fpn_8xb2-tfa_coco-novel-1shot-det.py 8
-# K-shot sample: --cfg-options few_shot.seed=N (inherited FewShotRunner; see
-# the all-class stage-1b config).
-# Loads: stage 1a's final checkpoint directly. Its box predictor has 60 + 20
-# + 1 rows, this one 20 + 1: mmengine skips the mismatched fc_cls / fc_reg
-# (a logged size-mismatch warning), so they keep their fresh initialisation,
-# as TFA's novel fine-tuning re-initialises the predictor (randinit).
 # Produces: work_dirs/maskdiff_r101_fpn_8xb2-tfa_coco-novel-1shot-det/seed<N>/iter_2500.pth
 _base_ = ['./maskdiff_r101_fpn_8xb2-tfa_coco-1shot-det.py']
 

@@ -14,12 +14,10 @@ Three steps, each its own function:
 instances as the real bank (for checks on annotation-only data).
 
 ``SupportBank`` itself lives in :mod:`mmdet_maskdiff.structures` (torch only,
-for model code); it is re-exported here for the callers of this module.
+for model code).
 """
 import logging
 import sys
-import warnings
-from importlib import import_module
 from typing import (Dict, Iterable, Iterator, List, NamedTuple, Optional,
                     Tuple, TypeVar)
 
@@ -36,31 +34,9 @@ from .instance_validity import decode_mask as _decode_mask
 from .instance_validity import mask_problem
 from .support_crop import crop_instance
 
-__all__ = [
-    'SupportBank', 'build_support_bank', 'support_bank_metadata',
-    'support_entries'
-]
-
-#: names that lived here before the module was split: new home and module
-_MOVED = {
-    'decode_mask': 'mmdet_maskdiff.datasets.instance_validity',
-    'crop_affine': 'mmdet_maskdiff.datasets.support_crop',
-}
+__all__ = ['build_support_bank', 'support_bank_metadata', 'support_entries']
 
 T = TypeVar('T')
-
-
-def __getattr__(name: str):
-    """The functions that moved out, with a ``DeprecationWarning``."""
-    if name in _MOVED:
-        warnings.warn(
-            f'mmdet_maskdiff.datasets.support_bank.{name} moved to '
-            f'{_MOVED[name]}.{name}; the old name will be removed in the '
-            'next release',
-            DeprecationWarning,
-            stacklevel=2)
-        return getattr(import_module(_MOVED[name]), name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 class _Crop(NamedTuple):

@@ -32,7 +32,9 @@ from mmdet_maskdiff.utils.config_overrides import merge_cfg_options
 from mmdet_maskdiff.utils.config_paths import (display_config_path,
                                                package_config_path)
 from mmdet_maskdiff.utils.config_text import FormattedOnceConfig
+from .mask_head_load import expect_missing_mask_head
 from .report import format_table, summarize
+from .steps import DemoSteps, plan_steps
 
 
 @dataclass
@@ -120,6 +122,9 @@ class DemoSettings:
 HEAD_ROWS = dict(
     maskdiff='MaskDiff', fcn='FCNMaskHead', twin='regression twin')
 
+#: the row name of the untrained diffusion head (stage-1b weights only)
+UNTRAINED_ROW = 'untrained diffusion head'
+
 
 def seed_options(cfg: Config, seed: int) -> dict:
     """The one key that names the K-shot sample ``seed`` (``few_shot.seed``,
@@ -153,7 +158,7 @@ def build_cfg(name: str, settings: DemoSettings, work_dir: str,
     return cfg
 
 
-def _runner(cfg: Config, run_name: str) -> Runner:
+def _runner(cfg: Config, run_name: str, stage_1b_into: str = '') -> Runner:
     """mmengine's Runner for one run of the demo; it applied the K-shot
     sample itself and keeps its own work-dir layout (no ``seed<N>/``).
 
@@ -163,14 +168,23 @@ def _runner(cfg: Config, run_name: str) -> Runner:
     runner would reuse the first one's, writing its scalars and config into
     the first stage's ``vis_data/``. Each run gets names of its own
     (``run_name`` and the run's timestamp).
+
+    ``stage_1b_into`` (a run that loads the stage-1b detector into a model
+    with a mask head) names that head in the one line that replaces
+    mmengine's list of its weights (:mod:`.mask_head_load`).
     """
     cfg.experiment_name = f'demo_{run_name}'
     if isinstance(cfg.get('visualizer'), dict):
         cfg.visualizer.pop('name', None)  # -> the experiment name
-    return Runner.from_cfg(FormattedOnceConfig.of(cfg))
+    runner = Runner.from_cfg(FormattedOnceConfig.of(cfg))
+    if stage_1b_into:
+        expect_missing_mask_head(runner.model, stage_1b_into)
+    return runner
 
 
-def train_stage(name: str, settings: DemoSettings, max_iters: int,
+def train_stage(name: str,
+                settings: DemoSettings,
+                max_iters: int,
                 load_from: Optional[str],
                 work_root: Optional[str] = None) -> str:
     """Train one stage unless its final checkpoint exists.
@@ -189,7 +203,8 @@ def train_stage(name: str, settings: DemoSettings, max_iters: int,
     cfg = build_cfg(name, settings, work_dir, max_iters, load_from)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     start = time.time()
-    _runner(cfg, f'train_{name}').train()
+    head = HEAD_ROWS.get(name, '')
+    _runner(cfg, f'train_{name}', head and f'{head} before training').train()
     settings.timings[f'train_{name}'] = round(time.time() - start, 1)
     return ckpt
 
@@ -223,10 +238,10 @@ def test_stage(name: str, config_name: str, settings: DemoSettings,
                     1, ckpt)
     if settings.draw and name != 'untrained':
         cfg.default_hooks.visualization = dict(
-            type='DetVisualizationHook', draw=True,
-            test_out_dir='predictions')
+            type='DetVisualizationHook', draw=True, test_out_dir='predictions')
     start = time.time()
-    metrics = _runner(cfg, f'test_{name}').test()
+    untrained = UNTRAINED_ROW if name == 'untrained' else ''
+    metrics = _runner(cfg, f'test_{name}', untrained).test()
     settings.timings[f'test_{name}'] = round(time.time() - start, 1)
     return dict(metrics)
 
@@ -255,48 +270,56 @@ def mask_head_stages(settings: DemoSettings) -> List[str]:
     return [name for name in HEAD_ROWS if name in settings.configs()]
 
 
-def train_all_stages(settings: DemoSettings) -> Dict[str, str]:
+def train_all_stages(settings: DemoSettings,
+                     steps: DemoSteps) -> Dict[str, str]:
     """Stage 1a, TFA's novel-row initialisation, stage 1b, then stage 2 with
-    every mask head (:func:`mask_head_stages`).
+    every mask head (:func:`mask_head_stages`), each under its header.
 
     Returns:
         dict: Final checkpoint of ``ft_det`` and of every mask-head stage.
     """
+    steps.announce('base_det')
     base = train_stage('base_det', settings, settings.base_iters, None,
                        settings.base_work_dir)
-    ft = train_stage('ft_det', settings, settings.ft_iters,
-                     novel_init_stage(settings, base))
+    steps.announce('novel_init')
+    novel_init = novel_init_stage(settings, base)
+    steps.announce('ft_det')
+    ft = train_stage('ft_det', settings, settings.ft_iters, novel_init)
     checkpoints = dict(ft_det=ft)
     for name in mask_head_stages(settings):
+        steps.announce(f'train_{name}')
         checkpoints[name] = train_stage(name, settings, settings.mask_iters,
                                         ft)
     return checkpoints
 
 
-def evaluate_heads(settings: DemoSettings,
-                   checkpoints: Dict[str, str]) -> Dict[str, dict]:
+def evaluate_heads(settings: DemoSettings, checkpoints: Dict[str, str],
+                   steps: DemoSteps) -> Dict[str, dict]:
     """End-to-end metrics of the trained mask heads (and, if asked, of the
     untrained diffusion head on the stage-1b detector), by row name."""
-    results = {
-        HEAD_ROWS[name]: test_stage(name, name, settings, checkpoints[name])
-        for name in mask_head_stages(settings)
-    }
+    results = {}
+    for name in mask_head_stages(settings):
+        steps.announce(f'test_{name}')
+        results[HEAD_ROWS[name]] = test_stage(name, name, settings,
+                                              checkpoints[name])
     if settings.untrained:
-        results['untrained diffusion head'] = test_stage(
-            'untrained', 'maskdiff', settings, checkpoints['ft_det'])
+        steps.announce('test_untrained')
+        results[UNTRAINED_ROW] = test_stage('untrained', 'maskdiff', settings,
+                                            checkpoints['ft_det'])
     return results
 
 
-def oracle_evaluate_heads(settings: DemoSettings,
-                          checkpoints: Dict[str, str]) -> Dict[str, dict]:
+def oracle_evaluate_heads(settings: DemoSettings, checkpoints: Dict[str, str],
+                          steps: DemoSteps) -> Dict[str, dict]:
     """Oracle-box mask quality of the trained heads ({} when
     ``settings.oracle`` is off)."""
-    if not settings.oracle:
-        return {}
-    return {
-        HEAD_ROWS[name]: oracle_test_stage(name, settings, checkpoints[name])
-        for name in mask_head_stages(settings)
-    }
+    oracle = {}
+    if settings.oracle:
+        for name in mask_head_stages(settings):
+            steps.announce(f'oracle_{name}')
+            oracle[HEAD_ROWS[name]] = oracle_test_stage(
+                name, settings, checkpoints[name])
+    return oracle
 
 
 def print_tables(summary: dict, oracle: dict) -> None:
@@ -354,18 +377,27 @@ def write_report(settings: DemoSettings, summary: dict, oracle: dict,
 
 
 def run_pipeline(settings: DemoSettings) -> dict:
-    """Generate the data, train every stage, test, write ``results.json``.
+    """Generate the data, train every stage, test, write ``results.json``
+    and print the tables (last), each step under a numbered header
+    (:func:`.steps.plan_steps`).
 
     Returns:
         dict: The report written to ``<work_dir>/results.json``.
     """
     start = time.time()
+    steps = plan_steps(
+        settings,
+        {name: HEAD_ROWS[name]
+         for name in mask_head_stages(settings)}, UNTRAINED_ROW)
+    steps.announce('data')
     make_synthetic_fsis(settings.data_root, difficulty=settings.difficulty)
-    checkpoints = train_all_stages(settings)
-    results = evaluate_heads(settings, checkpoints)
+    checkpoints = train_all_stages(settings, steps)
+    results = evaluate_heads(settings, checkpoints, steps)
     summary = summarize(results)
-    oracle = oracle_evaluate_heads(settings, checkpoints)
-    print_tables(summary, oracle)
+    oracle = oracle_evaluate_heads(settings, checkpoints, steps)
     copy_last_trajectory(settings)
     settings.timings['total'] = round(time.time() - start, 1)
-    return write_report(settings, summary, oracle, results)
+    steps.announce('results')
+    report = write_report(settings, summary, oracle, results)
+    print_tables(summary, oracle)  # last: what the run is for
+    return report

@@ -21,18 +21,15 @@ they all use the *same* config files as the COCO benchmark, and
 Every value is a scalar, list or tuple, so :func:`to_cfg_options_args` can
 also pass them on the command line (``tools/train.py CONFIG --cfg-options
 ...``).
-
-This module was ``mmdet_maskdiff.demo.cpu_scale`` (still importable for one
-release, with a ``DeprecationWarning``).
 """
 from typing import Any, Dict, List, Optional
 
 from mmengine.config import Config
 
 from mmdet_maskdiff.datasets.class_splits import resolve_classes
-from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASSES,
-                                                    SYNTHETIC_SPLIT_NAMES,
-                                                    synthetic_difficulty,
+from mmdet_maskdiff.datasets.synthetic_class_splits import (
+    SYNTHETIC_CLASSES, SYNTHETIC_SPLIT_NAMES)
+from mmdet_maskdiff.datasets.synthetic_fsis import (synthetic_difficulty,
                                                     synthetic_paths)
 from mmdet_maskdiff.utils.config_overrides import file_variables
 from mmdet_maskdiff.utils.config_tree import iter_config_dicts

@@ -67,7 +67,8 @@ def test_class_splits_errors(splits, match):
 def test_named_class_splits():
     from mmdet_maskdiff.datasets import (CLASS_SPLIT_PRESETS,
                                          register_class_splits)
-    from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
+    from mmdet_maskdiff.datasets.synthetic_class_splits import \
+        SYNTHETIC_CLASS_SPLITS
     coco = get_class_splits('COCO')
     assert coco['NOVEL'] == COCO_NOVEL_CLASSES
     assert coco['BASE'] == COCO_BASE_CLASSES

@@ -11,7 +11,8 @@ from mmdet.registry import DATASETS
 from mmdet_maskdiff.datasets import (FewShotCocoDataset,
                                      generate_few_shot_splits,
                                      make_synthetic_fsis)
-from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
+from mmdet_maskdiff.datasets.synthetic_class_splits import \
+    SYNTHETIC_CLASS_SPLITS
 from mmdet_maskdiff.few_shot.split_paths import few_shot_split_path
 
 SPLITS = dict(base=('cat', 'dog'), novel=('bird', 'potted plant'))

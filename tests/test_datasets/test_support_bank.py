@@ -8,11 +8,13 @@ import torch
 from mmdet.datasets import CocoDataset
 from pycocotools import mask as mask_util
 
-from mmdet_maskdiff.datasets import (FewShotCocoDataset, SupportBank,
-                                     build_support_bank, make_synthetic_fsis)
+from mmdet_maskdiff.datasets import (FewShotCocoDataset, build_support_bank,
+                                     make_synthetic_fsis)
 from mmdet_maskdiff.datasets import support_bank as support_bank_module
 from mmdet_maskdiff.datasets.support_bank import support_bank_metadata
-from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
+from mmdet_maskdiff.datasets.synthetic_class_splits import \
+    SYNTHETIC_CLASS_SPLITS
+from mmdet_maskdiff.structures import SupportBank
 
 W, H = 120, 100
 BG = (200, 200, 200)
@@ -352,19 +354,3 @@ def test_progress_bar_counts_the_images(synthetic_data, capsys):
     assert f'{num_images}/{num_images}' in out
     build_support_bank(dataset, crop_size=8)
     assert 'elapsed' not in capsys.readouterr().out  # off by default
-
-
-def test_moved_names_warn_and_resolve():
-    """The helpers that left support_bank.py still resolve, with a
-    DeprecationWarning naming their new home; the bank class is the one of
-    mmdet_maskdiff.structures."""
-    from mmdet_maskdiff.datasets import instance_validity, support_crop
-    from mmdet_maskdiff.structures import SupportBank as TorchOnlyBank
-    homes = dict(decode_mask=instance_validity, crop_affine=support_crop)
-    for name, home in homes.items():
-        with pytest.warns(DeprecationWarning, match=home.__name__):
-            moved = getattr(support_bank_module, name)
-        assert moved is getattr(home, name)
-    assert SupportBank is support_bank_module.SupportBank is TorchOnlyBank
-    with pytest.raises(AttributeError, match='no_such_name'):
-        support_bank_module.no_such_name

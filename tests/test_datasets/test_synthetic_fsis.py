@@ -11,12 +11,16 @@ from pycocotools import mask as mask_util
 
 import cv2
 
-from mmdet_maskdiff.datasets import synthetic_fsis
+from mmdet_maskdiff.datasets import synthetic_easy, synthetic_hard
 from mmdet_maskdiff.datasets.class_splits import get_class_splits
 from mmdet_maskdiff.datasets.few_shot_splits import load_few_shot_split
-from mmdet_maskdiff.datasets.synthetic_fsis import (
+from mmdet_maskdiff.datasets.synthetic_class_splits import (
     SYNTHETIC_CLASS_SPLITS, SYNTHETIC_CLASSES, SYNTHETIC_HARD_CLASS_SPLITS,
-    SYNTHETIC_HARD_CLASSES, make_synthetic_fsis)
+    SYNTHETIC_HARD_CLASSES, ClassStream)
+from mmdet_maskdiff.datasets.synthetic_easy import EASY_STYLE, make_easy_image
+from mmdet_maskdiff.datasets.synthetic_fsis import make_synthetic_fsis
+from mmdet_maskdiff.datasets.synthetic_hard import make_hard_image
+from mmdet_maskdiff.datasets.synthetic_shapes import draw_shape
 
 #: digest (:func:`_digest`) of ``make_synthetic_fsis(root)`` with the default
 #: arguments, recorded before the hard mode was added: the easy set must not
@@ -59,7 +63,7 @@ def test_classes():
     assert len(SYNTHETIC_CLASS_SPLITS['novel']) == 2
     assert SYNTHETIC_CLASSES == (
         SYNTHETIC_CLASS_SPLITS['base'] + SYNTHETIC_CLASS_SPLITS['novel'])
-    colours = {synthetic_fsis._STYLE[c][0] for c in SYNTHETIC_CLASSES}
+    colours = {EASY_STYLE[c][0] for c in SYNTHETIC_CLASSES}
     assert len(colours) == len(SYNTHETIC_CLASSES)
 
 
@@ -132,15 +136,15 @@ def test_deterministic_and_reused(tmp_path):
 def test_masks_are_the_painted_pixels(monkeypatch):
     """With flat colours per class, masks must match the image exactly."""
     monkeypatch.setattr(
-        synthetic_fsis, '_texture', lambda name, h, w, rng: np.full(
+        synthetic_easy, '_texture', lambda name, h, w, rng: np.full(
             (h, w, 3), 10 + 30 * SYNTHETIC_CLASSES.index(name), np.uint8))
-    monkeypatch.setattr(synthetic_fsis, '_background',
+    monkeypatch.setattr(synthetic_easy, 'blotchy_background',
                         lambda h, w, rng: np.zeros((h, w, 3), np.uint8))
     rng = np.random.default_rng(5)
-    stream = synthetic_fsis._ClassStream(len(SYNTHETIC_CLASSES), rng)
+    stream = ClassStream(len(SYNTHETIC_CLASSES), rng)
     overlaps = 0
     for _ in range(40):
-        img, instances = synthetic_fsis._make_image(128, rng, stream)
+        img, instances = make_easy_image(128, rng, stream)
         covered = np.zeros((128, 128), np.int32)
         for inst in instances:
             value = 10 + 30 * inst['label']
@@ -201,8 +205,7 @@ def test_hard_classes():
     assert splits['ALL'] == SYNTHETIC_HARD_CLASSES
     assert splits['NOVEL'] == ('crescent', 'heart', 'arrow')
     for name in SYNTHETIC_HARD_CLASSES:  # every class can be drawn
-        mask = synthetic_fsis.draw_shape(name, 64, 64, np.array([32., 32.]),
-                                         20., 0.3)
+        mask = draw_shape(name, 64, 64, np.array([32., 32.]), 20., 0.3)
         assert 100 < mask.sum() < 64 * 64
     with pytest.raises(ValueError, match="difficulty must be one of"):
         make_synthetic_fsis('unused', difficulty='medium')
@@ -245,7 +248,7 @@ def test_hard_set_ci_size(tmp_path):
 def _hidden_fractions(make_image, num_classes):
     """Render 40 images; the hidden fraction of every instance's shape."""
     rng = np.random.default_rng(3)
-    stream = synthetic_fsis._ClassStream(num_classes, rng)
+    stream = ClassStream(num_classes, rng)
     hidden = []
     for _ in range(40):
         _, instances = make_image(128, rng, stream)
@@ -258,18 +261,18 @@ def test_hard_masks_are_the_visible_painted_pixels(monkeypatch):
     occluding bars) and no blur, every mask must be exactly the pixels of its
     colour: occluded parts (by later instances or by bars) are removed."""
     monkeypatch.setattr(
-        synthetic_fsis, '_hard_instance_texture', lambda label, h, w, rng: np.
+        synthetic_hard, '_hard_instance_texture', lambda label, h, w, rng: np.
         full((h, w, 3), 10 + 20 * label, np.uint8))
-    monkeypatch.setattr(synthetic_fsis, '_stuff_texture',
+    monkeypatch.setattr(synthetic_hard, '_stuff_texture',
                         lambda h, w, rng: np.zeros((h, w, 3), np.uint8))
-    monkeypatch.setattr(synthetic_fsis, '_background',
+    monkeypatch.setattr(synthetic_hard, 'blotchy_background',
                         lambda h, w, rng: np.zeros((h, w, 3), np.uint8))
-    monkeypatch.setattr(synthetic_fsis, '_hard_finish', lambda img, rng: img)
+    monkeypatch.setattr(synthetic_hard, '_hard_finish', lambda img, rng: img)
     rng = np.random.default_rng(5)
-    stream = synthetic_fsis._ClassStream(len(SYNTHETIC_HARD_CLASSES), rng)
+    stream = ClassStream(len(SYNTHETIC_HARD_CLASSES), rng)
     visible_fractions = []
     for _ in range(40):
-        img, instances = synthetic_fsis._make_hard_image(128, rng, stream)
+        img, instances = make_hard_image(128, rng, stream)
         covered = np.zeros((128, 128), np.int32)
         for inst in instances:
             mask = inst['mask'].astype(bool)
@@ -286,10 +289,8 @@ def test_hard_masks_are_the_visible_painted_pixels(monkeypatch):
 
 
 def test_hard_occludes_more_than_easy():
-    easy = _hidden_fractions(synthetic_fsis._make_image,
-                             len(SYNTHETIC_CLASSES))
-    hard = _hidden_fractions(synthetic_fsis._make_hard_image,
-                             len(SYNTHETIC_HARD_CLASSES))
+    easy = _hidden_fractions(make_easy_image, len(SYNTHETIC_CLASSES))
+    hard = _hidden_fractions(make_hard_image, len(SYNTHETIC_HARD_CLASSES))
     assert len(hard) > len(easy)  # more instances per image
     assert (hard > 0).mean() > 1.5 * (easy > 0).mean()  # more often
     assert hard.mean() > 2 * easy.mean()  # and more of each shape

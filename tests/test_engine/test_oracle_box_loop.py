@@ -28,9 +28,9 @@ import mmdet_maskdiff  # noqa: F401
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.registry import DATASETS, HOOKS, MODELS
 from mmdet.structures.bbox import bbox2roi
-from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
-                                                    SYNTHETIC_CLASSES,
-                                                    make_synthetic_fsis,
+from mmdet_maskdiff.datasets.synthetic_class_splits import (
+    SYNTHETIC_CLASS_SPLITS, SYNTHETIC_CLASSES)
+from mmdet_maskdiff.datasets.synthetic_fsis import (make_synthetic_fsis,
                                                     synthetic_paths)
 from mmdet_maskdiff.engine.runner import (ground_truth_by_image,
                                           predict_on_ground_truth)

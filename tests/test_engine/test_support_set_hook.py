@@ -8,10 +8,12 @@ import torch
 from mmengine.logging import MMLogger
 
 import mmdet_maskdiff  # noqa: F401
-from mmdet_maskdiff.datasets import FewShotCocoDataset, SupportBank
-from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
+from mmdet_maskdiff.datasets import FewShotCocoDataset
+from mmdet_maskdiff.datasets.synthetic_class_splits import \
+    SYNTHETIC_CLASS_SPLITS
 from mmdet_maskdiff.engine.hooks import SupportSetHook
 from mmdet_maskdiff.models import SupportEncoder
+from mmdet_maskdiff.structures import SupportBank
 
 CROP = 16
 

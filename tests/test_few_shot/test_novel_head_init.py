@@ -13,8 +13,8 @@ from mmengine.registry import DefaultScope
 
 import mmdet_maskdiff  # noqa: F401  (registers the package's modules)
 from mmdet.registry import MODELS
-from mmdet_maskdiff.datasets.synthetic_fsis import (SYNTHETIC_CLASS_SPLITS,
-                                                    SYNTHETIC_CLASSES)
+from mmdet_maskdiff.datasets.synthetic_class_splits import (
+    SYNTHETIC_CLASS_SPLITS, SYNTHETIC_CLASSES)
 from mmdet_maskdiff.few_shot.novel_head_init import (
     BoxPredictorLayout, NOVEL_WEIGHT_STD, default_output_path,
     layout_from_config, reinit_novel_rows, surgery_command, tfa_novel_init)

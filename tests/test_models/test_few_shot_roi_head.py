@@ -8,9 +8,9 @@ from _model_helpers import conditions_of_one_step
 from mmengine.optim import OptimWrapper
 from mmengine.structures import InstanceData
 
-from mmdet_maskdiff.datasets import SupportBank
-from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASSES
+from mmdet_maskdiff.datasets.synthetic_class_splits import SYNTHETIC_CLASSES
 from mmdet_maskdiff.models import QueryContext
+from mmdet_maskdiff.structures import SupportBank
 
 S = 32  # support crop side
 MEAN = torch.tensor([123.675, 116.28, 103.53])  # RGB, of the config

@@ -7,9 +7,9 @@ import torch
 from mmengine.runner.checkpoint import (get_state_dict, load_checkpoint,
                                         save_checkpoint, weights_to_cpu)
 
-from mmdet_maskdiff.datasets import SupportBank
 from mmdet_maskdiff.models.roi_heads.stored_support import (StoredSupport,
                                                             first_shots)
+from mmdet_maskdiff.structures import SupportBank
 
 K = 5  # the fixture config is coco_5shot.py
 INFO = dict(crop_size=32, context=0.1, dataset=dict(seed=0))

@@ -4,7 +4,7 @@ from torch import nn
 
 from mmdet_maskdiff.diffusion import GaussianDiffusion, get_beta_schedule
 from mmdet_maskdiff.networks import ConditionEncoding, MaskDenoisingUNet
-from mmdet_maskdiff.networks.mask_unet import AttentionBlock, ResidualBlock
+from mmdet_maskdiff.networks.unet_blocks import AttentionBlock, ResidualBlock
 
 SMALL = dict(
     base_channels=32,

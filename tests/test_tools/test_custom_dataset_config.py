@@ -15,7 +15,8 @@ from _tool_helpers import REPO, describe, run_tool_here
 from mmengine.config import Config
 
 from mmdet_maskdiff.datasets.num_classes_check import check_num_classes
-from mmdet_maskdiff.datasets.synthetic_fsis import SYNTHETIC_CLASS_SPLITS
+from mmdet_maskdiff.datasets.synthetic_class_splits import \
+    SYNTHETIC_CLASS_SPLITS
 from mmdet_maskdiff.few_shot.sample import support_set_config
 from mmdet_maskdiff.testing import cpu_scale_options, to_cfg_options_args
 from mmdet_maskdiff.utils.config_tree import iter_config_dicts

@@ -13,9 +13,9 @@ from _tiny_maskdiff import save_checkpoint, tiny_config
 from _tool_helpers import TINY_CONFIG, describe, run_tool_here, tool_env
 from mmengine.config import Config
 
-from mmdet_maskdiff.datasets.support_bank import SupportBank
 from mmdet_maskdiff.engine.hooks.support_set_hook import SupportSetHook
 from mmdet_maskdiff.models.mask_heads import ConditionSpec
+from mmdet_maskdiff.structures import SupportBank
 from mmdet_maskdiff.utils import InputError, run_cli
 from mmdet_maskdiff.utils.cli_checks import (DEBUG_ENV, check_at_least,
                                              check_evaluators)

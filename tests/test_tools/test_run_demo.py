@@ -1,7 +1,8 @@
 """The README's main command, ``tools/run_demo.py`` (what ``make demo``
 runs), end to end at a few iterations: it generates the embedded dataset,
 trains every stage through the COCO configs (with ``--with-twin`` also the
-regression twin), tests the mask heads and writes the table,
+regression twin), tests the mask heads under numbered step headers and
+writes the tables (last),
 ``results.json`` and the trajectory PNG."""
 import json
 import os.path as osp
@@ -47,8 +48,36 @@ def test_run_demo_end_to_end(tmp_path):
     assert (work_dir / 'ft_det' / 'iter_2_novel-init.pth').is_file()
     assert 'novel init: removed roi_head.bbox_head.fc_cls.bias' in proc.stdout
 
-    # the printed table: both heads, every split
+    # one numbered header per step, in order; the tables come last
     lines = proc.stdout.splitlines()
+    headers = [line for line in lines if line.startswith('== [')]
+    assert len(headers) == 14, headers
+    assert headers[0] == '== [1/14] synthetic dataset (easy): ' \
+        f'{data_root} =='
+    assert '== [7/14] stage 2: regression twin mask head (2 iters) ==' in (
+        headers)
+    assert headers[-1] == '== [14/14] results =='
+    assert lines.index(headers[-1]) > lines.index(headers[-2])
+
+    # loading stage 1b into a model with a mask head: one line each, not
+    # mmengine's list of the head's weights
+    # (the untrained diffusion head's test gets the same line: test_demo/)
+    for note in ('MaskDiff before training', 'FCNMaskHead before training',
+                 'regression twin before training'):
+        expected = [
+            line for line in lines if line.startswith(f'[demo] {note}: ')
+            and line.endswith('mask-head weights not in the checkpoint, as '
+                              'expected (they keep their initialisation)')
+        ]
+        assert len(expected) == 1, (note, describe(proc))
+    missing = [
+        line for line in (proc.stdout + proc.stderr).splitlines()
+        if line.startswith('missing keys in source state_dict')
+    ]
+    assert missing, 'the other stage-1 loads report their missing keys'
+    assert not any('roi_head.mask_head.' in line for line in missing)
+
+    # the printed table: every head, every split
     header = [
         i for i, line in enumerate(lines)
         if line.startswith('| method | split | bbox AP')
@@ -71,6 +100,7 @@ def test_run_demo_end_to_end(tmp_path):
         for split in SPLITS:
             assert any(
                 line.startswith(f'| {method} | {split} |') for line in table)
+    assert table[-1] == lines[-1]  # the tables end the output
 
     report = json.loads((work_dir / 'results.json').read_text())
     assert set(report['summary']) == set(METHODS)

@@ -15,8 +15,10 @@ import argparse
 import inspect
 import time
 
-from mmdet_maskdiff.datasets.synthetic_fsis import (
-    SYNTHETIC_SPLITS_BY_DIFFICULTY, count_instances, make_synthetic_fsis)
+from mmdet_maskdiff.datasets.synthetic_class_splits import \
+    SYNTHETIC_SPLITS_BY_DIFFICULTY
+from mmdet_maskdiff.datasets.synthetic_fsis import (count_instances,
+                                                    make_synthetic_fsis)
 from mmdet_maskdiff.utils import InputError, run_cli
 
 #: the library's defaults, so the command line cannot drift from them

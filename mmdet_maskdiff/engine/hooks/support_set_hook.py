@@ -8,11 +8,11 @@ from mmengine.hooks import Hook
 from mmdet.registry import DATASETS, HOOKS
 from mmdet_maskdiff.datasets.few_shot_coco import FewShotCocoDataset
 from mmdet_maskdiff.datasets.k_shot_members import k_shot_members
-from mmdet_maskdiff.datasets.support_bank import (SupportBank,
-                                                  build_support_bank)
+from mmdet_maskdiff.datasets.support_bank import build_support_bank
 from mmdet_maskdiff.few_shot.sample import support_set_config
 from mmdet_maskdiff.models.mask_heads.mask_condition import condition_spec_of
 from mmdet_maskdiff.models.roi_heads.support_encoder import support_encoder_of
+from mmdet_maskdiff.structures import SupportBank
 from .runner_model import unwrap_model
 
 
