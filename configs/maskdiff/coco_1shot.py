@@ -35,7 +35,7 @@ train_dataloader = dict(
             dict(few_shot_set, num_base_shots=0),
         ]))
 
-# the sampler itself: model.test_cfg.rcnn.sampler (_base_/models)
+# the sampler itself: model.test_cfg.rcnn.diffusion_sampling (_base_/models)
 sampler_hook = dict(type='DiffusionSamplerHook', save_trajectory=True)
 support_set_hook = dict(
     type='SupportSetHook',
