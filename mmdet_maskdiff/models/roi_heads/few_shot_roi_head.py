@@ -262,6 +262,10 @@ class FewShotRoIHead(StandardRoIHead):
         Besides ``masks`` (n, H, W), each result gets ``mask_uncertainty``
         (n, m, m), the mask head's per-pixel uncertainty: the variance over
         the samples of the RoI (diffusion head), p(1 − p) (regression twin).
+        When the first image's meta holds :data:`TRAJECTORY_REQUEST` (n), the
+        diffusion head's reverse chain of the first chunk of RoIs, every n-th
+        step, is added to the first result's metainfo as
+        :data:`TRAJECTORY_RESULT`.
         """
         if not self.needs_condition:
             return super().predict_mask(x, batch_img_metas, results_list,
